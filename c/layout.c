@@ -1,0 +1,13 @@
+/*
+ * The C side of the layout cross-check: one function per constant, called
+ * once by src/constants.rs at initialisation.
+ */
+#include "layout.h"
+
+size_t slitter_c_data_alignment(void) { return SLITTER_DATA_ALIGNMENT; }
+size_t slitter_c_guard_page_size(void) { return SLITTER_GUARD_PAGE_SIZE; }
+size_t slitter_c_metadata_page_size(void) { return SLITTER_METADATA_PAGE_SIZE; }
+size_t slitter_c_span_alignment(void) { return SLITTER_SPAN_ALIGNMENT; }
+size_t slitter_c_span_metadata_size(void) { return sizeof(struct slitter_span_record); }
+size_t slitter_c_magazine_size(void) { return SLITTER_MAGAZINE_SIZE; }
+size_t slitter_c_thread_state_size(void) { return sizeof(struct slitter_thread_state); }

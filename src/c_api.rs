@@ -1,0 +1,181 @@
+//! The C class API, exported from the cdylib and the staticlib and declared
+//! in `include/slitter.h` (generated from this file by cbindgen).
+//!
+//! Owns: the `extern "C"` entry points of the class API and their C types.
+//! Invariants: every entry point validates its arguments and either
+//! succeeds or reports a clear error; nothing panics or unwinds across the
+//! C boundary (every failure goes through `fatal::die`, which aborts).
+
+use core::ffi::{c_char, c_void, CStr};
+use core::ptr::NonNull;
+
+use crate::cache;
+use crate::checks;
+use crate::class::{self, ClassError, RawConfig};
+use crate::mapper;
+
+/// A registered class, passed by value. Id 0 is never a valid class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SlitterClass {
+    /// The class id.
+    pub id: u32,
+}
+
+/// How to create a class. Use designated initialisers: fields added in
+/// later versions default to zero.
+#[repr(C)]
+pub struct SlitterClassConfig {
+    /// A name for diagnostics (NULL: "anonymous"); copied, at most 63 bytes.
+    pub name: *const c_char,
+    /// Object size in bytes, from 1 to the largest span size.
+    pub size: usize,
+    /// Whether every object handed out reads as zeroes.
+    pub zero_init: bool,
+    /// The mapper to take memory from: NULL or "default" for anonymous
+    /// memory, "file" for file-backed memory.
+    pub mapper_name: *const c_char,
+}
+
+/// The outcome of `slitter_class_try_register`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlitterStatus {
+    /// The class was registered.
+    SLITTER_OK = 0,
+    /// The config pointer was NULL.
+    SLITTER_NULL_CONFIG,
+    /// The object size was 0.
+    SLITTER_ZERO_SIZE,
+    /// The object size exceeds the largest span the mill serves.
+    SLITTER_SIZE_TOO_LARGE,
+    /// No mapper is registered under `mapper_name`.
+    SLITTER_UNKNOWN_MAPPER,
+    /// The class table is full.
+    SLITTER_TOO_MANY_CLASSES,
+    /// Memory for the class's records could not be obtained.
+    SLITTER_OUT_OF_MEMORY,
+}
+
+impl From<ClassError> for SlitterStatus {
+    fn from(error: ClassError) -> Self {
+        match error {
+            ClassError::NullConfig => Self::SLITTER_NULL_CONFIG,
+            ClassError::ZeroSize => Self::SLITTER_ZERO_SIZE,
+            ClassError::SizeTooLarge { .. } => Self::SLITTER_SIZE_TOO_LARGE,
+            ClassError::UnknownMapper => Self::SLITTER_UNKNOWN_MAPPER,
+            ClassError::TooManyClasses => Self::SLITTER_TOO_MANY_CLASSES,
+            ClassError::OutOfMemory => Self::SLITTER_OUT_OF_MEMORY,
+        }
+    }
+}
+
+/// Reads an optional C string.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string.
+unsafe fn optional_bytes<'a>(ptr: *const c_char) -> Option<&'a [u8]> {
+    // SAFETY: guaranteed by the caller.
+    (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_bytes())
+}
+
+/// Registers the class described by `config`.
+///
+/// # Safety
+/// `config` is NULL or points to a valid config whose strings are NULL or
+/// NUL-terminated.
+unsafe fn register(config: *const SlitterClassConfig) -> Result<SlitterClass, ClassError> {
+    // SAFETY: guaranteed by the caller.
+    let config = unsafe { config.as_ref() }.ok_or(ClassError::NullConfig)?;
+    let raw = RawConfig {
+        // SAFETY: guaranteed by the caller.
+        name: unsafe { optional_bytes(config.name) },
+        size: config.size,
+        zero_init: config.zero_init,
+        // SAFETY: guaranteed by the caller.
+        mapper_name: unsafe { optional_bytes(config.mapper_name) },
+    };
+    class::register(&raw).map(|info| SlitterClass { id: info.id })
+}
+
+/// Registers a new class and returns it. Aborts with a `slitter:` message
+/// naming the problem if the config is invalid (NULL, size 0 or too large,
+/// unknown mapper) or memory is exhausted; see `slitter_class_try_register`
+/// for a variant that reports errors instead.
+///
+/// # Safety
+/// `config` is NULL or points to a valid config whose strings are NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn slitter_class_register(config: *const SlitterClassConfig) -> SlitterClass {
+    // SAFETY: forwarded from the caller.
+    match unsafe { register(config) } {
+        Ok(class) => class,
+        Err(error) => crate::fatal::die(format_args!("cannot register class: {error}")),
+    }
+}
+
+/// Registers a new class into `*out`; returns SLITTER_OK, or the reason
+/// the config was refused (leaving `*out` untouched).
+///
+/// # Safety
+/// `config` as for `slitter_class_register`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn slitter_class_try_register(
+    config: *const SlitterClassConfig,
+    out: *mut SlitterClass,
+) -> SlitterStatus {
+    // SAFETY: forwarded from the caller.
+    match unsafe { register(config) } {
+        Ok(class) => {
+            // SAFETY: the caller passes NULL or a writable pointer.
+            if let Some(out) = unsafe { out.as_mut() } {
+                *out = class;
+            }
+            SlitterStatus::SLITTER_OK
+        }
+        Err(error) => error.into(),
+    }
+}
+
+/// Returns a new object of `class`. Objects are at least 8-byte aligned,
+/// and 16-byte aligned when the class size is a multiple of 16. Aborts if
+/// the class does not exist or memory is exhausted.
+#[no_mangle]
+pub extern "C" fn slitter_allocate(class: SlitterClass) -> *mut c_void {
+    match cache::allocate(class.id) {
+        Some(object) => object.as_ptr().cast(),
+        None => crate::fatal::die(format_args!(
+            "out of memory allocating from class id {}",
+            class.id
+        )),
+    }
+}
+
+/// Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
+/// message if `ptr` was not allocated from `class`.
+#[no_mangle]
+pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
+    let Some(object) = NonNull::new(ptr.cast::<u8>()) else {
+        return;
+    };
+    checks::check_release(class.id, object.as_ptr() as usize);
+    cache::release(class.id, object);
+}
+
+/// Sets the directory in which the "file" mapper creates its (unlinked)
+/// backing files; NULL restores the default ($TMPDIR, else /tmp). Returns 0,
+/// or ENAMETOOLONG if the path is too long. Affects chunks mapped later.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn slitter_set_file_backed_slab_directory(path: *const c_char) -> i32 {
+    // SAFETY: guaranteed by the caller.
+    let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });
+    match mapper::set_file_backed_slab_directory(path) {
+        Ok(()) => 0,
+        Err(errno) => errno,
+    }
+}

@@ -1,0 +1,52 @@
+//! Checks on addresses handed back to slitter.
+//!
+//! Owns: the validation of every released address, from out-of-band state
+//! only, and the one-line `slitter:` report of each misuse found.
+//!
+//! Invariants: an address is tested against the chunk registry before any
+//! span record is read, so a foreign pointer never makes slitter fault; an
+//! address passes only if it is the start of an object that the named
+//! class's press has handed out; every failure ends in `fatal::die`.
+
+use crate::class;
+use crate::span::{find_record, SpanRecord};
+
+/// Aborts with a report unless `addr` is the start of an object handed out
+/// by class `class_id`.
+#[inline(always)]
+pub fn check_release(class_id: u32, addr: usize) {
+    match find_record(addr) {
+        Some(record) if record.class_id() == class_id && record.is_object_start(addr) => {}
+        found => report_bad_release(class_id, addr, found),
+    }
+}
+
+/// Writes `class <name>, id <id>` for a class id, without allocating.
+struct ClassLabel(u32);
+
+impl core::fmt::Display for ClassLabel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match class::info(self.0) {
+            Some(info) => write!(f, "class {}, id {}", info.name(), self.0),
+            None => write!(f, "unknown class id {}", self.0),
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn report_bad_release(class_id: u32, addr: usize, record: Option<&SpanRecord>) -> ! {
+    let expected = ClassLabel(class_id);
+    match record.map(SpanRecord::class_id) {
+        None | Some(0) => crate::fatal::die(format_args!(
+            "release of {addr:#x}, which slitter did not allocate, into ({expected})"
+        )),
+        Some(owner) if owner != class_id => crate::fatal::die(format_args!(
+            "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
+            ClassLabel(owner)
+        )),
+        Some(_) => crate::fatal::die(format_args!(
+            "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
+        )),
+    }
+}

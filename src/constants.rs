@@ -1,0 +1,169 @@
+//! Layout constants of the heap, and their cross-check against the C shim.
+//!
+//! Owns: every size that fixes the shape of a chunk (data alignment, guard
+//! and metadata sizes), the span granularity, the span-record size and the
+//! magazine capacity, and the size of the per-thread cache header. The same
+//! constants are defined again in `c/layout.h`;
+//! [`check_against_c`] compares the two sets once, at initialisation, and
+//! aborts with a message naming the first constant that differs.
+//!
+//! Invariants (checked at compile time below): every region size is a power
+//! of two and a multiple of the page size; one chunk's span records fit in
+//! its metadata region.
+//!
+//! The `test_only_small_constants` feature shrinks the chunk to 2 MiB so
+//! tests reach chunk and span roll-over after a few allocations.
+
+use static_assertions::const_assert;
+
+#[cfg(not(feature = "test_only_small_constants"))]
+mod values {
+    pub const DATA_ALIGNMENT: usize = 1 << 30;
+    pub const GUARD_PAGE_SIZE: usize = 2 << 20;
+    pub const METADATA_PAGE_SIZE: usize = 2 << 20;
+    /// Spans of a class are about this large, unless objects are larger.
+    pub const SPAN_TARGET_SIZE: usize = 1 << 20;
+}
+
+#[cfg(feature = "test_only_small_constants")]
+mod values {
+    pub const DATA_ALIGNMENT: usize = 2 << 20;
+    pub const GUARD_PAGE_SIZE: usize = 16 << 10;
+    pub const METADATA_PAGE_SIZE: usize = 16 << 10;
+    pub const SPAN_TARGET_SIZE: usize = 64 << 10;
+}
+
+pub use values::*;
+
+/// Spans start and end on this alignment; each slot of this size in a
+/// chunk's data region has one span record.
+pub const SPAN_ALIGNMENT: usize = 16 << 10;
+
+/// Size of one span record in the metadata region.
+pub const SPAN_METADATA_SIZE: usize = 32;
+
+/// Number of object slots in a magazine.
+pub const MAGAZINE_SIZE: usize = 30;
+
+/// The largest span the mill hands out, hence the largest object size.
+pub const MAX_SPAN_SIZE: usize = DATA_ALIGNMENT / 16;
+
+/// Number of span records (and span slots) per chunk.
+pub const SPANS_PER_CHUNK: usize = DATA_ALIGNMENT / SPAN_ALIGNMENT;
+
+/// The metadata region starts this many bytes below the chunk's data.
+pub const METADATA_OFFSET: usize = GUARD_PAGE_SIZE + METADATA_PAGE_SIZE;
+
+/// Address space reserved per chunk: enough to find a `DATA_ALIGNMENT`-aligned
+/// data region with its prefix and suffix at any page-aligned base.
+pub const CHUNK_RESERVATION_SIZE: usize =
+    2 * DATA_ALIGNMENT + 3 * GUARD_PAGE_SIZE + METADATA_PAGE_SIZE;
+
+/// Highest user-space address (exclusive) on x86-64 with 4-level paging; mmap
+/// never returns memory above it unless asked with a hint.
+pub const ADDRESS_SPACE_LIMIT: usize = 1 << 47;
+
+/// Class ids are below this bound (id 0 means "no class").
+pub const MAX_CLASSES: usize = 4096;
+
+const_assert!(DATA_ALIGNMENT.is_power_of_two());
+const_assert!(GUARD_PAGE_SIZE.is_power_of_two());
+const_assert!(METADATA_PAGE_SIZE.is_power_of_two());
+const_assert!(SPAN_ALIGNMENT.is_power_of_two());
+const_assert!(GUARD_PAGE_SIZE % 4096 == 0);
+const_assert!(METADATA_PAGE_SIZE % 4096 == 0);
+const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= METADATA_PAGE_SIZE);
+const_assert!(SPAN_TARGET_SIZE % SPAN_ALIGNMENT == 0);
+const_assert!(MAX_SPAN_SIZE >= SPAN_TARGET_SIZE);
+const_assert!(METADATA_OFFSET + GUARD_PAGE_SIZE <= DATA_ALIGNMENT);
+
+mod shim {
+    extern "C" {
+        pub fn slitter_c_data_alignment() -> usize;
+        pub fn slitter_c_guard_page_size() -> usize;
+        pub fn slitter_c_metadata_page_size() -> usize;
+        pub fn slitter_c_span_alignment() -> usize;
+        pub fn slitter_c_span_metadata_size() -> usize;
+        pub fn slitter_c_magazine_size() -> usize;
+        pub fn slitter_c_thread_state_size() -> usize;
+    }
+}
+
+/// The constants shared with C, as (name, Rust value, C value).
+fn shared_constants() -> [(&'static str, usize, usize); 7] {
+    // SAFETY: the shim functions take no argument and return a constant.
+    unsafe {
+        [
+            (
+                "DATA_ALIGNMENT",
+                DATA_ALIGNMENT,
+                shim::slitter_c_data_alignment(),
+            ),
+            (
+                "GUARD_PAGE_SIZE",
+                GUARD_PAGE_SIZE,
+                shim::slitter_c_guard_page_size(),
+            ),
+            (
+                "METADATA_PAGE_SIZE",
+                METADATA_PAGE_SIZE,
+                shim::slitter_c_metadata_page_size(),
+            ),
+            (
+                "SPAN_ALIGNMENT",
+                SPAN_ALIGNMENT,
+                shim::slitter_c_span_alignment(),
+            ),
+            (
+                "SPAN_METADATA_SIZE",
+                SPAN_METADATA_SIZE,
+                shim::slitter_c_span_metadata_size(),
+            ),
+            (
+                "MAGAZINE_SIZE",
+                MAGAZINE_SIZE,
+                shim::slitter_c_magazine_size(),
+            ),
+            (
+                "THREAD_STATE_SIZE",
+                core::mem::size_of::<crate::cache::ThreadState>(),
+                shim::slitter_c_thread_state_size(),
+            ),
+        ]
+    }
+}
+
+/// Returns the first constant on which Rust and C disagree.
+pub fn first_mismatch() -> Option<(&'static str, usize, usize)> {
+    shared_constants()
+        .into_iter()
+        .find(|&(_, rust, c)| rust != c)
+}
+
+/// Aborts with a message naming the constant if the C shim disagrees.
+pub fn check_against_c() {
+    if let Some((name, rust, c)) = first_mismatch() {
+        crate::fatal::die(format_args!(
+            "layout constant {name} differs between Rust ({rust}) and C ({c})"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_and_rust_agree() {
+        assert_eq!(first_mismatch(), None);
+        assert_eq!(shared_constants().len(), 7);
+    }
+
+    #[test]
+    fn span_record_size_matches_the_struct() {
+        assert_eq!(
+            core::mem::size_of::<crate::span::SpanRecord>(),
+            SPAN_METADATA_SIZE
+        );
+    }
+}

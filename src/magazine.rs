@@ -1,0 +1,251 @@
+//! Magazines and lock-free magazine stacks.
+//!
+//! Owns: the [`Magazine`], a fixed array of `MAGAZINE_SIZE` object pointers
+//! that a thread pops from and pushes into without synchronisation, and the
+//! [`MagazineStack`], a Treiber stack through which whole magazines move
+//! between threads, classes and the rack.
+//!
+//! Invariants: magazines are immortal (they come from the internal arena and
+//! are never freed), so a stale pointer read during a racing pop always
+//! points to a magazine; the stack head packs the top magazine's address
+//! (256-byte aligned, below 2^47, so 39 significant bits) with a 25-bit
+//! generation counter bumped on every successful update, which defeats ABA
+//! unless a pop is preempted for exactly 2^25 updates. A magazine is in at
+//! most one place at a time: one stack, or one thread cache entry.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use static_assertions::const_assert_eq;
+
+use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_SIZE};
+
+/// A batch of up to `MAGAZINE_SIZE` free objects of one class.
+#[repr(C, align(256))]
+pub struct Magazine {
+    /// Number of objects in `slots[..count]`.
+    pub count: u32,
+    /// When non-zero, objects popped from this magazine are cleared to
+    /// `zero_size` bytes (the class asked for zero-initialised objects).
+    pub zero_size: u32,
+    /// Next magazine in a stack (a plain address; 0 at the bottom).
+    link: AtomicUsize,
+    /// The objects.
+    pub slots: [*mut u8; MAGAZINE_SIZE],
+}
+
+const_assert_eq!(core::mem::size_of::<Magazine>(), 256);
+
+// SAFETY: a magazine is owned by one thread (or stack) at a time; its slots
+// are addresses of free objects, not references, and the immutable sentinel
+// magazines are never written.
+unsafe impl Sync for Magazine {}
+// SAFETY: as above; moving a magazine moves ownership of its objects.
+unsafe impl Send for Magazine {}
+
+impl Magazine {
+    /// An empty magazine.
+    pub const EMPTY: Magazine = Magazine {
+        count: 0,
+        zero_size: 0,
+        link: AtomicUsize::new(0),
+        slots: [core::ptr::null_mut(); MAGAZINE_SIZE],
+    };
+
+    /// A magazine that claims to be full; only for never-written sentinels.
+    pub const FULL: Magazine = Magazine {
+        count: MAGAZINE_SIZE as u32,
+        ..Magazine::EMPTY
+    };
+
+    /// Whether the magazine holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether the magazine has no free slot.
+    pub fn is_full(&self) -> bool {
+        self.count as usize == MAGAZINE_SIZE
+    }
+
+    /// Takes the most recently pushed object.
+    #[contracts::debug_requires(!self.is_empty())]
+    #[inline(always)]
+    pub fn pop(&mut self) -> *mut u8 {
+        self.count -= 1;
+        // SAFETY: count < MAGAZINE_SIZE after the decrement.
+        unsafe { *self.slots.get_unchecked(self.count as usize) }
+    }
+
+    /// Adds an object.
+    #[contracts::debug_requires(!self.is_full())]
+    #[inline(always)]
+    pub fn push(&mut self, object: *mut u8) {
+        // SAFETY: count < MAGAZINE_SIZE since the magazine is not full.
+        unsafe { *self.slots.get_unchecked_mut(self.count as usize) = object };
+        self.count += 1;
+    }
+}
+
+const ADDRESS_SHIFT: u32 = 8;
+const ADDRESS_BITS: u32 = 39;
+const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
+const_assert_eq!(
+    1usize << (ADDRESS_BITS + ADDRESS_SHIFT),
+    ADDRESS_SPACE_LIMIT
+);
+const_assert_eq!(1usize << ADDRESS_SHIFT, core::mem::align_of::<Magazine>());
+
+fn pack(magazine: usize, generation: u64) -> u64 {
+    ((magazine as u64) >> ADDRESS_SHIFT) | (generation << ADDRESS_BITS)
+}
+
+fn address(head: u64) -> usize {
+    ((head & ADDRESS_MASK) << ADDRESS_SHIFT) as usize
+}
+
+fn generation(head: u64) -> u64 {
+    head >> ADDRESS_BITS
+}
+
+/// A lock-free stack of magazines (see the module invariants).
+pub struct MagazineStack {
+    head: AtomicU64,
+}
+
+impl Default for MagazineStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MagazineStack {
+    /// An empty stack.
+    pub const fn new() -> Self {
+        MagazineStack {
+            head: AtomicU64::new(0),
+        }
+    }
+
+    /// Pushes a magazine that the caller owns; ownership moves to the stack.
+    #[contracts::debug_requires((magazine.as_ptr() as usize) < ADDRESS_SPACE_LIMIT)]
+    pub fn push(&self, magazine: NonNull<Magazine>) {
+        let addr = magazine.as_ptr() as usize;
+        // SAFETY: the caller owns the magazine; `link` is atomic because a
+        // racing pop may read it through a stale head.
+        let link = unsafe { &(*magazine.as_ptr()).link };
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            link.store(address(head), Ordering::Relaxed);
+            let new = pack(addr, generation(head).wrapping_add(1));
+            match self
+                .head
+                .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(current) => head = current,
+            }
+        }
+    }
+
+    /// Pops a magazine, whose ownership moves to the caller.
+    #[contracts::debug_ensures(ret.map_or(true, |m| m.as_ptr() as usize % 256 == 0))]
+    pub fn pop(&self) -> Option<NonNull<Magazine>> {
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            let top = NonNull::new(address(head) as *mut Magazine)?;
+            // SAFETY: magazines are immortal, so even a stale `top` is a
+            // valid magazine; its link is only read atomically.
+            let next = unsafe { (*top.as_ptr()).link.load(Ordering::Relaxed) };
+            let new = pack(next, generation(head).wrapping_add(1));
+            match self
+                .head
+                .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Some(top),
+                Err(current) => head = current,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    fn new_magazines(n: usize) -> Vec<NonNull<Magazine>> {
+        (0..n)
+            .map(|_| {
+                let p = crate::arena::allocate(256, 256).unwrap().cast::<Magazine>();
+                // SAFETY: fresh arena memory for one magazine.
+                unsafe { p.as_ptr().write(Magazine::EMPTY) };
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn magazine_is_lifo() {
+        let mut m = Magazine::EMPTY;
+        for i in 1..=MAGAZINE_SIZE {
+            m.push(i as *mut u8);
+        }
+        assert!(m.is_full());
+        for i in (1..=MAGAZINE_SIZE).rev() {
+            assert_eq!(m.pop() as usize, i);
+        }
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn stack_is_lifo_and_counts_generations() {
+        let stack = MagazineStack::new();
+        let mags = new_magazines(3);
+        assert!(stack.pop().is_none());
+        for &m in &mags {
+            stack.push(m);
+        }
+        for &m in mags.iter().rev() {
+            assert_eq!(stack.pop(), Some(m));
+        }
+        assert!(stack.pop().is_none());
+        assert_eq!(generation(stack.head.load(Ordering::Relaxed)), 6);
+    }
+
+    #[test]
+    fn concurrent_push_pop_never_loses_or_duplicates() {
+        let stack = Arc::new(MagazineStack::new());
+        let mags = new_magazines(64);
+        for &m in &mags {
+            stack.push(m);
+        }
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stack = Arc::clone(&stack);
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        let mut held = Vec::new();
+                        for _ in 0..3 {
+                            if let Some(m) = stack.pop() {
+                                held.push(m);
+                            }
+                        }
+                        for m in held {
+                            stack.push(m);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut seen = HashSet::new();
+        while let Some(m) = stack.pop() {
+            assert!(seen.insert(m.as_ptr() as usize), "magazine popped twice");
+        }
+        assert_eq!(seen.len(), mags.len());
+    }
+}

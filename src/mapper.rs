@@ -1,0 +1,357 @@
+//! Mappers: where slitter's address space and memory come from.
+//!
+//! Owns: the [`Mapper`] trait, the two built-in mappers (anonymous `mmap`,
+//! the default, and the file-backed mapper named `"file"`), the registry of
+//! named mappers that classes pick from, and the thin `mmap` helpers the
+//! rest of the crate uses.
+//!
+//! Invariants: a reservation is inaccessible until a mill backs part of it;
+//! mappers are immortal (`&'static`) and registered names are unique; the
+//! registry holds at most [`MAX_MAPPERS`] mappers and the index of a mapper
+//! never changes, so mills can be indexed by it.
+
+use core::ffi::{c_char, c_void, CStr};
+use core::ptr::NonNull;
+
+use crate::lock::Lock;
+
+/// An `errno` value explaining why a mapper call failed.
+pub type Errno = i32;
+
+/// A source of address space and memory for one or more mills.
+///
+/// A mill calls `reserve` once per chunk, `release` to give back the slop
+/// around the aligned chunk, then `allocate_meta` and `allocate_data` on the
+/// chunk's metadata and data regions. Ranges passed in are page-aligned.
+pub trait Mapper: Sync {
+    /// The granularity of this mapper's ranges.
+    fn page_size(&self) -> usize {
+        4096
+    }
+
+    /// Reserves `size` bytes of inaccessible address space.
+    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno>;
+
+    /// Returns part of a reservation to the operating system.
+    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+
+    /// Makes a reserved range usable for span metadata (zero-filled).
+    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+
+    /// Makes a reserved range usable for objects (zero-filled).
+    fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+}
+
+fn last_errno() -> Errno {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `mmap` with the given protection, flags and file, at `addr` if non-null.
+fn os_mmap(
+    addr: *mut c_void,
+    size: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+) -> Result<NonNull<c_void>, Errno> {
+    // SAFETY: mmap has no memory-safety preconditions unless MAP_FIXED is in
+    // `flags`, and callers only pass MAP_FIXED over ranges they reserved.
+    let ret = unsafe { libc::mmap(addr, size, prot, flags, fd, 0) };
+    if ret == libc::MAP_FAILED {
+        return Err(last_errno());
+    }
+    NonNull::new(ret).ok_or(libc::ENOMEM)
+}
+
+/// Maps `size` bytes of fresh, readable and writable, zero-filled memory.
+pub fn os_map_zeroed(size: usize) -> Option<NonNull<u8>> {
+    os_mmap(
+        core::ptr::null_mut(),
+        size,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        -1,
+    )
+    .ok()
+    .map(NonNull::cast)
+}
+
+fn reserve_address_space(size: usize) -> Result<NonNull<c_void>, Errno> {
+    os_mmap(
+        core::ptr::null_mut(),
+        size,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        -1,
+    )
+}
+
+fn unmap(base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+    // SAFETY: callers pass a range they reserved and no longer use.
+    if unsafe { libc::munmap(base.as_ptr(), size) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Replaces a reserved range with private, zero-filled, writable memory.
+fn back_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+    os_mmap(
+        base.as_ptr(),
+        size,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+        -1,
+    )
+    .map(|_| ())
+}
+
+/// The default mapper: private anonymous memory.
+pub struct AnonymousMapper;
+
+impl Mapper for AnonymousMapper {
+    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
+        reserve_address_space(size)
+    }
+
+    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        unmap(base, size)
+    }
+
+    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        back_anonymous(base, size)
+    }
+
+    fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        back_anonymous(base, size)
+    }
+}
+
+const PATH_CAPACITY: usize = 4096;
+
+/// A NUL-terminated directory path kept without heap allocation.
+struct Directory {
+    path: [u8; PATH_CAPACITY],
+    len: usize,
+}
+
+/// The directory the file-backed mapper creates its files in; empty means
+/// the default (`$TMPDIR`, else `/tmp`).
+static FILE_DIRECTORY: Lock<Directory> = Lock::new(Directory {
+    path: [0; PATH_CAPACITY],
+    len: 0,
+});
+
+/// Sets the directory for file-backed slabs; `None` restores the default.
+pub fn set_file_backed_slab_directory(dir: Option<&CStr>) -> Result<(), Errno> {
+    let bytes = dir.map_or(&[][..], CStr::to_bytes);
+    // Room for "/slitter-XXXXXX" and the terminating NUL.
+    if bytes.len() + 16 >= PATH_CAPACITY {
+        return Err(libc::ENAMETOOLONG);
+    }
+    let mut directory = FILE_DIRECTORY.lock();
+    directory.path[..bytes.len()].copy_from_slice(bytes);
+    directory.path[bytes.len()] = 0;
+    directory.len = bytes.len();
+    Ok(())
+}
+
+/// Fills `template` with `<dir>/slitter-XXXXXX\0`, where dir is the configured
+/// directory or the default.
+fn file_template(template: &mut [u8; PATH_CAPACITY]) -> Result<(), Errno> {
+    let directory = FILE_DIRECTORY.lock();
+    let mut dir: &[u8] = &directory.path[..directory.len];
+    if dir.is_empty() {
+        // SAFETY: getenv takes a NUL-terminated name and returns NULL or a
+        // NUL-terminated string that stays valid while the environment is
+        // not modified; it is copied right away.
+        let tmpdir = unsafe { libc::getenv(c"TMPDIR".as_ptr()) };
+        dir = if tmpdir.is_null() {
+            b"/tmp"
+        } else {
+            // SAFETY: a non-null getenv result is NUL-terminated.
+            unsafe { CStr::from_ptr(tmpdir) }.to_bytes()
+        };
+        if dir.is_empty() {
+            dir = b"/tmp";
+        }
+    }
+    const SUFFIX: &[u8] = b"/slitter-XXXXXX\0";
+    if dir.len() + SUFFIX.len() > PATH_CAPACITY {
+        return Err(libc::ENAMETOOLONG);
+    }
+    template[..dir.len()].copy_from_slice(dir);
+    template[dir.len()..dir.len() + SUFFIX.len()].copy_from_slice(SUFFIX);
+    Ok(())
+}
+
+/// Creates an unlinked temporary file of `size` bytes; returns its fd.
+fn create_backing_file(size: usize) -> Result<i32, Errno> {
+    let mut template = [0u8; PATH_CAPACITY];
+    file_template(&mut template)?;
+    // SAFETY: `template` is a NUL-terminated, writable path template.
+    let fd = unsafe { libc::mkstemp(template.as_mut_ptr().cast::<c_char>()) };
+    if fd < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: mkstemp wrote the created file's NUL-terminated name back.
+    unsafe { libc::unlink(template.as_ptr().cast::<c_char>()) };
+    // SAFETY: `fd` is the file we just created.
+    if unsafe { libc::ftruncate(fd, size as libc::off_t) } != 0 {
+        let err = last_errno();
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        return Err(err);
+    }
+    Ok(fd)
+}
+
+/// The mapper named `"file"`: object data lives in shared mappings of
+/// unlinked temporary files (in the directory set with
+/// `slitter_set_file_backed_slab_directory`), metadata stays anonymous.
+pub struct FileBackedMapper;
+
+impl Mapper for FileBackedMapper {
+    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
+        reserve_address_space(size)
+    }
+
+    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        unmap(base, size)
+    }
+
+    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        back_anonymous(base, size)
+    }
+
+    fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        let fd = create_backing_file(size)?;
+        let mapped = os_mmap(
+            base.as_ptr(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+        );
+        // SAFETY: the mapping keeps the file alive; the descriptor is ours.
+        unsafe { libc::close(fd) };
+        mapped.map(|_| ())
+    }
+}
+
+/// At most this many mappers can be registered, built-ins included.
+pub const MAX_MAPPERS: usize = 16;
+
+/// The position of a mapper in the registry (and of its mill).
+pub type MapperIndex = usize;
+
+/// Why [`register_mapper`] refused a mapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterMapperError {
+    /// A mapper with this name is already registered.
+    DuplicateName,
+    /// The registry already holds [`MAX_MAPPERS`] mappers.
+    TooManyMappers,
+}
+
+impl core::fmt::Display for RegisterMapperError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::DuplicateName => write!(f, "a mapper with this name is already registered"),
+            Self::TooManyMappers => write!(f, "at most {MAX_MAPPERS} mappers can be registered"),
+        }
+    }
+}
+
+type Entry = Option<(&'static str, &'static dyn Mapper)>;
+
+static ANONYMOUS: AnonymousMapper = AnonymousMapper;
+static FILE_BACKED: FileBackedMapper = FileBackedMapper;
+
+/// The name of the anonymous-memory mapper, used when a class names none.
+pub const DEFAULT_MAPPER_NAME: &str = "default";
+
+static REGISTRY: Lock<[Entry; MAX_MAPPERS]> = Lock::new({
+    let mut entries: [Entry; MAX_MAPPERS] = [None; MAX_MAPPERS];
+    entries[0] = Some((DEFAULT_MAPPER_NAME, &ANONYMOUS));
+    entries[1] = Some(("file", &FILE_BACKED));
+    entries
+});
+
+/// Makes `mapper` available to classes under `name`.
+pub fn register_mapper(
+    name: &'static str,
+    mapper: &'static dyn Mapper,
+) -> Result<(), RegisterMapperError> {
+    let mut registry = REGISTRY.lock();
+    if registry.iter().flatten().any(|(n, _)| *n == name) {
+        return Err(RegisterMapperError::DuplicateName);
+    }
+    let slot = registry
+        .iter_mut()
+        .find(|entry| entry.is_none())
+        .ok_or(RegisterMapperError::TooManyMappers)?;
+    *slot = Some((name, mapper));
+    Ok(())
+}
+
+/// Finds a registered mapper by name (`None` means the default mapper).
+pub fn find_mapper(name: Option<&[u8]>) -> Option<(MapperIndex, &'static dyn Mapper)> {
+    let name = name.unwrap_or(DEFAULT_MAPPER_NAME.as_bytes());
+    let registry = REGISTRY.lock();
+    registry
+        .iter()
+        .enumerate()
+        .find_map(|(index, entry)| match entry {
+            Some((n, mapper)) if n.as_bytes() == name => Some((index, *mapper)),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_mappers_are_found_by_name() {
+        assert_eq!(find_mapper(None).unwrap().0, 0);
+        assert_eq!(find_mapper(Some(b"default")).unwrap().0, 0);
+        assert_eq!(find_mapper(Some(b"file")).unwrap().0, 1);
+        assert!(find_mapper(Some(b"no-such-mapper")).is_none());
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        static EXTRA: AnonymousMapper = AnonymousMapper;
+        assert_eq!(
+            register_mapper("file", &EXTRA),
+            Err(RegisterMapperError::DuplicateName)
+        );
+        assert_eq!(register_mapper("mapper-test-extra", &EXTRA), Ok(()));
+        assert!(find_mapper(Some(b"mapper-test-extra")).is_some());
+    }
+
+    #[test]
+    fn file_mapper_backs_data_with_a_file() {
+        let mapper = FileBackedMapper;
+        let base = mapper.reserve(1 << 20).unwrap();
+        mapper.allocate_data(base, 1 << 20).unwrap();
+        // SAFETY: the range was just backed with 1 MiB of writable memory.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(base.as_ptr().cast::<u8>(), 1 << 20) };
+        assert!(bytes.iter().all(|&b| b == 0));
+        bytes[12345] = 7;
+        assert_eq!(bytes[12345], 7);
+        mapper.release(base, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn overlong_directory_is_refused() {
+        let long = vec![b'a'; PATH_CAPACITY];
+        let name = std::ffi::CString::new(long).unwrap();
+        assert_eq!(
+            set_file_backed_slab_directory(Some(&name)),
+            Err(libc::ENAMETOOLONG)
+        );
+    }
+}

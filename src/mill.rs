@@ -1,0 +1,323 @@
+//! The mill: carves chunks obtained from a mapper into spans.
+//!
+//! Owns: one mill per registered mapper; the chunk layout
+//! `| guard | metadata | guard | data (DATA_ALIGNMENT, aligned) | guard |`
+//! and its carving out of an over-sized reservation; the initialisation of
+//! span records when a span is handed to a press.
+//!
+//! Invariants: chunks and spans are immortal and never handed out twice;
+//! spans are `SPAN_ALIGNMENT`-aligned, lie inside one chunk's data region,
+//! and all their records carry the owning class; a chunk is registered in
+//! the chunk registry only once its metadata is mapped. The mill's lock is
+//! taken about once per span (about once per MiB), and the mapper is called
+//! once per chunk.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::arena;
+use crate::chunk_registry;
+use crate::constants::{
+    CHUNK_RESERVATION_SIZE, DATA_ALIGNMENT, GUARD_PAGE_SIZE, MAX_SPAN_SIZE, METADATA_OFFSET,
+    METADATA_PAGE_SIZE, SPAN_ALIGNMENT,
+};
+use crate::lock::Lock;
+use crate::mapper::{Errno, Mapper, MapperIndex, MAX_MAPPERS};
+use crate::span::{record_for, SpanRecord};
+
+/// Where the parts of a chunk lie inside a reservation `[base, base + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLayout {
+    /// Start of the kept range (the first guard).
+    pub keep_start: usize,
+    /// Start of the metadata region.
+    pub meta: usize,
+    /// Start of the `DATA_ALIGNMENT`-aligned data region.
+    pub data: usize,
+    /// End of the kept range (after the last guard).
+    pub keep_end: usize,
+}
+
+/// Finds the chunk layout inside the page-aligned reservation
+/// `[base, base + size)`, or `None` if it does not fit.
+#[contracts::debug_requires(base % 4096 == 0 && size % 4096 == 0)]
+#[contracts::debug_ensures(ret.map_or(true, |l| l.data % DATA_ALIGNMENT == 0
+    && l.keep_start >= base
+    && l.keep_end - 1 <= base + (size - 1)
+    && l.meta == l.data - METADATA_OFFSET
+    && l.keep_start == l.meta - GUARD_PAGE_SIZE
+    && l.keep_end == l.data + DATA_ALIGNMENT + GUARD_PAGE_SIZE))]
+pub fn carve(base: usize, size: usize) -> Option<ChunkLayout> {
+    if size == 0 {
+        return None;
+    }
+    let last = base.checked_add(size - 1)?;
+    let prefix = GUARD_PAGE_SIZE + METADATA_OFFSET;
+    let lowest_data = base.checked_add(prefix)?;
+    let data = lowest_data.checked_add(DATA_ALIGNMENT - 1)? & !(DATA_ALIGNMENT - 1);
+    let keep_end = data.checked_add(DATA_ALIGNMENT + GUARD_PAGE_SIZE)?;
+    if keep_end - 1 > last {
+        return None;
+    }
+    Some(ChunkLayout {
+        keep_start: data - prefix,
+        meta: data - METADATA_OFFSET,
+        data,
+        keep_end,
+    })
+}
+
+/// The span size a press asks for, for objects of `object_size` bytes:
+/// about `SPAN_TARGET_SIZE`, and at least eight objects where that fits in
+/// `MAX_SPAN_SIZE`.
+#[contracts::debug_requires(object_size > 0 && object_size <= MAX_SPAN_SIZE)]
+#[contracts::debug_ensures(ret % SPAN_ALIGNMENT == 0 && ret >= object_size && ret <= MAX_SPAN_SIZE)]
+pub fn span_size_for(object_size: usize) -> usize {
+    let target = crate::constants::SPAN_TARGET_SIZE;
+    let count = (target / object_size)
+        .max(8)
+        .min(MAX_SPAN_SIZE / object_size);
+    (count * object_size).next_multiple_of(SPAN_ALIGNMENT)
+}
+
+struct MillState {
+    /// Next free address in the current chunk's data region.
+    next: usize,
+    /// End of the current chunk's data region (0: no chunk yet).
+    end: usize,
+}
+
+/// Span allocation for one mapper.
+pub struct Mill {
+    mapper: &'static dyn Mapper,
+    state: Lock<MillState>,
+    chunks: AtomicUsize,
+}
+
+fn as_ptr(addr: usize) -> NonNull<c_void> {
+    // Only called with addresses inside a successful reservation.
+    NonNull::new(addr as *mut c_void).expect("mapped ranges are not at address 0")
+}
+
+impl Mill {
+    fn new(mapper: &'static dyn Mapper) -> Self {
+        Mill {
+            mapper,
+            state: Lock::new(MillState { next: 0, end: 0 }),
+            chunks: AtomicUsize::new(0),
+        }
+    }
+
+    /// Number of chunks this mill has mapped.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.load(Ordering::Relaxed)
+    }
+
+    /// Reserves and backs a new chunk; returns its data region's start.
+    fn map_chunk(&self) -> Result<usize, Errno> {
+        let base = self.mapper.reserve(CHUNK_RESERVATION_SIZE)?.as_ptr() as usize;
+        let Some(layout) = carve(base, CHUNK_RESERVATION_SIZE) else {
+            crate::fatal::die(format_args!(
+                "cannot carve a chunk out of the reservation at {base:#x}"
+            ));
+        };
+        if layout.keep_start > base {
+            self.mapper
+                .release(as_ptr(base), layout.keep_start - base)?;
+        }
+        let end = base + CHUNK_RESERVATION_SIZE;
+        if end > layout.keep_end {
+            self.mapper
+                .release(as_ptr(layout.keep_end), end - layout.keep_end)?;
+        }
+        self.mapper
+            .allocate_meta(as_ptr(layout.meta), METADATA_PAGE_SIZE)?;
+        self.mapper
+            .allocate_data(as_ptr(layout.data), DATA_ALIGNMENT)?;
+        chunk_registry::register(layout.data);
+        self.chunks.fetch_add(1, Ordering::Relaxed);
+        Ok(layout.data)
+    }
+
+    /// Hands out a fresh span of `span_size` bytes for `class_id`, whose
+    /// objects are `object_size` bytes, and returns its first record.
+    #[contracts::debug_requires(class_id != 0 && span_size % SPAN_ALIGNMENT == 0)]
+    #[contracts::debug_requires(span_size <= MAX_SPAN_SIZE && object_size <= span_size)]
+    #[contracts::debug_ensures(ret.as_ref().map_or(true, |r| r.class_id() == class_id
+        && r.begin.load(Ordering::Relaxed) % SPAN_ALIGNMENT == 0))]
+    pub fn allocate_span(
+        &self,
+        class_id: u32,
+        object_size: usize,
+        span_size: usize,
+    ) -> Result<&'static SpanRecord, Errno> {
+        let begin = {
+            let mut state = self.state.lock();
+            if state.end - state.next < span_size {
+                let data = self.map_chunk()?;
+                state.next = data;
+                state.end = data + DATA_ALIGNMENT;
+            }
+            let begin = state.next;
+            state.next += span_size;
+            begin
+        };
+        let first = record_for(begin);
+        first
+            .object_count
+            .store((span_size / object_size) as u32, Ordering::Relaxed);
+        first.bump_index.store(0, Ordering::Relaxed);
+        for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
+            let record = record_for(slot);
+            record.begin.store(begin, Ordering::Relaxed);
+            record.object_size.store(object_size, Ordering::Relaxed);
+            record.class_id.store(class_id, Ordering::Release);
+        }
+        Ok(first)
+    }
+}
+
+static MILLS: [AtomicPtr<Mill>; MAX_MAPPERS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_MAPPERS];
+static MILLS_LOCK: Lock<()> = Lock::new(());
+
+/// The mill of the mapper at `index`, created on first use; `None` if
+/// internal memory is exhausted.
+pub fn mill_for(index: MapperIndex, mapper: &'static dyn Mapper) -> Option<&'static Mill> {
+    let existing = MILLS[index].load(Ordering::Acquire);
+    if !existing.is_null() {
+        // SAFETY: published mills are initialised and immortal.
+        return Some(unsafe { &*existing });
+    }
+    let _guard = MILLS_LOCK.lock();
+    let existing = MILLS[index].load(Ordering::Acquire);
+    if !existing.is_null() {
+        // SAFETY: as above.
+        return Some(unsafe { &*existing });
+    }
+    let slot = arena::allocate(core::mem::size_of::<Mill>(), core::mem::align_of::<Mill>())?
+        .cast::<Mill>()
+        .as_ptr();
+    // SAFETY: `slot` is fresh, aligned arena memory for one Mill.
+    unsafe { slot.write(Mill::new(mapper)) };
+    MILLS[index].store(slot, Ordering::Release);
+    // SAFETY: just initialised; arena memory is immortal.
+    Some(unsafe { &*slot })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE: usize = 4096;
+    const PREFIX: usize = GUARD_PAGE_SIZE + METADATA_OFFSET;
+
+    fn check(base: usize) -> ChunkLayout {
+        let layout = carve(base, CHUNK_RESERVATION_SIZE)
+            .unwrap_or_else(|| panic!("no chunk fits at base {base:#x}"));
+        assert_eq!(layout.data % DATA_ALIGNMENT, 0);
+        assert!(layout.keep_start >= base);
+        assert!(layout.keep_end - 1 <= base + (CHUNK_RESERVATION_SIZE - 1));
+        assert_eq!(layout.data - layout.keep_start, PREFIX);
+        assert_eq!(
+            layout.meta + METADATA_PAGE_SIZE + GUARD_PAGE_SIZE,
+            layout.data
+        );
+        layout
+    }
+
+    /// The base at which the kept range starts exactly at the reservation.
+    fn exact_fit(data: usize) -> usize {
+        data - PREFIX
+    }
+
+    #[test]
+    fn carving_works_for_every_base_case() {
+        let aligned = 64 * DATA_ALIGNMENT;
+        // First non-zero page.
+        check(PAGE);
+        // Ending just below the top of the address space.
+        let top_base = (usize::MAX - CHUNK_RESERVATION_SIZE + 1) & !(PAGE - 1);
+        check(top_base - PAGE);
+        check(top_base);
+        // Exactly aligned.
+        assert_eq!(check(aligned).data, aligned + DATA_ALIGNMENT);
+        // Misaligned by one page.
+        assert_eq!(check(aligned + PAGE).data, aligned + DATA_ALIGNMENT);
+        assert_eq!(check(aligned - PAGE).data, aligned + DATA_ALIGNMENT);
+        // Offset by one guard, and by guard + metadata.
+        check(aligned + GUARD_PAGE_SIZE);
+        check(aligned + GUARD_PAGE_SIZE + METADATA_PAGE_SIZE);
+        check(aligned - GUARD_PAGE_SIZE - METADATA_PAGE_SIZE);
+        // Exact fit, and one page off either way.
+        let exact = exact_fit(aligned);
+        let layout = check(exact);
+        assert_eq!(layout.keep_start, exact);
+        assert_eq!(layout.data, aligned);
+        assert_eq!(check(exact - PAGE).data, aligned);
+        assert_eq!(check(exact + PAGE).data, aligned + DATA_ALIGNMENT);
+    }
+
+    #[test]
+    fn carving_refuses_regions_that_are_too_small() {
+        let aligned = 64 * DATA_ALIGNMENT;
+        let exact = exact_fit(aligned);
+        let needed = PREFIX + DATA_ALIGNMENT + GUARD_PAGE_SIZE;
+        assert!(carve(exact, needed).is_some());
+        assert!(carve(exact, needed - PAGE).is_none());
+        assert!(carve(exact + PAGE, needed).is_none());
+        assert!(carve(usize::MAX & !(PAGE - 1), PAGE).is_none());
+        assert!(carve(PAGE, 0).is_none());
+    }
+
+    #[test]
+    fn span_sizes_are_aligned_and_hold_several_objects() {
+        for size in [
+            8,
+            16,
+            24,
+            48,
+            1000,
+            4096,
+            20_000,
+            100_000,
+            MAX_SPAN_SIZE / 3,
+            MAX_SPAN_SIZE,
+        ] {
+            let span = span_size_for(size);
+            assert_eq!(span % SPAN_ALIGNMENT, 0);
+            assert!(span >= size && span <= MAX_SPAN_SIZE);
+            if size * 8 <= MAX_SPAN_SIZE {
+                assert!(span / size >= 8, "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn spans_roll_over_into_new_chunks() {
+        static MAPPER: crate::mapper::AnonymousMapper = crate::mapper::AnonymousMapper;
+        let mill = Mill::new(&MAPPER);
+        let span = MAX_SPAN_SIZE;
+        let per_chunk = DATA_ALIGNMENT / span;
+        let mut last_end = 0;
+        for i in 0..per_chunk + 2 {
+            let first = mill.allocate_span(1, 64, span).unwrap();
+            let begin = first.begin.load(Ordering::Relaxed);
+            assert!(chunk_registry::contains(begin));
+            assert!(chunk_registry::contains(begin + span - 1));
+            let last_slot = record_for(begin + span - 1);
+            assert_eq!(last_slot.class_id(), 1);
+            assert_eq!(last_slot.begin.load(Ordering::Relaxed), begin);
+            assert_eq!(
+                first.object_count.load(Ordering::Relaxed) as usize,
+                span / 64
+            );
+            if i % per_chunk != 0 {
+                assert_eq!(begin, last_end);
+            }
+            last_end = begin + span;
+        }
+        assert_eq!(mill.chunk_count(), 2);
+    }
+}

@@ -1,0 +1,109 @@
+//! The press: bump allocation of new objects for one class.
+//!
+//! Owns: the class's current span and the hand-out of never-used objects
+//! from it, a batch (one magazine's worth) at a time.
+//!
+//! Invariants: each object of a span is handed out at most once, ever: the
+//! span's bump index only grows, and one `fetch_add` on it reserves a whole
+//! batch (the only atomic read-modify-write per batch); a new span is taken
+//! from the mill under the press's refill lock, so concurrent refills take
+//! one span, not one each.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::constants::MAGAZINE_SIZE;
+use crate::lock::Lock;
+use crate::magazine::Magazine;
+use crate::mapper::Errno;
+use crate::mill::{span_size_for, Mill};
+use crate::span::SpanRecord;
+
+/// Hands out fresh objects of one class.
+pub struct Press {
+    class_id: u32,
+    object_size: usize,
+    span_size: usize,
+    mill: &'static Mill,
+    /// First record of the span being carved (null before the first span).
+    current: AtomicPtr<SpanRecord>,
+    refill: Lock<()>,
+}
+
+impl Press {
+    /// A press for `class_id`'s objects of `object_size` bytes.
+    pub fn new(class_id: u32, object_size: usize, mill: &'static Mill) -> Self {
+        Press {
+            class_id,
+            object_size,
+            span_size: span_size_for(object_size),
+            mill,
+            current: AtomicPtr::new(core::ptr::null_mut()),
+            refill: Lock::new(()),
+        }
+    }
+
+    /// Fills the free slots of `magazine` with fresh objects, taking at
+    /// least one; fails only when the mill cannot get memory.
+    #[contracts::debug_requires(!magazine.is_full())]
+    #[contracts::debug_ensures(ret.is_err() || magazine.count > old(magazine.count))]
+    pub fn allocate_batch(&self, magazine: &mut Magazine) -> Result<(), Errno> {
+        let wanted = (MAGAZINE_SIZE - magazine.count as usize) as u64;
+        loop {
+            let span = self.current.load(Ordering::Acquire);
+            // SAFETY: published span records are immortal.
+            if let Some(record) = unsafe { span.as_ref() } {
+                let start = record.bump_index.fetch_add(wanted, Ordering::Relaxed);
+                let count = u64::from(record.object_count.load(Ordering::Relaxed));
+                if start < count {
+                    let begin = record.begin.load(Ordering::Relaxed);
+                    for index in start..count.min(start + wanted) {
+                        magazine.push((begin + index as usize * self.object_size) as *mut u8);
+                    }
+                    return Ok(());
+                }
+            }
+            let _guard = self.refill.lock();
+            if self.current.load(Ordering::Acquire) == span {
+                let fresh =
+                    self.mill
+                        .allocate_span(self.class_id, self.object_size, self.span_size)?;
+                self.current.store(
+                    fresh as *const SpanRecord as *mut SpanRecord,
+                    Ordering::Release,
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::AnonymousMapper;
+    use std::collections::HashSet;
+
+    #[test]
+    fn batches_are_distinct_and_cross_spans() {
+        static MAPPER: AnonymousMapper = AnonymousMapper;
+        let mill = crate::mill::mill_for(crate::mapper::MAX_MAPPERS - 1, &MAPPER).unwrap();
+        let size = 4096;
+        let press = Press::new(1, size, mill);
+        let per_span = span_size_for(size) / size;
+        let mut seen = HashSet::new();
+        let mut spans = HashSet::new();
+        for _ in 0..(3 * per_span).div_ceil(MAGAZINE_SIZE) {
+            let mut magazine = Magazine::EMPTY;
+            press.allocate_batch(&mut magazine).unwrap();
+            assert!(magazine.count > 0);
+            while !magazine.is_empty() {
+                let object = magazine.pop() as usize;
+                assert_eq!(object % size, 0);
+                assert!(seen.insert(object), "object handed out twice");
+                let record = crate::span::find_record(object).unwrap();
+                assert_eq!(record.class_id(), 1);
+                spans.insert(record.begin.load(Ordering::Relaxed));
+            }
+        }
+        assert!(spans.len() >= 3);
+    }
+}
