@@ -13,144 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-/*
- The outcome of `slitter_class_try_register`.
- */
-enum slitter_status {
-  /*
-   The class was registered.
-   */
-  SLITTER_OK = 0,
-  /*
-   The config pointer was NULL.
-   */
-  SLITTER_NULL_CONFIG,
-  /*
-   The object size was 0.
-   */
-  SLITTER_ZERO_SIZE,
-  /*
-   The object size exceeds the largest span the mill serves.
-   */
-  SLITTER_SIZE_TOO_LARGE,
-  /*
-   No mapper is registered under `mapper_name`.
-   */
-  SLITTER_UNKNOWN_MAPPER,
-  /*
-   The class table is full.
-   */
-  SLITTER_TOO_MANY_CLASSES,
-  /*
-   Memory for the class's records could not be obtained.
-   */
-  SLITTER_OUT_OF_MEMORY,
-};
-
-/*
- A registered class, passed by value. Id 0 is never a valid class.
- */
-struct slitter_class {
-  /*
-   The class id.
-   */
-  uint32_t id;
-};
-
-/*
- How to create a class. Use designated initialisers: fields added in
- later versions default to zero.
- */
-struct slitter_class_config {
-  /*
-   A name for diagnostics (NULL: "anonymous"); copied, at most 63 bytes.
-   */
-  const char *name;
-  /*
-   Object size in bytes, from 1 to the largest span size.
-   */
-  size_t size;
-  /*
-   Whether every object handed out reads as zeroes.
-   */
-  bool zero_init;
-  /*
-   The mapper to take memory from: NULL or "default" for anonymous
-   memory, "file" for file-backed memory.
-   */
-  const char *mapper_name;
-};
-
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
-
-/*
- Registers a new class and returns it. Aborts with a `slitter:` message
- naming the problem if the config is invalid (NULL, size 0 or too large,
- unknown mapper) or memory is exhausted; see `slitter_class_try_register`
- for a variant that reports errors instead.
-
- # Safety
- `config` is NULL or points to a valid config whose strings are NULL or
- NUL-terminated.
- */
-struct slitter_class slitter_class_register(const struct slitter_class_config *config);
-
-/*
- Registers a new class into `*out`; returns SLITTER_OK, or the reason
- the config was refused (leaving `*out` untouched).
-
- # Safety
- `config` as for `slitter_class_register`; `out` is NULL or writable.
- */
-enum slitter_status slitter_class_try_register(const struct slitter_class_config *config,
-                                               struct slitter_class *out);
-
-/*
- Returns a new object of `class`. Objects are at least 8-byte aligned,
- and 16-byte aligned when the class size is a multiple of 16. Aborts if
- the class does not exist or memory is exhausted.
- */
-void *slitter_allocate(struct slitter_class class_);
-
-/*
- Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
- message if `ptr` was not allocated from `class`.
- */
-void slitter_release(struct slitter_class class_, void *ptr);
-
-/*
- Sets the directory in which the "file" mapper creates its (unlinked)
- backing files; NULL restores the default ($TMPDIR, else /tmp). Returns 0,
- or ENAMETOOLONG if the path is too long. Affects chunks mapped later.
-
- # Safety
- `path` is NULL or a NUL-terminated string.
- */
-int32_t slitter_set_file_backed_slab_directory(const char *path);
-
-extern size_t slitter_c_data_alignment(void);
-
-extern size_t slitter_c_guard_page_size(void);
-
-extern size_t slitter_c_metadata_page_size(void);
-
-extern size_t slitter_c_span_alignment(void);
-
-extern size_t slitter_c_span_metadata_size(void);
-
-extern size_t slitter_c_magazine_size(void);
-
-extern size_t slitter_c_thread_state_size(void);
-
-#ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
-
-#endif  /* SLITTER_H */
-
 /*
  * DEFINE_SLITTER_CLASS(NAME, .field = value, ...) defines
  * `struct slitter_class NAME` and registers it from a constructor that runs
@@ -168,3 +30,127 @@ extern size_t slitter_c_thread_state_size(void);
 			__VA_ARGS__};                                          \
 		NAME = slitter_class_register(&slitter_config_##NAME);         \
 	}
+
+
+/**
+ * The outcome of `slitter_class_try_register`.
+ */
+enum slitter_status {
+  /**
+   * The class was registered.
+   */
+  SLITTER_OK = 0,
+  /**
+   * The config pointer was NULL.
+   */
+  SLITTER_NULL_CONFIG,
+  /**
+   * The object size was 0.
+   */
+  SLITTER_ZERO_SIZE,
+  /**
+   * The object size exceeds the largest span the mill serves.
+   */
+  SLITTER_SIZE_TOO_LARGE,
+  /**
+   * No mapper is registered under `mapper_name`.
+   */
+  SLITTER_UNKNOWN_MAPPER,
+  /**
+   * The class table is full.
+   */
+  SLITTER_TOO_MANY_CLASSES,
+  /**
+   * Memory for the class's records could not be obtained.
+   */
+  SLITTER_OUT_OF_MEMORY,
+};
+
+/**
+ * A registered class, passed by value. Id 0 is never a valid class.
+ */
+struct slitter_class {
+  /**
+   * The class id.
+   */
+  uint32_t id;
+};
+
+/**
+ * How to create a class. Use designated initialisers: fields added in
+ * later versions default to zero.
+ */
+struct slitter_class_config {
+  /**
+   * A name for diagnostics (NULL: "anonymous"); copied, at most 63 bytes.
+   */
+  const char *name;
+  /**
+   * Object size in bytes, from 1 to the largest span size.
+   */
+  size_t size;
+  /**
+   * Whether every object handed out reads as zeroes.
+   */
+  bool zero_init;
+  /**
+   * The mapper to take memory from: NULL or "default" for anonymous
+   * memory, "file" for file-backed memory.
+   */
+  const char *mapper_name;
+};
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * Registers a new class and returns it. Aborts with a `slitter:` message
+ * naming the problem if the config is invalid (NULL, size 0 or too large,
+ * unknown mapper) or memory is exhausted; see `slitter_class_try_register`
+ * for a variant that reports errors instead.
+ *
+ * # Safety
+ * `config` is NULL or points to a valid config whose strings are NULL or
+ * NUL-terminated.
+ */
+struct slitter_class slitter_class_register(const struct slitter_class_config *config);
+
+/**
+ * Registers a new class into `*out`; returns SLITTER_OK, or the reason
+ * the config was refused (leaving `*out` untouched).
+ *
+ * # Safety
+ * `config` as for `slitter_class_register`; `out` is NULL or writable.
+ */
+enum slitter_status slitter_class_try_register(const struct slitter_class_config *config,
+                                               struct slitter_class *out);
+
+/**
+ * Returns a new object of `class`. Objects are at least 8-byte aligned,
+ * and 16-byte aligned when the class size is a multiple of 16. Aborts if
+ * the class does not exist or memory is exhausted.
+ */
+void *slitter_allocate(struct slitter_class class_);
+
+/**
+ * Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
+ * message if `ptr` was not allocated from `class`.
+ */
+void slitter_release(struct slitter_class class_, void *ptr);
+
+/**
+ * Sets the directory in which the "file" mapper creates its (unlinked)
+ * backing files; NULL restores the default ($TMPDIR, else /tmp). Returns 0,
+ * or ENAMETOOLONG if the path is too long. Affects chunks mapped later.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string.
+ */
+int32_t slitter_set_file_backed_slab_directory(const char *path);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* SLITTER_H */
