@@ -30,7 +30,7 @@ static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
 /// Returns `size` bytes of zero-filled memory aligned to `align`, or `None`
 /// when the operating system refuses more memory.
 #[contracts::debug_requires(align.is_power_of_two() && align <= 4096)]
-#[contracts::debug_ensures(ret.map_or(true, |p| p.as_ptr() as usize % align == 0))]
+#[contracts::debug_ensures(ret.is_none_or(|p| (p.as_ptr() as usize).is_multiple_of(align)))]
 pub fn allocate(size: usize, align: usize) -> Option<NonNull<u8>> {
     let mut cursor = CURSOR.lock();
     let mut start = cursor.next.checked_add(align - 1)? & !(align - 1);

@@ -83,8 +83,8 @@ fn state() -> *mut ThreadState {
 
 /// Never written: the fast path sees it as empty (allocation slot) or full
 /// (release slot) and falls to the slow path.
-static EMPTY_SENTINEL: Magazine = Magazine::EMPTY;
-static FULL_SENTINEL: Magazine = Magazine::FULL;
+static EMPTY_SENTINEL: Magazine = Magazine::empty();
+static FULL_SENTINEL: Magazine = Magazine::full();
 
 fn sentinel(magazine: &'static Magazine) -> *mut Magazine {
     magazine as *const Magazine as *mut Magazine

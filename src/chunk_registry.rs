@@ -49,7 +49,7 @@ mod tests {
         register(base);
         assert!(contains(base));
         assert!(contains(base + DATA_ALIGNMENT - 1));
-        assert!(!contains(base + DATA_ALIGNMENT) || (block + 1) % BLOCKS == 0);
+        assert!(!contains(base + DATA_ALIGNMENT) || (block + 1).is_multiple_of(BLOCKS));
         assert!(!contains(usize::MAX));
         assert!(!contains(ADDRESS_SPACE_LIMIT));
     }

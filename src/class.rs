@@ -348,7 +348,7 @@ mod tests {
             for &object in &objects {
                 let addr = object.as_ptr() as usize;
                 assert_eq!(addr % 8, 0);
-                if class.info().object_size % 16 == 0 {
+                if class.info().object_size.is_multiple_of(16) {
                     assert_eq!(addr % 16, 0);
                 }
             }

@@ -70,10 +70,10 @@ const_assert!(DATA_ALIGNMENT.is_power_of_two());
 const_assert!(GUARD_PAGE_SIZE.is_power_of_two());
 const_assert!(METADATA_PAGE_SIZE.is_power_of_two());
 const_assert!(SPAN_ALIGNMENT.is_power_of_two());
-const_assert!(GUARD_PAGE_SIZE % 4096 == 0);
-const_assert!(METADATA_PAGE_SIZE % 4096 == 0);
+const_assert!(GUARD_PAGE_SIZE.is_multiple_of(4096));
+const_assert!(METADATA_PAGE_SIZE.is_multiple_of(4096));
 const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= METADATA_PAGE_SIZE);
-const_assert!(SPAN_TARGET_SIZE % SPAN_ALIGNMENT == 0);
+const_assert!(SPAN_TARGET_SIZE.is_multiple_of(SPAN_ALIGNMENT));
 const_assert!(MAX_SPAN_SIZE >= SPAN_TARGET_SIZE);
 const_assert!(METADATA_OFFSET + GUARD_PAGE_SIZE <= DATA_ALIGNMENT);
 

@@ -45,18 +45,22 @@ unsafe impl Send for Magazine {}
 
 impl Magazine {
     /// An empty magazine.
-    pub const EMPTY: Magazine = Magazine {
-        count: 0,
-        zero_size: 0,
-        link: AtomicUsize::new(0),
-        slots: [core::ptr::null_mut(); MAGAZINE_SIZE],
-    };
+    pub const fn empty() -> Magazine {
+        Magazine {
+            count: 0,
+            zero_size: 0,
+            link: AtomicUsize::new(0),
+            slots: [core::ptr::null_mut(); MAGAZINE_SIZE],
+        }
+    }
 
     /// A magazine that claims to be full; only for never-written sentinels.
-    pub const FULL: Magazine = Magazine {
-        count: MAGAZINE_SIZE as u32,
-        ..Magazine::EMPTY
-    };
+    pub const fn full() -> Magazine {
+        Magazine {
+            count: MAGAZINE_SIZE as u32,
+            ..Magazine::empty()
+        }
+    }
 
     /// Whether the magazine holds no object.
     pub fn is_empty(&self) -> bool {
@@ -149,7 +153,7 @@ impl MagazineStack {
     }
 
     /// Pops a magazine, whose ownership moves to the caller.
-    #[contracts::debug_ensures(ret.map_or(true, |m| m.as_ptr() as usize % 256 == 0))]
+    #[contracts::debug_ensures(ret.is_none_or(|m| (m.as_ptr() as usize).is_multiple_of(256)))]
     pub fn pop(&self) -> Option<NonNull<Magazine>> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -180,7 +184,7 @@ mod tests {
             .map(|_| {
                 let p = crate::arena::allocate(256, 256).unwrap().cast::<Magazine>();
                 // SAFETY: fresh arena memory for one magazine.
-                unsafe { p.as_ptr().write(Magazine::EMPTY) };
+                unsafe { p.as_ptr().write(Magazine::empty()) };
                 p
             })
             .collect()
@@ -188,7 +192,7 @@ mod tests {
 
     #[test]
     fn magazine_is_lifo() {
-        let mut m = Magazine::EMPTY;
+        let mut m = Magazine::empty();
         for i in 1..=MAGAZINE_SIZE {
             m.push(i as *mut u8);
         }

@@ -41,8 +41,8 @@ pub struct ChunkLayout {
 
 /// Finds the chunk layout inside the page-aligned reservation
 /// `[base, base + size)`, or `None` if it does not fit.
-#[contracts::debug_requires(base % 4096 == 0 && size % 4096 == 0)]
-#[contracts::debug_ensures(ret.map_or(true, |l| l.data % DATA_ALIGNMENT == 0
+#[contracts::debug_requires(base.is_multiple_of(4096) && size.is_multiple_of(4096))]
+#[contracts::debug_ensures(ret.is_none_or(|l| l.data % DATA_ALIGNMENT == 0
     && l.keep_start >= base
     && l.keep_end - 1 <= base + (size - 1)
     && l.meta == l.data - METADATA_OFFSET
@@ -72,7 +72,7 @@ pub fn carve(base: usize, size: usize) -> Option<ChunkLayout> {
 /// about `SPAN_TARGET_SIZE`, and at least eight objects where that fits in
 /// `MAX_SPAN_SIZE`.
 #[contracts::debug_requires(object_size > 0 && object_size <= MAX_SPAN_SIZE)]
-#[contracts::debug_ensures(ret % SPAN_ALIGNMENT == 0 && ret >= object_size && ret <= MAX_SPAN_SIZE)]
+#[contracts::debug_ensures(ret.is_multiple_of(SPAN_ALIGNMENT) && ret >= object_size && ret <= MAX_SPAN_SIZE)]
 pub fn span_size_for(object_size: usize) -> usize {
     let target = crate::constants::SPAN_TARGET_SIZE;
     let count = (target / object_size)
@@ -142,7 +142,7 @@ impl Mill {
 
     /// Hands out a fresh span of `span_size` bytes for `class_id`, whose
     /// objects are `object_size` bytes, and returns its first record.
-    #[contracts::debug_requires(class_id != 0 && span_size % SPAN_ALIGNMENT == 0)]
+    #[contracts::debug_requires(class_id != 0 && span_size.is_multiple_of(SPAN_ALIGNMENT))]
     #[contracts::debug_requires(span_size <= MAX_SPAN_SIZE && object_size <= span_size)]
     #[contracts::debug_ensures(ret.as_ref().map_or(true, |r| r.class_id() == class_id
         && r.begin.load(Ordering::Relaxed) % SPAN_ALIGNMENT == 0))]
@@ -257,6 +257,13 @@ mod tests {
         assert_eq!(layout.data, aligned);
         assert_eq!(check(exact - PAGE).data, aligned);
         assert_eq!(check(exact + PAGE).data, aligned + DATA_ALIGNMENT);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "Pre-condition of carve violated")]
+    fn contracts_are_checked_in_tests() {
+        let _ = carve(PAGE + 1, CHUNK_RESERVATION_SIZE);
     }
 
     #[test]

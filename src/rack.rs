@@ -19,7 +19,7 @@ static EMPTY_MAGAZINES: MagazineStack = MagazineStack::new();
 static CREATED: AtomicUsize = AtomicUsize::new(0);
 
 /// An empty magazine, recycled or new; `None` when out of memory.
-#[contracts::debug_ensures(ret.map_or(true, |m| unsafe { m.as_ref() }.is_empty()))]
+#[contracts::debug_ensures(ret.is_none_or(|m| unsafe { m.as_ref() }.is_empty()))]
 pub fn allocate_empty() -> Option<NonNull<Magazine>> {
     if let Some(magazine) = EMPTY_MAGAZINES.pop() {
         return Some(magazine);
@@ -30,7 +30,7 @@ pub fn allocate_empty() -> Option<NonNull<Magazine>> {
     )?
     .cast::<Magazine>();
     // SAFETY: fresh, aligned arena memory for one magazine.
-    unsafe { magazine.as_ptr().write(Magazine::EMPTY) };
+    unsafe { magazine.as_ptr().write(Magazine::empty()) };
     CREATED.fetch_add(1, Ordering::Relaxed);
     Some(magazine)
 }

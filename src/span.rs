@@ -84,7 +84,7 @@ impl SpanRecord {
             return false;
         }
         let offset = addr - begin;
-        if offset % size != 0 {
+        if !offset.is_multiple_of(size) {
             return false;
         }
         let first = record_for(begin);
