@@ -28,10 +28,10 @@
 /* One span record per SLITTER_SPAN_ALIGNMENT bytes of chunk data. */
 struct slitter_span_record {
 	uint32_t class_id;     /* 0: unused slot */
-	uint32_t object_count; /* bump limit, in objects */
-	uint64_t bump_index;   /* next object the press hands out */
+	uint32_t object_count; /* number of objects in the span */
+	uint64_t bump_index;   /* next object the press hands out (first record) */
 	uint64_t begin;        /* address of the span's first object */
-	uint64_t object_size;  /* object size of the owning class */
+	uint64_t magic;        /* ceil(2^64 / object size) */
 };
 
 /* Per-thread cache header: a pointer to the entries and their count. */

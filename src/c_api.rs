@@ -146,22 +146,32 @@ pub unsafe extern "C" fn slitter_class_try_register(
 pub extern "C" fn slitter_allocate(class: SlitterClass) -> *mut c_void {
     match cache::allocate(class.id) {
         Some(object) => object.as_ptr().cast(),
-        None => crate::fatal::die(format_args!(
-            "out of memory allocating from class id {}",
-            class.id
-        )),
+        None => out_of_memory(class.id),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_memory(class_id: u32) -> ! {
+    crate::fatal::die(format_args!(
+        "out of memory allocating from class id {class_id}"
+    ))
 }
 
 /// Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
 /// message if `ptr` was not allocated from `class`.
 #[no_mangle]
 pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
-    let Some(object) = NonNull::new(ptr.cast::<u8>()) else {
-        return;
-    };
-    checks::check_release(class.id, object.as_ptr() as usize);
-    cache::release(class.id, object);
+    let addr = ptr as usize;
+    // NULL is never in a chunk, so it only costs a test on the failure path.
+    if !checks::is_valid_release(class.id, addr) {
+        if ptr.is_null() {
+            return;
+        }
+        checks::report_bad_release(class.id, addr);
+    }
+    // SAFETY: a valid object address is not null.
+    cache::release(class.id, unsafe { NonNull::new_unchecked(ptr.cast()) });
 }
 
 /// Sets the directory in which the "file" mapper creates its (unlinked)

@@ -116,7 +116,8 @@ pub fn allocate(class_id: u32) -> Option<NonNull<u8>> {
             if !magazine.is_empty() {
                 let object = magazine.pop();
                 clear(object, magazine.zero_size);
-                return NonNull::new(object);
+                // Magazines only hold objects of spans, never null.
+                return Some(NonNull::new_unchecked(object));
             }
         }
     }

@@ -5,19 +5,27 @@
 //!
 //! Invariants: an address is tested against the chunk registry before any
 //! span record is read, so a foreign pointer never makes slitter fault; an
-//! address passes only if it is the start of an object that the named
-//! class's press has handed out; every failure ends in `fatal::die`.
+//! address passes only if it is the start of an object of a span of the
+//! named class; every failure ends in `fatal::die`.
 
 use crate::class;
 use crate::span::{find_record, SpanRecord};
 
-/// Aborts with a report unless `addr` is the start of an object handed out
-/// by class `class_id`.
+/// Whether `addr` is the start of an object of a span of class `class_id`.
+#[inline(always)]
+pub fn is_valid_release(class_id: u32, addr: usize) -> bool {
+    match find_record(addr) {
+        Some(record) => record.class_id() == class_id && record.object_index(addr).is_some(),
+        None => false,
+    }
+}
+
+/// Aborts with a report unless `addr` is the start of an object of a span
+/// of class `class_id`.
 #[inline(always)]
 pub fn check_release(class_id: u32, addr: usize) {
-    match find_record(addr) {
-        Some(record) if record.class_id() == class_id && record.is_object_start(addr) => {}
-        found => report_bad_release(class_id, addr, found),
+    if !is_valid_release(class_id, addr) {
+        report_bad_release(class_id, addr);
     }
 }
 
@@ -33,11 +41,12 @@ impl core::fmt::Display for ClassLabel {
     }
 }
 
+/// Reports why releasing `addr` into class `class_id` is wrong, and aborts.
 #[cold]
 #[inline(never)]
-fn report_bad_release(class_id: u32, addr: usize, record: Option<&SpanRecord>) -> ! {
+pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
     let expected = ClassLabel(class_id);
-    match record.map(SpanRecord::class_id) {
+    match find_record(addr).map(SpanRecord::class_id) {
         None | Some(0) => crate::fatal::die(format_args!(
             "release of {addr:#x}, which slitter did not allocate, into ({expected})"
         )),
@@ -46,7 +55,7 @@ fn report_bad_release(class_id: u32, addr: usize, record: Option<&SpanRecord>) -
             ClassLabel(owner)
         )),
         Some(_) => crate::fatal::die(format_args!(
-            "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
+            "release of {addr:#x}, which is not the start of an object, into ({expected})"
         )),
     }
 }

@@ -24,7 +24,7 @@ use crate::constants::{
 };
 use crate::lock::Lock;
 use crate::mapper::{Errno, Mapper, MapperIndex, MAX_MAPPERS};
-use crate::span::{record_for, SpanRecord};
+use crate::span::{division_magic, record_for, SpanRecord};
 
 /// Where the parts of a chunk lie inside a reservation `[base, base + size)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,18 +163,16 @@ impl Mill {
             state.next += span_size;
             begin
         };
-        let first = record_for(begin);
-        first
-            .object_count
-            .store((span_size / object_size) as u32, Ordering::Relaxed);
-        first.bump_index.store(0, Ordering::Relaxed);
+        let object_count = (span_size / object_size) as u32;
+        let magic = division_magic(object_size);
         for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
             let record = record_for(slot);
             record.begin.store(begin, Ordering::Relaxed);
-            record.object_size.store(object_size, Ordering::Relaxed);
+            record.object_count.store(object_count, Ordering::Relaxed);
+            record.magic.store(magic, Ordering::Relaxed);
             record.class_id.store(class_id, Ordering::Release);
         }
-        Ok(first)
+        Ok(record_for(begin))
     }
 }
 

@@ -7,9 +7,10 @@
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
 //! every record of a multi-slot span carries the span's class id, first
-//! address and object size, so any address inside the span finds them; the
-//! first record alone carries the bump state (object count, bump index);
-//! the class id of a record changes at most once, from 0 to its class.
+//! address, object count and division magic, so any address inside the span
+//! finds them; the first record alone carries the bump index; the class id
+//! of a record changes at most once, from 0 to its class, and is written
+//! last (with release ordering) so that a record with a class is complete.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -24,15 +25,28 @@ use crate::constants::{DATA_ALIGNMENT, METADATA_OFFSET, SPAN_ALIGNMENT, SPAN_MET
 pub struct SpanRecord {
     /// Owning class, or 0 when the slot is not part of a span.
     pub class_id: AtomicU32,
-    /// Number of objects in the span (first record only).
+    /// Number of objects in the span.
     pub object_count: AtomicU32,
     /// Index of the next object the press hands out (first record only).
     pub bump_index: AtomicU64,
     /// Address of the span's first object.
     pub begin: AtomicUsize,
-    /// Size of the span's objects.
-    pub object_size: AtomicUsize,
+    /// `division_magic(object_size)`: turns a division by the object size
+    /// into one multiplication (see [`SpanRecord::object_index`]).
+    pub magic: AtomicU64,
 }
+
+/// The magic multiplier for objects of `size` bytes: `ceil(2^64 / size)`.
+///
+/// For any offset `x < 2^32` and `size < 2^32`, the 128-bit product
+/// `x * magic` has `x / size` in its high half, and a low half below
+/// `magic` exactly when `size` divides `x` (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019). Span sizes are below 2^32.
+pub const fn division_magic(size: usize) -> u64 {
+    u64::MAX / size as u64 + 1
+}
+
+static_assertions::const_assert!(crate::constants::MAX_SPAN_SIZE < 1 << 32);
 
 const_assert_eq!(core::mem::size_of::<SpanRecord>(), SPAN_METADATA_SIZE);
 
@@ -68,31 +82,27 @@ pub fn find_record(addr: usize) -> Option<&'static SpanRecord> {
 }
 
 impl SpanRecord {
-    /// The span's class id (0: not part of any span).
+    /// The span's class id (0: not part of any span). Once non-zero, the
+    /// rest of the record is initialised.
     #[inline(always)]
     pub fn class_id(&self) -> u32 {
-        self.class_id.load(Ordering::Relaxed)
+        self.class_id.load(Ordering::Acquire)
     }
 
-    /// Whether `addr`, inside this record's span, is the start of an
-    /// object that the press has handed out at some point.
+    /// The index of the object starting at `addr`, which must lie in this
+    /// record's slot of a span, or `None` if `addr` is not the start of one
+    /// of the span's objects (an interior pointer, or the slack at the end).
+    #[contracts::debug_requires(self.class_id() != 0)]
     #[inline(always)]
-    pub fn is_object_start(&self, addr: usize) -> bool {
-        let begin = self.begin.load(Ordering::Relaxed);
-        let size = self.object_size.load(Ordering::Relaxed);
-        if addr < begin || size == 0 {
-            return false;
-        }
-        let offset = addr - begin;
-        if !offset.is_multiple_of(size) {
-            return false;
-        }
-        let first = record_for(begin);
-        let handed_out = first
-            .bump_index
-            .load(Ordering::Relaxed)
-            .min(u64::from(first.object_count.load(Ordering::Relaxed)));
-        ((offset / size) as u64) < handed_out
+    pub fn object_index(&self, addr: usize) -> Option<u32> {
+        // Every record of a span holds its begin, so addr >= begin, and the
+        // offset is below the span size (< 2^32).
+        let offset = (addr - self.begin.load(Ordering::Relaxed)) as u64;
+        let magic = self.magic.load(Ordering::Relaxed);
+        let product = u128::from(offset) * u128::from(magic);
+        let index = (product >> 64) as u32;
+        let divides = (product as u64) < magic;
+        (divides && index < self.object_count.load(Ordering::Relaxed)).then_some(index)
     }
 }
 
@@ -113,5 +123,37 @@ mod tests {
         let last = meta + (DATA_ALIGNMENT / SPAN_ALIGNMENT - 1) * SPAN_METADATA_SIZE;
         assert_eq!(record_address(chunk + DATA_ALIGNMENT - 1), last);
         assert!(last + SPAN_METADATA_SIZE <= meta + crate::constants::METADATA_PAGE_SIZE);
+    }
+
+    #[test]
+    fn division_magic_finds_index_and_divisibility() {
+        for size in [
+            8usize,
+            16,
+            24,
+            40,
+            48,
+            56,
+            96,
+            1000,
+            4096,
+            12_345 * 8,
+            1 << 20,
+        ] {
+            let magic = division_magic(size);
+            let samples = (0..2000u64).chain([(1 << 31) - 1, (1 << 32) - 1]);
+            for x in samples
+                .flat_map(|x| [x, x * size as u64])
+                .filter(|&x| x < 1 << 32)
+            {
+                let product = u128::from(x) * u128::from(magic);
+                assert_eq!((product >> 64) as u64, x / size as u64, "size {size} x {x}");
+                assert_eq!(
+                    (product as u64) < magic,
+                    x % size as u64 == 0,
+                    "size {size} x {x}"
+                );
+            }
+        }
     }
 }
