@@ -1,7 +1,7 @@
 //! Compiles the C shim in `c/` and generates the C header with cbindgen.
 //!
 //! The header is generated into `$OUT_DIR/slitter.h` on every build; a test
-//! (`tests/header.rs`) fails when it differs from the committed
+//! (`tests/c_api.rs`) fails when it differs from the committed
 //! `include/slitter.h`. Set `SLITTER_UPDATE_HEADER=1` to refresh the
 //! committed copy.
 

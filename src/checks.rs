@@ -5,23 +5,29 @@
 //!
 //! Invariants: an address is tested against the chunk registry before any
 //! span record is read, so a foreign pointer never makes slitter fault; an
-//! address passes only if it is the start of an object of a span of the
-//! named class; every failure ends in `fatal::die`.
+//! address passes only if it is the start of an object that the named
+//! class's press has handed out; every failure ends in `fatal::die`.
 
 use crate::class;
 use crate::span::{find_record, SpanRecord};
 
-/// Whether `addr` is the start of an object of a span of class `class_id`.
+/// Whether `addr` is the start of an object that class `class_id` has
+/// handed out.
 #[inline(always)]
 pub fn is_valid_release(class_id: u32, addr: usize) -> bool {
     match find_record(addr) {
-        Some(record) => record.class_id() == class_id && record.object_index(addr).is_some(),
+        Some(record) => {
+            record.class_id() == class_id
+                && record
+                    .object_index(addr)
+                    .is_some_and(|index| record.was_handed_out(index))
+        }
         None => false,
     }
 }
 
-/// Aborts with a report unless `addr` is the start of an object of a span
-/// of class `class_id`.
+/// Aborts with a report unless `addr` is the start of an object that class
+/// `class_id` has handed out.
 #[inline(always)]
 pub fn check_release(class_id: u32, addr: usize) {
     if !is_valid_release(class_id, addr) {
@@ -55,7 +61,7 @@ pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
             ClassLabel(owner)
         )),
         Some(_) => crate::fatal::die(format_args!(
-            "release of {addr:#x}, which is not the start of an object, into ({expected})"
+            "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
         )),
     }
 }

@@ -92,17 +92,26 @@ impl SpanRecord {
     /// The index of the object starting at `addr`, which must lie in this
     /// record's slot of a span, or `None` if `addr` is not the start of one
     /// of the span's objects (an interior pointer, or the slack at the end).
-    #[contracts::debug_requires(self.class_id() != 0)]
+    ///
+    /// An unused record (all zero) has magic 0, so it finds no object.
     #[inline(always)]
     pub fn object_index(&self, addr: usize) -> Option<u32> {
         // Every record of a span holds its begin, so addr >= begin, and the
         // offset is below the span size (< 2^32).
-        let offset = (addr - self.begin.load(Ordering::Relaxed)) as u64;
+        let offset = addr.wrapping_sub(self.begin.load(Ordering::Relaxed)) as u64;
         let magic = self.magic.load(Ordering::Relaxed);
         let product = u128::from(offset) * u128::from(magic);
         let index = (product >> 64) as u32;
         let divides = (product as u64) < magic;
         (divides && index < self.object_count.load(Ordering::Relaxed)).then_some(index)
+    }
+
+    /// Whether the press has handed out object `index` of this record's
+    /// span (objects past the bump index were never allocated).
+    #[inline(always)]
+    pub fn was_handed_out(&self, index: u32) -> bool {
+        let first = record_for(self.begin.load(Ordering::Relaxed));
+        u64::from(index) < first.bump_index.load(Ordering::Relaxed)
     }
 }
 

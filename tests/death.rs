@@ -1,0 +1,260 @@
+//! Death tests: misuse that slitter must stop with one `slitter:` line on
+//! stderr and SIGABRT.
+//!
+//! The C case runs `tests/c/class_mismatch.c`. The Rust cases re-run this
+//! test binary, filtered to the `death_child` test, with `SLITTER_DEATH_CASE`
+//! naming the misuse; `death_child` does nothing when the variable is unset.
+//! Programs report the addresses and class ids they use as `key=value`
+//! words on stdout (flushed before the misuse) so the parent can check that
+//! the report names them.
+
+mod common;
+
+use std::ffi::c_void;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use std::ptr::NonNull;
+
+use common::Link;
+use slitter::{Class, ClassConfig, SlitterClass};
+
+const CASE_VAR: &str = "SLITTER_DEATH_CASE";
+
+extern "C" {
+    fn slitter_allocate(class: SlitterClass) -> *mut c_void;
+}
+
+/// Asserts that `output` is from a process killed by SIGABRT whose stderr
+/// has exactly one `slitter: ` line, and returns that line.
+fn assert_aborted(output: &Output) -> String {
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "expected death by SIGABRT\n{}",
+        common::describe(output)
+    );
+    let lines = common::slitter_lines(output);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `slitter: ` line on stderr\n{}",
+        common::describe(output)
+    );
+    lines.into_iter().next().unwrap()
+}
+
+/// The value of `key=` on the child's stdout.
+fn reported<'a>(output: &'a Output, key: &str) -> &'a str {
+    let stdout = std::str::from_utf8(&output.stdout).expect("stdout is UTF-8");
+    common::field(stdout, key).unwrap_or_else(|| {
+        panic!(
+            "the child printed no {key}=...\n{}",
+            common::describe(output)
+        )
+    })
+}
+
+/// Asserts that `line` contains every one of `parts`.
+fn assert_mentions(line: &str, parts: &[&str], output: &Output) {
+    for part in parts {
+        assert!(
+            line.contains(part),
+            "the report {line:?} does not mention {part:?}\n{}",
+            common::describe(output)
+        );
+    }
+}
+
+/// Checks a class-mismatch report: `owner` allocated the object at `ptr`,
+/// which was released into `wrong`; both are `(name, id)`.
+fn check_mismatch_report(output: &Output, owner: (&str, &str), wrong: (&str, &str)) {
+    let line = assert_aborted(output);
+    let ptr = reported(output, "ptr");
+    let owner_label = format!("class {}, id {}", owner.0, owner.1);
+    let wrong_label = format!("class {}, id {}", wrong.0, wrong.1);
+    assert_mentions(
+        &line,
+        &["class mismatch", ptr, &owner_label, &wrong_label],
+        output,
+    );
+    // The report names the class released into first, then the owner.
+    assert!(
+        line.find(&wrong_label) < line.find(&owner_label),
+        "the report {line:?} swaps the two classes\n{}",
+        common::describe(output)
+    );
+}
+
+fn check_c_class_mismatch(link: Link) {
+    let binary = common::compile_c("death", "tests/c/class_mismatch.c", link);
+    let output = common::run(&binary);
+    let apple = reported(&output, "apple");
+    let banana = reported(&output, "banana");
+    check_mismatch_report(
+        &output,
+        ("mismatch-apple", apple),
+        ("mismatch-banana", banana),
+    );
+}
+
+#[test]
+fn c_class_mismatch_aborts_with_cdylib() {
+    check_c_class_mismatch(Link::Dynamic);
+}
+
+#[test]
+fn c_class_mismatch_aborts_with_staticlib() {
+    check_c_class_mismatch(Link::Static);
+}
+
+/// Runs `death_child` in a new process of this test binary with `case`.
+fn run_case(case: &str) -> Output {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let mut command = Command::new(exe);
+    command
+        .args(["death_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, case);
+    common::no_core_dumps(&mut command);
+    common::output(&mut command)
+}
+
+fn class(name: &str, size: usize) -> Class {
+    Class::new(ClassConfig {
+        name: Some(name),
+        size,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("cannot register {name}: {e}"))
+}
+
+/// Prints `key=value` words on one line of stdout and flushes it, so the
+/// parent sees them even though the process then aborts.
+fn tell(words: &[(&str, String)]) {
+    let line: Vec<String> = words.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", line.join(" ")).unwrap();
+    stdout.flush().unwrap();
+}
+
+/// The misuse of one case, run in the child. Returns only if slitter let
+/// the misuse pass.
+fn misuse(case: &str) {
+    match case {
+        "mismatch" => {
+            let apple = class("death-apple", 32);
+            let banana = class("death-banana", 32);
+            let object = apple.allocate().expect("memory available");
+            tell(&[
+                ("apple", apple.id().to_string()),
+                ("banana", banana.id().to_string()),
+                ("ptr", format!("{:p}", object.as_ptr())),
+            ]);
+            banana.release(object);
+        }
+        "stack" => {
+            let class = class("death-stack", 32);
+            let mut local = [0u64; 4];
+            let object = NonNull::from(&mut local).cast::<c_void>();
+            tell(&[
+                ("id", class.id().to_string()),
+                ("ptr", format!("{:p}", object.as_ptr())),
+            ]);
+            class.release(object);
+        }
+        "interior" => {
+            let class = class("death-interior", 32);
+            let object = class.allocate().expect("memory available");
+            // SAFETY: 8 bytes into a 32-byte object stays inside it.
+            let inside = unsafe { object.cast::<u8>().add(8) }.cast::<c_void>();
+            tell(&[
+                ("id", class.id().to_string()),
+                ("ptr", format!("{:p}", inside.as_ptr())),
+            ]);
+            class.release(inside);
+        }
+        _ => {
+            let id: u32 = case
+                .strip_prefix("unknown-id=")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| panic!("unknown death case {case:?}"));
+            assert_eq!(Class::from_id(id), None, "class id {id} is registered");
+            tell(&[("id", id.to_string())]);
+            // SAFETY: slitter_allocate takes any class by value; an unknown
+            // id is the misuse under test.
+            let object = unsafe { slitter_allocate(SlitterClass { id }) };
+            tell(&[("survived", format!("{object:p}"))]);
+        }
+    }
+}
+
+/// Does the misuse named by `SLITTER_DEATH_CASE`; a no-op without it.
+#[test]
+fn death_child() {
+    let Ok(case) = std::env::var(CASE_VAR) else {
+        return;
+    };
+    misuse(&case);
+    panic!("slitter did not abort in death case {case:?}");
+}
+
+#[test]
+fn rust_class_mismatch_aborts() {
+    let output = run_case("mismatch");
+    let apple = reported(&output, "apple");
+    let banana = reported(&output, "banana");
+    check_mismatch_report(&output, ("death-apple", apple), ("death-banana", banana));
+}
+
+#[test]
+fn releasing_a_stack_address_aborts() {
+    let output = run_case("stack");
+    let line = assert_aborted(&output);
+    let label = format!("class death-stack, id {}", reported(&output, "id"));
+    assert_mentions(
+        &line,
+        &[
+            reported(&output, "ptr"),
+            "which slitter did not allocate",
+            &label,
+        ],
+        &output,
+    );
+}
+
+#[test]
+fn releasing_an_interior_pointer_aborts() {
+    let output = run_case("interior");
+    let line = assert_aborted(&output);
+    let label = format!("class death-interior, id {}", reported(&output, "id"));
+    assert_mentions(
+        &line,
+        &[
+            reported(&output, "ptr"),
+            "which is not the start of",
+            &label,
+        ],
+        &output,
+    );
+}
+
+fn check_unknown_id(id: u32) {
+    let output = run_case(&format!("unknown-id={id}"));
+    let line = assert_aborted(&output);
+    assert_mentions(&line, &[&format!("unknown class id {id}")], &output);
+}
+
+#[test]
+fn allocating_from_class_id_zero_aborts() {
+    check_unknown_id(0);
+}
+
+#[test]
+fn allocating_from_an_unregistered_class_id_aborts() {
+    check_unknown_id(slitter::MAX_CLASSES as u32 - 1);
+}
+
+#[test]
+fn allocating_from_an_out_of_range_class_id_aborts() {
+    check_unknown_id(u32::MAX);
+}
