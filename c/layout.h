@@ -13,9 +13,9 @@
 #include <stdint.h>
 
 #ifdef SLITTER_SMALL_CONSTANTS
-#define SLITTER_DATA_ALIGNMENT (2UL << 20)
+#define SLITTER_DATA_ALIGNMENT (32UL << 20)
 #define SLITTER_GUARD_PAGE_SIZE (16UL << 10)
-#define SLITTER_METADATA_PAGE_SIZE (16UL << 10)
+#define SLITTER_METADATA_PAGE_SIZE (64UL << 10)
 #else
 #define SLITTER_DATA_ALIGNMENT (1UL << 30)
 #define SLITTER_GUARD_PAGE_SIZE (2UL << 20)
@@ -34,12 +34,13 @@ struct slitter_span_record {
 	uint64_t magic;        /* ceil(2^64 / object size) */
 };
 
-/* Per-thread cache header: a pointer to the entries and their count. */
+/* Per-thread cache header: the magazine arrays and their length. */
 struct slitter_thread_state {
-	void *entries;
+	void *alloc;
+	void *release;
 	uint64_t len;
 	uint64_t flags;
-	uint64_t reserved;
+	void *array;
 };
 
 _Static_assert(SLITTER_DATA_ALIGNMENT / SLITTER_SPAN_ALIGNMENT *

@@ -9,5 +9,5 @@
  */
 #include "layout.h"
 
-__attribute__((tls_model("initial-exec"), visibility("hidden"), aligned(32)))
+__attribute__((tls_model("initial-exec"), visibility("hidden"), aligned(8)))
 __thread struct slitter_thread_state slitter_thread_state;

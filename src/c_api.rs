@@ -144,18 +144,7 @@ pub unsafe extern "C" fn slitter_class_try_register(
 /// the class does not exist or memory is exhausted.
 #[no_mangle]
 pub extern "C" fn slitter_allocate(class: SlitterClass) -> *mut c_void {
-    match cache::allocate(class.id) {
-        Some(object) => object.as_ptr().cast(),
-        None => out_of_memory(class.id),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn out_of_memory(class_id: u32) -> ! {
-    crate::fatal::die(format_args!(
-        "out of memory allocating from class id {class_id}"
-    ))
+    cache::allocate_or_die(class.id).as_ptr().cast()
 }
 
 /// Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`

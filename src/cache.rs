@@ -30,8 +30,7 @@ use crate::lock::Lock;
 use crate::magazine::Magazine;
 use crate::rack;
 
-/// One class's magazines in one thread.
-#[repr(C)]
+/// One class's magazines in one thread, as the slow paths handle them.
 #[derive(Clone, Copy)]
 struct CacheEntry {
     alloc: *mut Magazine,
@@ -39,17 +38,24 @@ struct CacheEntry {
 }
 
 /// A thread's entries, recycled through a free list when the thread exits.
+/// Allocation and release magazines are in separate arrays so the fast
+/// paths index them with a scaled addressing mode.
 #[repr(C)]
 struct EntryArray {
     next_free: *mut EntryArray,
-    entries: [CacheEntry; MAX_CLASSES],
+    alloc: [*mut Magazine; MAX_CLASSES],
+    release: [*mut Magazine; MAX_CLASSES],
 }
 
 /// The thread-local cache header (layout shared with C's
 /// `struct slitter_thread_state`).
 #[repr(C)]
 pub struct ThreadState {
-    entries: *mut CacheEntry,
+    /// `array.alloc`, or null before the thread's first slow path.
+    alloc: *mut *mut Magazine,
+    /// `array.release`, or null before the thread's first slow path.
+    release: *mut *mut Magazine,
+    /// Number of valid entries in each array.
     len: usize,
     flags: usize,
     array: *mut EntryArray,
@@ -102,26 +108,68 @@ fn sentinel_entry() -> CacheEntry {
     }
 }
 
-/// Allocates an object of class `class_id`; `None` when out of memory.
-/// Aborts if no such class exists.
+/// The fast path of allocation: pops from this thread's allocation
+/// magazine for `class_id`, or returns `None` to send the caller to a slow
+/// path.
 #[inline(always)]
-pub fn allocate(class_id: u32) -> Option<NonNull<u8>> {
+fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
     let state = state();
     // SAFETY: `state` is this thread's header; entries below `len` are
     // valid, and each points to a magazine owned by this thread or to a
     // sentinel, which the count test keeps us from writing.
     unsafe {
+        if (class_id as usize) >= (*state).len {
+            return None;
+        }
+        let magazine = &mut **(*state).alloc.add(class_id as usize);
+        if magazine.is_empty() {
+            return None;
+        }
+        let object = magazine.pop();
+        clear(object, magazine.zero_size);
+        // Magazines only hold objects of spans, never null.
+        Some(NonNull::new_unchecked(object))
+    }
+}
+
+/// The allocation path taken once per magazine: when the allocation
+/// magazine is empty and the release magazine holds objects, swap the two
+/// and pop, without the full slow path.
+#[inline(never)]
+fn allocate_swap(class_id: u32) -> Option<NonNull<u8>> {
+    let state = state();
+    // SAFETY: as in `allocate_fast`; the swap exchanges two magazines this
+    // thread owns, and sentinels are excluded.
+    unsafe {
         if (class_id as usize) < (*state).len {
-            let magazine = &mut *(*(*state).entries.add(class_id as usize)).alloc;
-            if !magazine.is_empty() {
-                let object = magazine.pop();
-                clear(object, magazine.zero_size);
-                // Magazines only hold objects of spans, never null.
-                return Some(NonNull::new_unchecked(object));
+            let alloc = (*state).alloc.add(class_id as usize);
+            let release = (*state).release.add(class_id as usize);
+            if !is_sentinel(*alloc) && !is_sentinel(*release) && !(**release).is_empty() {
+                core::ptr::swap(alloc, release);
+                return allocate_fast(class_id);
             }
         }
     }
-    allocate_slow(class_id)
+    None
+}
+
+/// Allocates an object of class `class_id`; `None` when out of memory.
+/// Aborts if no such class exists.
+#[inline(always)]
+pub fn allocate(class_id: u32) -> Option<NonNull<u8>> {
+    allocate_fast(class_id)
+        .or_else(|| allocate_swap(class_id))
+        .or_else(|| allocate_slow(class_id))
+}
+
+/// Allocates an object of class `class_id`, aborting with a message when
+/// out of memory or if no such class exists.
+#[inline(always)]
+pub fn allocate_or_die(class_id: u32) -> NonNull<u8> {
+    match allocate_fast(class_id).or_else(|| allocate_swap(class_id)) {
+        Some(object) => object,
+        None => allocate_slow_or_die(class_id),
+    }
 }
 
 /// Releases `object` to class `class_id`; the caller has checked that the
@@ -129,10 +177,10 @@ pub fn allocate(class_id: u32) -> Option<NonNull<u8>> {
 #[inline(always)]
 pub fn release(class_id: u32, object: NonNull<u8>) {
     let state = state();
-    // SAFETY: as in `allocate`.
+    // SAFETY: as in `allocate_fast`.
     unsafe {
         if (class_id as usize) < (*state).len {
-            let magazine = &mut *(*(*state).entries.add(class_id as usize)).release;
+            let magazine = &mut **(*state).release.add(class_id as usize);
             if !magazine.is_full() {
                 magazine.push(object.as_ptr());
                 return;
@@ -155,6 +203,18 @@ fn class_or_die(class_id: u32) -> &'static ClassInfo {
     match class::info(class_id) {
         Some(info) => info,
         None => crate::fatal::die(format_args!("use of unknown class id {class_id}")),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
+    match allocate_slow(class_id) {
+        Some(object) => object,
+        None => crate::fatal::die(format_args!(
+            "out of memory allocating from ({})",
+            crate::checks::ClassLabel(class_id)
+        )),
     }
 }
 
@@ -207,8 +267,19 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
     if index >= state.len {
         extend(state, index)?;
     }
-    // SAFETY: index < len, so the entry is initialised and ours.
-    Some(f(unsafe { &mut *state.entries.add(index) }))
+    // SAFETY: index < len, so both entries are initialised and ours.
+    unsafe {
+        let alloc = state.alloc.add(index);
+        let release = state.release.add(index);
+        let mut entry = CacheEntry {
+            alloc: *alloc,
+            release: *release,
+        };
+        let result = f(&mut entry);
+        *alloc = entry.alloc;
+        *release = entry.release;
+        Some(result)
+    }
 }
 
 /// Head of the free list of entry arrays (an address; 0 when empty).
@@ -223,12 +294,19 @@ fn extend(state: &mut ThreadState, index: usize) -> Option<()> {
         let array = take_entry_array()?;
         state.array = array;
         // SAFETY: `array` is a valid EntryArray now owned by this thread.
-        state.entries = unsafe { (*array).entries.as_mut_ptr() };
+        unsafe {
+            state.alloc = (*array).alloc.as_mut_ptr();
+            state.release = (*array).release.as_mut_ptr();
+        }
         register_exit_hook(array);
     }
+    let empty = sentinel_entry();
     for i in state.len..=index {
-        // SAFETY: i < MAX_CLASSES, inside this thread's array.
-        unsafe { state.entries.add(i).write(sentinel_entry()) };
+        // SAFETY: i < MAX_CLASSES, inside this thread's arrays.
+        unsafe {
+            state.alloc.add(i).write(empty.alloc);
+            state.release.add(i).write(empty.release);
+        }
     }
     state.len = index + 1;
     Some(())
@@ -365,13 +443,21 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     let state = unsafe { &mut *state() };
     for index in 1..state.len {
         if let Some(info) = class::info(index as u32) {
-            // SAFETY: index < len, inside this thread's array.
-            flush_entry(unsafe { &mut *state.entries.add(index) }, info);
+            // SAFETY: index < len, inside this thread's arrays, whose
+            // magazines it owns; the entries are dropped with the arrays.
+            let mut entry = unsafe {
+                CacheEntry {
+                    alloc: *state.alloc.add(index),
+                    release: *state.release.add(index),
+                }
+            };
+            flush_entry(&mut entry, info);
         }
     }
     let array = state.array;
     state.len = 0;
-    state.entries = core::ptr::null_mut();
+    state.alloc = core::ptr::null_mut();
+    state.release = core::ptr::null_mut();
     state.array = core::ptr::null_mut();
     state.flags |= EXITED;
     if !array.is_null() {

@@ -3,27 +3,20 @@
 //! Owns: the validation of every released address, from out-of-band state
 //! only, and the one-line `slitter:` report of each misuse found.
 //!
-//! Invariants: an address is tested against the chunk registry before any
-//! span record is read, so a foreign pointer never makes slitter fault; an
+//! Invariants: the record of any address is readable (the chunk registry
+//! maps foreign addresses to unused records), so a foreign pointer never
+//! makes slitter fault; an
 //! address passes only if it is the start of an object that the named
 //! class's press has handed out; every failure ends in `fatal::die`.
 
 use crate::class;
-use crate::span::{find_record, SpanRecord};
+use crate::span::{self, record_for};
 
 /// Whether `addr` is the start of an object that class `class_id` has
 /// handed out.
 #[inline(always)]
 pub fn is_valid_release(class_id: u32, addr: usize) -> bool {
-    match find_record(addr) {
-        Some(record) => {
-            record.class_id() == class_id
-                && record
-                    .object_index(addr)
-                    .is_some_and(|index| record.was_handed_out(index))
-        }
-        None => false,
-    }
+    span::is_allocated_object(class_id, addr)
 }
 
 /// Aborts with a report unless `addr` is the start of an object that class
@@ -36,7 +29,7 @@ pub fn check_release(class_id: u32, addr: usize) {
 }
 
 /// Writes `class <name>, id <id>` for a class id, without allocating.
-struct ClassLabel(u32);
+pub struct ClassLabel(pub u32);
 
 impl core::fmt::Display for ClassLabel {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -52,15 +45,15 @@ impl core::fmt::Display for ClassLabel {
 #[inline(never)]
 pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
     let expected = ClassLabel(class_id);
-    match find_record(addr).map(SpanRecord::class_id) {
-        None | Some(0) => crate::fatal::die(format_args!(
+    match record_for(addr).class_id() {
+        0 => crate::fatal::die(format_args!(
             "release of {addr:#x}, which slitter did not allocate, into ({expected})"
         )),
-        Some(owner) if owner != class_id => crate::fatal::die(format_args!(
+        owner if owner != class_id => crate::fatal::die(format_args!(
             "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
             ClassLabel(owner)
         )),
-        Some(_) => crate::fatal::die(format_args!(
+        _ => crate::fatal::die(format_args!(
             "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
         )),
     }

@@ -1,40 +1,61 @@
-//! The chunk registry: which aligned data blocks of the address space are
-//! slitter chunks.
+//! The chunk registry: where the metadata of any address lives.
 //!
-//! Owns: one bit per possible `DATA_ALIGNMENT`-aligned block of the 47-bit
-//! user address space. Every address is tested here before any span record
-//! is read, so a foreign, stack or garbage pointer is recognised without
-//! touching memory that might not be mapped.
+//! Owns: one word per possible `DATA_ALIGNMENT`-aligned block of the 47-bit
+//! user address space, giving the metadata region of the chunk whose data
+//! occupies that block, and a zero-filled stand-in metadata region for every
+//! other block. Every address therefore finds a readable span record
+//! without any memory access that could fault: a foreign, stack or garbage
+//! pointer finds an all-zero record (class id 0), which no check accepts.
 //!
-//! Invariants: a bit is set only after its chunk's metadata region is
-//! readable, and bits are never cleared (chunks are immortal).
+//! The word holds the chunk's metadata address *minus* the stand-in's
+//! address, so the zero-initialised table means "no chunk" everywhere.
+//! Addresses above 2^47 wrap around onto the table; they may find the record
+//! of a real chunk, but are then more than a span away from its objects,
+//! which the object-index check rejects (see `span.rs`).
+//!
+//! Invariants: a block's word is set once, after the chunk's metadata is
+//! mapped, and never cleared (chunks are immortal).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::constants::{ADDRESS_SPACE_LIMIT, DATA_ALIGNMENT};
+use crate::constants::{ADDRESS_SPACE_LIMIT, DATA_ALIGNMENT, METADATA_PAGE_SIZE};
 
 const BLOCKS: usize = ADDRESS_SPACE_LIMIT / DATA_ALIGNMENT;
-const WORDS: usize = BLOCKS.div_ceil(64);
 
-static CHUNK_BITS: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
+static METADATA_OFFSETS: [AtomicUsize; BLOCKS] = [const { AtomicUsize::new(0) }; BLOCKS];
 
-/// Records that the data block containing `data_start` is a chunk.
-pub fn register(data_start: usize) {
-    debug_assert_eq!(data_start % DATA_ALIGNMENT, 0);
-    let block = data_start / DATA_ALIGNMENT;
-    CHUNK_BITS[block / 64].fetch_or(1 << (block % 64), Ordering::Release);
+/// The metadata of every block that holds no chunk: all records unused.
+/// Atomic words keep it in writable, zero-filled memory (.bss), never
+/// written.
+static UNUSED_METADATA: [AtomicU64; METADATA_PAGE_SIZE / 8] =
+    [const { AtomicU64::new(0) }; METADATA_PAGE_SIZE / 8];
+
+#[inline(always)]
+fn block(addr: usize) -> usize {
+    (addr / DATA_ALIGNMENT) & (BLOCKS - 1)
+}
+
+/// Records that the chunk whose data starts at `data_start` keeps its span
+/// records at `metadata` (mapped and zero-filled).
+#[contracts::debug_requires(data_start.is_multiple_of(DATA_ALIGNMENT) && data_start < ADDRESS_SPACE_LIMIT)]
+pub fn register(data_start: usize, metadata: usize) {
+    let offset = metadata.wrapping_sub(UNUSED_METADATA.as_ptr() as usize);
+    METADATA_OFFSETS[block(data_start)].store(offset, Ordering::Release);
+}
+
+/// The start of a `METADATA_PAGE_SIZE` readable region holding the span
+/// records for `addr`'s block: its chunk's, or all-zero ones.
+#[inline(always)]
+pub fn metadata_for(addr: usize) -> usize {
+    // SAFETY: block() masks the index below BLOCKS.
+    let offset = unsafe { METADATA_OFFSETS.get_unchecked(block(addr)) }.load(Ordering::Acquire);
+    (UNUSED_METADATA.as_ptr() as usize).wrapping_add(offset)
 }
 
 /// Whether `addr` lies in the data region of a registered chunk.
-#[inline(always)]
+#[cfg(test)]
 pub fn contains(addr: usize) -> bool {
-    if addr >= ADDRESS_SPACE_LIMIT {
-        return false;
-    }
-    let block = addr / DATA_ALIGNMENT;
-    // SAFETY: addr < ADDRESS_SPACE_LIMIT, so block / 64 < WORDS.
-    let word = unsafe { CHUNK_BITS.get_unchecked(block / 64) };
-    word.load(Ordering::Acquire) & (1 << (block % 64)) != 0
+    addr < ADDRESS_SPACE_LIMIT && metadata_for(addr) != UNUSED_METADATA.as_ptr() as usize
 }
 
 #[cfg(test)]
@@ -42,15 +63,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_registered_blocks_are_contained() {
-        let block = 12345 % BLOCKS;
-        let base = block * DATA_ALIGNMENT;
+    fn unregistered_blocks_read_the_zero_metadata() {
+        let base = 12345 % BLOCKS * DATA_ALIGNMENT;
         assert!(!contains(base));
-        register(base);
+        assert_eq!(metadata_for(base), UNUSED_METADATA.as_ptr() as usize);
+        let fake_metadata = 0x1234_5000;
+        register(base, fake_metadata);
         assert!(contains(base));
         assert!(contains(base + DATA_ALIGNMENT - 1));
-        assert!(!contains(base + DATA_ALIGNMENT) || (block + 1).is_multiple_of(BLOCKS));
+        assert_eq!(metadata_for(base + 77), fake_metadata);
+        assert!(!contains(base + DATA_ALIGNMENT));
+        // Addresses above the user address space wrap, but are not contained.
+        assert_eq!(metadata_for(base + ADDRESS_SPACE_LIMIT), fake_metadata);
+        assert!(!contains(base + ADDRESS_SPACE_LIMIT));
         assert!(!contains(usize::MAX));
-        assert!(!contains(ADDRESS_SPACE_LIMIT));
     }
 }

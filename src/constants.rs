@@ -11,8 +11,8 @@
 //! of two and a multiple of the page size; one chunk's span records fit in
 //! its metadata region.
 //!
-//! The `test_only_small_constants` feature shrinks the chunk to 2 MiB so
-//! tests reach chunk and span roll-over after a few allocations.
+//! The `test_only_small_constants` feature shrinks the chunk to 32 MiB and
+//! spans to 64 KiB so tests reach chunk and span roll-over quickly.
 
 use static_assertions::const_assert;
 
@@ -27,9 +27,9 @@ mod values {
 
 #[cfg(feature = "test_only_small_constants")]
 mod values {
-    pub const DATA_ALIGNMENT: usize = 2 << 20;
+    pub const DATA_ALIGNMENT: usize = 32 << 20;
     pub const GUARD_PAGE_SIZE: usize = 16 << 10;
-    pub const METADATA_PAGE_SIZE: usize = 16 << 10;
+    pub const METADATA_PAGE_SIZE: usize = 64 << 10;
     pub const SPAN_TARGET_SIZE: usize = 64 << 10;
 }
 

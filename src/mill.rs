@@ -135,7 +135,7 @@ impl Mill {
             .allocate_meta(as_ptr(layout.meta), METADATA_PAGE_SIZE)?;
         self.mapper
             .allocate_data(as_ptr(layout.data), DATA_ALIGNMENT)?;
-        chunk_registry::register(layout.data);
+        chunk_registry::register(layout.data, layout.meta);
         self.chunks.fetch_add(1, Ordering::Relaxed);
         Ok(layout.data)
     }

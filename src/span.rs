@@ -1,9 +1,10 @@
 //! Span records: out-of-band metadata for each span slot of a chunk.
 //!
-//! Owns: the layout of a span record and the arithmetic from any address in
-//! a chunk's data region to its record:
-//! `record = (addr rounded down to DATA_ALIGNMENT) - METADATA_OFFSET
-//!           + ((addr % DATA_ALIGNMENT) / SPAN_ALIGNMENT) * SPAN_METADATA_SIZE`.
+//! Owns: the layout of a span record and the way from any address to its
+//! record: `record = metadata_for(addr) + ((addr % DATA_ALIGNMENT) /
+//! SPAN_ALIGNMENT) * SPAN_METADATA_SIZE`, where the chunk registry gives
+//! the metadata region (`METADATA_OFFSET` below the chunk's data, or an
+//! all-zero stand-in outside chunks).
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
 //! every record of a multi-slot span carries the span's class id, first
@@ -17,7 +18,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use static_assertions::const_assert_eq;
 
 use crate::chunk_registry;
-use crate::constants::{DATA_ALIGNMENT, METADATA_OFFSET, SPAN_ALIGNMENT, SPAN_METADATA_SIZE};
+use crate::constants::{DATA_ALIGNMENT, SPAN_ALIGNMENT, SPAN_METADATA_SIZE};
 
 /// Metadata for one `SPAN_ALIGNMENT` slot of chunk data. The same layout is
 /// declared in C as `struct slitter_span_record` (`c/layout.h`).
@@ -50,35 +51,46 @@ static_assertions::const_assert!(crate::constants::MAX_SPAN_SIZE < 1 << 32);
 
 const_assert_eq!(core::mem::size_of::<SpanRecord>(), SPAN_METADATA_SIZE);
 
-/// Where the record for the slot containing `addr` lives (pure arithmetic).
+/// The offset of the record for `addr` inside its chunk's metadata region.
 #[inline(always)]
-pub fn record_address(addr: usize) -> usize {
-    let chunk_base = addr & !(DATA_ALIGNMENT - 1);
-    let slot = (addr & (DATA_ALIGNMENT - 1)) / SPAN_ALIGNMENT;
-    chunk_base - METADATA_OFFSET + slot * SPAN_METADATA_SIZE
+pub fn record_offset(addr: usize) -> usize {
+    ((addr & (DATA_ALIGNMENT - 1)) / SPAN_ALIGNMENT) * SPAN_METADATA_SIZE
 }
 
-/// The record for the slot containing `addr`, which must lie in the data
-/// region of a registered chunk.
-#[contracts::debug_requires(chunk_registry::contains(addr))]
+/// The record for the slot containing `addr`. Any address finds a readable
+/// record: outside slitter's chunks, an unused (all-zero) one.
 #[inline(always)]
 pub fn record_for(addr: usize) -> &'static SpanRecord {
-    let record = record_address(addr);
-    // SAFETY: the chunk is registered, so its metadata region (starting
-    // METADATA_OFFSET below the data) is mapped, readable and zero-filled or
-    // initialised, and records are immortal.
+    record_in(chunk_registry::metadata_for(addr), addr)
+}
+
+/// The record for `addr` in the metadata region `metadata`, which must be
+/// what `chunk_registry::metadata_for` returns for `addr`'s block.
+#[inline(always)]
+fn record_in(metadata: usize, addr: usize) -> &'static SpanRecord {
+    let record = metadata + record_offset(addr);
+    // SAFETY: metadata_for returns a mapped, immortal region of
+    // METADATA_PAGE_SIZE bytes, and record_offset stays below
+    // SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= METADATA_PAGE_SIZE; records
+    // are aligned to their 32-byte size.
     unsafe { &*(record as *const SpanRecord) }
 }
 
-/// The record for `addr` if it lies in a slitter chunk, without reading any
-/// memory otherwise.
+/// Whether `addr` is the start of an object of class `class_id` that the
+/// press has handed out: the object-start check used by every release.
 #[inline(always)]
-pub fn find_record(addr: usize) -> Option<&'static SpanRecord> {
-    if chunk_registry::contains(addr) {
-        Some(record_for(addr))
-    } else {
-        None
+pub fn is_allocated_object(class_id: u32, addr: usize) -> bool {
+    let metadata = chunk_registry::metadata_for(addr);
+    let record = record_in(metadata, addr);
+    if record.class_id() != class_id {
+        return false;
     }
+    let Some(index) = record.object_index(addr) else {
+        return false;
+    };
+    // A span lies in one chunk, so its first record is in the same region.
+    let first = record_in(metadata, record.begin.load(Ordering::Relaxed));
+    u64::from(index) < first.bump_index.load(Ordering::Relaxed)
 }
 
 impl SpanRecord {
@@ -89,29 +101,24 @@ impl SpanRecord {
         self.class_id.load(Ordering::Acquire)
     }
 
-    /// The index of the object starting at `addr`, which must lie in this
-    /// record's slot of a span, or `None` if `addr` is not the start of one
-    /// of the span's objects (an interior pointer, or the slack at the end).
+    /// The index of the object starting at `addr` in this record's span, or
+    /// `None` if `addr` is not the start of one of the span's objects (an
+    /// interior pointer, the slack at the end of the span, or an address
+    /// outside the span).
     ///
-    /// An unused record (all zero) has magic 0, so it finds no object.
+    /// The high half of `offset * magic` is at least `offset / size` for any
+    /// 64-bit offset, so an address below the span (the offset wraps) or
+    /// beyond it gives an index past `object_count`; within the span it is
+    /// exact. An unused (all-zero) record has no objects.
     #[inline(always)]
     pub fn object_index(&self, addr: usize) -> Option<u32> {
-        // Every record of a span holds its begin, so addr >= begin, and the
-        // offset is below the span size (< 2^32).
         let offset = addr.wrapping_sub(self.begin.load(Ordering::Relaxed)) as u64;
         let magic = self.magic.load(Ordering::Relaxed);
         let product = u128::from(offset) * u128::from(magic);
-        let index = (product >> 64) as u32;
+        let index = (product >> 64) as u64;
         let divides = (product as u64) < magic;
-        (divides && index < self.object_count.load(Ordering::Relaxed)).then_some(index)
-    }
-
-    /// Whether the press has handed out object `index` of this record's
-    /// span (objects past the bump index were never allocated).
-    #[inline(always)]
-    pub fn was_handed_out(&self, index: u32) -> bool {
-        let first = record_for(self.begin.load(Ordering::Relaxed));
-        u64::from(index) < first.bump_index.load(Ordering::Relaxed)
+        (divides && index < u64::from(self.object_count.load(Ordering::Relaxed)))
+            .then_some(index as u32)
     }
 }
 
@@ -120,18 +127,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_arithmetic_matches_the_layout() {
+    fn record_offsets_follow_the_layout() {
         let chunk = 7 * DATA_ALIGNMENT;
-        let meta = chunk - METADATA_OFFSET;
-        assert_eq!(record_address(chunk), meta);
-        assert_eq!(record_address(chunk + SPAN_ALIGNMENT - 1), meta);
-        assert_eq!(
-            record_address(chunk + SPAN_ALIGNMENT),
-            meta + SPAN_METADATA_SIZE
-        );
-        let last = meta + (DATA_ALIGNMENT / SPAN_ALIGNMENT - 1) * SPAN_METADATA_SIZE;
-        assert_eq!(record_address(chunk + DATA_ALIGNMENT - 1), last);
-        assert!(last + SPAN_METADATA_SIZE <= meta + crate::constants::METADATA_PAGE_SIZE);
+        assert_eq!(record_offset(chunk), 0);
+        assert_eq!(record_offset(chunk + SPAN_ALIGNMENT - 1), 0);
+        assert_eq!(record_offset(chunk + SPAN_ALIGNMENT), SPAN_METADATA_SIZE);
+        let last = (DATA_ALIGNMENT / SPAN_ALIGNMENT - 1) * SPAN_METADATA_SIZE;
+        assert_eq!(record_offset(chunk + DATA_ALIGNMENT - 1), last);
+        assert!(last + SPAN_METADATA_SIZE <= crate::constants::METADATA_PAGE_SIZE);
+    }
+
+    #[test]
+    fn foreign_addresses_find_unused_records() {
+        let local = 0u64;
+        for addr in [0, 1, &local as *const u64 as usize, usize::MAX, 1 << 47] {
+            let record = record_for(addr);
+            assert_eq!(record.class_id(), 0);
+            assert_eq!(record.object_index(addr), None);
+        }
     }
 
     #[test]
