@@ -23,6 +23,7 @@ pub type Errno = i32;
 /// A mill calls `reserve` once per chunk, `release` to give back the slop
 /// around the aligned chunk, then `allocate_meta` and `allocate_data` on the
 /// chunk's metadata and data regions. Ranges passed in are page-aligned.
+/// Every method but `allocate_data` defaults to private anonymous memory.
 pub trait Mapper: Sync {
     /// The granularity of this mapper's ranges.
     fn page_size(&self) -> usize {
@@ -30,13 +31,30 @@ pub trait Mapper: Sync {
     }
 
     /// Reserves `size` bytes of inaccessible address space.
-    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno>;
+    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
+        os_mmap(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+        )
+    }
 
     /// Returns part of a reservation to the operating system.
-    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        // SAFETY: mills only release parts of their reservations that they
+        // never handed out.
+        if unsafe { libc::munmap(base.as_ptr(), size) } != 0 {
+            return Err(last_errno());
+        }
+        Ok(())
+    }
 
     /// Makes a reserved range usable for span metadata (zero-filled).
-    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        back_anonymous(base, size)
+    }
 
     /// Makes a reserved range usable for objects (zero-filled).
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
@@ -77,24 +95,6 @@ pub fn os_map_zeroed(size: usize) -> Option<NonNull<u8>> {
     .map(NonNull::cast)
 }
 
-fn reserve_address_space(size: usize) -> Result<NonNull<c_void>, Errno> {
-    os_mmap(
-        core::ptr::null_mut(),
-        size,
-        libc::PROT_NONE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-        -1,
-    )
-}
-
-fn unmap(base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
-    // SAFETY: callers pass a range they reserved and no longer use.
-    if unsafe { libc::munmap(base.as_ptr(), size) } != 0 {
-        return Err(last_errno());
-    }
-    Ok(())
-}
-
 /// Replaces a reserved range with private, zero-filled, writable memory.
 fn back_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
     os_mmap(
@@ -111,18 +111,6 @@ fn back_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
 pub struct AnonymousMapper;
 
 impl Mapper for AnonymousMapper {
-    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
-        reserve_address_space(size)
-    }
-
-    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
-        unmap(base, size)
-    }
-
-    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
-        back_anonymous(base, size)
-    }
-
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
         back_anonymous(base, size)
     }
@@ -213,18 +201,6 @@ fn create_backing_file(size: usize) -> Result<i32, Errno> {
 pub struct FileBackedMapper;
 
 impl Mapper for FileBackedMapper {
-    fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
-        reserve_address_space(size)
-    }
-
-    fn release(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
-        unmap(base, size)
-    }
-
-    fn allocate_meta(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
-        back_anonymous(base, size)
-    }
-
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
         let fd = create_backing_file(size)?;
         let mapped = os_mmap(
