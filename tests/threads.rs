@@ -157,12 +157,16 @@ fn cross_thread_release_under_load() {
     let allocated = PRODUCERS * PER_PRODUCER;
     assert_eq!(released, allocated);
     let in_flight = CONSUMERS * (CHANNEL_BOUND + 2) * BATCH + PRODUCERS as usize * BATCH;
+    // Span memory touched: the 16 KiB span-alignment blocks holding objects.
+    let blocks: HashSet<usize> = distinct.iter().map(|a| a >> 14).collect();
     println!(
         "cross-thread: {} allocations + {} releases in {elapsed:?}; {} distinct addresses \
-         (at most ~{in_flight} in flight); magazines {} -> {}, arena {} -> {} KiB",
+         in {} KiB of span blocks (at most ~{in_flight} in flight); magazines {} -> {}, \
+         arena {} -> {} KiB",
         allocated,
         released,
         distinct.len(),
+        blocks.len() * 16,
         before.magazines,
         after.magazines,
         before.arena_bytes / 1024,
