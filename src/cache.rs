@@ -5,12 +5,13 @@
 //! class's stacks, the press and the rack on the slow paths; the return of
 //! every magazine when a thread exits.
 //!
-//! The thread's state is a 32-byte header in an initial-exec thread-local
+//! The thread's state is a small header in an initial-exec thread-local
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
 //! `__tls_get_addr`, no destructor registration that could allocate). It
-//! points to an entry array of `MAX_CLASSES` entries taken from a free list
-//! (or the arena) on the thread's first slow path, and returned when the
-//! thread exits, via a `pthread_key_create` destructor.
+//! points into an [`EntryArray`] (one allocation-magazine and one
+//! release-magazine pointer per class id) taken from a free list (or the
+//! arena) on the thread's first slow path, and returned when the thread
+//! exits, via a `pthread_key_create` destructor.
 //!
 //! Invariants: entries below `len` point to real magazines or to the two
 //! sentinels (an always-empty allocation sentinel and an always-full release
@@ -132,41 +133,18 @@ fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
     }
 }
 
-/// The allocation path taken once per magazine: when the allocation
-/// magazine is empty and the release magazine holds objects, swap the two
-/// and pop, without the full slow path.
-#[inline(never)]
-fn allocate_swap(class_id: u32) -> Option<NonNull<u8>> {
-    let state = state();
-    // SAFETY: as in `allocate_fast`; the swap exchanges two magazines this
-    // thread owns, and sentinels are excluded.
-    unsafe {
-        if (class_id as usize) < (*state).len {
-            let alloc = (*state).alloc.add(class_id as usize);
-            let release = (*state).release.add(class_id as usize);
-            if !is_sentinel(*alloc) && !is_sentinel(*release) && !(**release).is_empty() {
-                core::ptr::swap(alloc, release);
-                return allocate_fast(class_id);
-            }
-        }
-    }
-    None
-}
-
 /// Allocates an object of class `class_id`; `None` when out of memory.
 /// Aborts if no such class exists.
 #[inline(always)]
 pub fn allocate(class_id: u32) -> Option<NonNull<u8>> {
-    allocate_fast(class_id)
-        .or_else(|| allocate_swap(class_id))
-        .or_else(|| allocate_slow(class_id))
+    allocate_fast(class_id).or_else(|| allocate_slow(class_id))
 }
 
 /// Allocates an object of class `class_id`, aborting with a message when
 /// out of memory or if no such class exists.
 #[inline(always)]
 pub fn allocate_or_die(class_id: u32) -> NonNull<u8> {
-    match allocate_fast(class_id).or_else(|| allocate_swap(class_id)) {
+    match allocate_fast(class_id) {
         Some(object) => object,
         None => allocate_slow_or_die(class_id),
     }

@@ -17,8 +17,6 @@ pub struct Lock<T> {
 
 // SAFETY: access to `data` is serialised by the mutex.
 unsafe impl<T: Send> Sync for Lock<T> {}
-// SAFETY: moving the lock moves the data, which is Send.
-unsafe impl<T: Send> Send for Lock<T> {}
 
 /// Exclusive access to a [`Lock`]'s data; unlocks on drop.
 pub struct LockGuard<'a, T> {

@@ -24,33 +24,10 @@ fn class_api_with_staticlib() {
     check_class_api(Link::Static);
 }
 
-/// When the file was last written (the epoch if unknown).
-fn modified(path: &Path) -> std::time::SystemTime {
-    path.metadata()
-        .and_then(|m| m.modified())
-        .unwrap_or(std::time::UNIX_EPOCH)
-}
-
-/// The header build.rs generated for this build: `$OUT_DIR/slitter.h` when
-/// cargo passed OUT_DIR to this test crate, else the newest
-/// `target/<profile>/build/slitter-*/out/slitter.h`.
+/// The header build.rs generated for this build (cargo passes the build
+/// script's OUT_DIR to the package's integration tests).
 fn generated_header() -> PathBuf {
-    if let Some(out_dir) = option_env!("OUT_DIR") {
-        return Path::new(out_dir).join("slitter.h");
-    }
-    let build = common::profile_dir().join("build");
-    let entries = std::fs::read_dir(&build)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", build.display()));
-    entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with("slitter-"))
-        .map(|entry| entry.path())
-        .filter(|dir| dir.join("out/slitter.h").is_file())
-        // cbindgen leaves an unchanged header alone, so date each candidate
-        // by the last run of its build script (cargo rewrites `output`).
-        .max_by_key(|dir| modified(&dir.join("output")).max(modified(&dir.join("out/slitter.h"))))
-        .map(|dir| dir.join("out/slitter.h"))
-        .unwrap_or_else(|| panic!("no slitter-*/out/slitter.h under {}", build.display()))
+    Path::new(env!("OUT_DIR")).join("slitter.h")
 }
 
 #[test]

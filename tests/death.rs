@@ -206,36 +206,23 @@ fn rust_class_mismatch_aborts() {
     check_mismatch_report(&output, ("death-apple", apple), ("death-banana", banana));
 }
 
+/// Runs a release-misuse case of class `death-<case>` and checks that its
+/// one report names the pointer, the class and `phrase`.
+fn check_bad_release(case: &str, phrase: &str) {
+    let output = run_case(case);
+    let line = assert_aborted(&output);
+    let label = format!("class death-{case}, id {}", reported(&output, "id"));
+    assert_mentions(&line, &[reported(&output, "ptr"), phrase, &label], &output);
+}
+
 #[test]
 fn releasing_a_stack_address_aborts() {
-    let output = run_case("stack");
-    let line = assert_aborted(&output);
-    let label = format!("class death-stack, id {}", reported(&output, "id"));
-    assert_mentions(
-        &line,
-        &[
-            reported(&output, "ptr"),
-            "which slitter did not allocate",
-            &label,
-        ],
-        &output,
-    );
+    check_bad_release("stack", "which slitter did not allocate");
 }
 
 #[test]
 fn releasing_an_interior_pointer_aborts() {
-    let output = run_case("interior");
-    let line = assert_aborted(&output);
-    let label = format!("class death-interior, id {}", reported(&output, "id"));
-    assert_mentions(
-        &line,
-        &[
-            reported(&output, "ptr"),
-            "which is not the start of",
-            &label,
-        ],
-        &output,
-    );
+    check_bad_release("interior", "which is not the start of");
 }
 
 fn check_unknown_id(id: u32) {

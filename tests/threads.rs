@@ -352,46 +352,44 @@ fn thread_churn_keeps_memory_bounded() {
     );
 }
 
+/// Allocates `n` objects of `class` in a new thread that then exits.
+fn allocate_in_thread(class: Class, n: usize) -> Vec<usize> {
+    thread::spawn(move || {
+        (0..n)
+            .map(|_| class.allocate().unwrap().as_ptr() as usize)
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Releases `objects` of `class` in a new thread that then exits.
+fn release_in_thread(class: Class, objects: Vec<usize>) {
+    thread::spawn(move || {
+        for addr in objects {
+            class.release(NonNull::new(addr as *mut c_void).unwrap());
+        }
+    })
+    .join()
+    .unwrap()
+}
+
 /// Thread A allocates `n` objects of a fresh class and exits; thread B
 /// releases them all and exits; thread C then allocates `n` objects.
 /// Returns how many of C's objects are ones B released.
 fn handoff(name: &str, n: usize) -> usize {
     let class = new_class(name, 48);
-    let first: Vec<usize> = thread::spawn(move || {
-        (0..n)
-            .map(|_| class.allocate().unwrap().as_ptr() as usize)
-            .collect()
-    })
-    .join()
-    .unwrap();
+    let first = allocate_in_thread(class, n);
     let first_set: HashSet<usize> = first.iter().copied().collect();
     assert_eq!(first_set.len(), n, "an object was handed out twice");
-    thread::spawn(move || {
-        for addr in first {
-            class.release(NonNull::new(addr as *mut c_void).unwrap());
-        }
-    })
-    .join()
-    .unwrap();
-    let second: Vec<usize> = thread::spawn(move || {
-        (0..n)
-            .map(|_| class.allocate().unwrap().as_ptr() as usize)
-            .collect()
-    })
-    .join()
-    .unwrap();
+    release_in_thread(class, first);
+    let second = allocate_in_thread(class, n);
     let reused = second.iter().filter(|a| first_set.contains(a)).count();
     println!("handoff: thread C got {reused} of {n} addresses released by exited thread B");
     // Released from another thread: the test's own thread must not touch
     // slitter, or its thread cache would outlive the test (libtest does not
     // join it before the next test starts) and skew the churn figures.
-    thread::spawn(move || {
-        for addr in second {
-            class.release(NonNull::new(addr as *mut c_void).unwrap());
-        }
-    })
-    .join()
-    .unwrap();
+    release_in_thread(class, second);
     reused
 }
 
