@@ -10,4 +10,6 @@ size_t slitter_c_metadata_page_size(void) { return SLITTER_METADATA_PAGE_SIZE; }
 size_t slitter_c_span_alignment(void) { return SLITTER_SPAN_ALIGNMENT; }
 size_t slitter_c_span_metadata_size(void) { return sizeof(struct slitter_span_record); }
 size_t slitter_c_magazine_size(void) { return SLITTER_MAGAZINE_SIZE; }
+size_t slitter_c_magazine_bytes(void) { return sizeof(struct slitter_magazine); }
+size_t slitter_c_max_classes(void) { return SLITTER_MAX_CLASSES; }
 size_t slitter_c_thread_state_size(void) { return sizeof(struct slitter_thread_state); }

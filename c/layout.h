@@ -23,25 +23,46 @@
 #endif
 
 #define SLITTER_SPAN_ALIGNMENT (16UL << 10)
-#define SLITTER_MAGAZINE_SIZE 30
+#define SLITTER_MAGAZINE_SIZE 31
+#define SLITTER_MAGAZINE_ALIGNMENT 512
+#define SLITTER_MAX_CLASSES 1024
 
 /* One span record per SLITTER_SPAN_ALIGNMENT bytes of chunk data. */
 struct slitter_span_record {
 	uint32_t class_id;     /* 0: unused slot */
 	uint32_t object_count; /* number of objects in the span */
-	uint64_t bump_index;   /* next object the press hands out (first record) */
 	uint64_t begin;        /* address of the span's first object */
 	uint64_t magic;        /* ceil(2^64 / object size) */
+	uint64_t states;       /* the span's per-object state bytes */
 };
 
-/* Per-thread cache header: the magazine arrays and their length. */
+/* A magazine slot: a free object and its state byte. */
+struct slitter_magazine_slot {
+	void *object;
+	void *state;
+};
+
+/* A magazine: a header, then SLITTER_MAGAZINE_SIZE slots. */
+struct slitter_magazine {
+	uint32_t count;
+	uint32_t unused;
+	uint64_t link;
+	struct slitter_magazine_slot slots[SLITTER_MAGAZINE_SIZE];
+} __attribute__((aligned(SLITTER_MAGAZINE_ALIGNMENT)));
+
+/*
+ * Per-thread cache header: for each class id, the "top" of the allocation
+ * and of the release magazine (the address of the first unused slot).
+ */
 struct slitter_thread_state {
-	void *alloc;
-	void *release;
-	uint64_t len;
+	struct slitter_magazine_slot *const *alloc;
+	struct slitter_magazine_slot *const *release;
 	uint64_t flags;
 	void *array;
 };
+
+_Static_assert(sizeof(struct slitter_magazine) == SLITTER_MAGAZINE_ALIGNMENT,
+	       "a magazine fills its alignment exactly");
 
 _Static_assert(SLITTER_DATA_ALIGNMENT / SLITTER_SPAN_ALIGNMENT *
 		       sizeof(struct slitter_span_record) <=

@@ -135,7 +135,9 @@ void *slitter_allocate(struct slitter_class class_);
 
 /**
  * Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
- * message if `ptr` was not allocated from `class`.
+ * message if `ptr` is not a live object of `class` (allocated from
+ * another class or not by slitter, an interior pointer, or already
+ * released).
  */
 void slitter_release(struct slitter_class class_, void *ptr);
 
@@ -148,6 +150,10 @@ void slitter_release(struct slitter_class class_, void *ptr);
  * `path` is NULL or a NUL-terminated string.
  */
 int32_t slitter_set_file_backed_slab_directory(const char *path);
+
+extern size_t slitter_c_magazine_bytes(void);
+
+extern size_t slitter_c_max_classes(void);
 
 #ifdef __cplusplus
 }  // extern "C"

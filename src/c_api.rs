@@ -7,7 +7,6 @@
 //! C boundary (every failure goes through `fatal::die`, which aborts).
 
 use core::ffi::{c_char, c_void, CStr};
-use core::ptr::NonNull;
 
 use crate::cache;
 use crate::checks;
@@ -148,19 +147,18 @@ pub extern "C" fn slitter_allocate(class: SlitterClass) -> *mut c_void {
 }
 
 /// Returns `ptr` to `class`; NULL is a no-op. Aborts with a `slitter:`
-/// message if `ptr` was not allocated from `class`.
+/// message if `ptr` is not a live object of `class` (allocated from
+/// another class or not by slitter, an interior pointer, or already
+/// released).
 #[no_mangle]
 pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
     let addr = ptr as usize;
     // NULL is never in a chunk, so it only costs a test on the failure path.
-    if !checks::is_valid_release(class.id, addr) {
-        if ptr.is_null() {
-            return;
-        }
-        checks::report_bad_release(class.id, addr);
+    match checks::take_back(class.id, addr) {
+        Some(slot) => cache::release(class.id, slot),
+        None if ptr.is_null() => {}
+        None => checks::report_bad_release(class.id, addr),
     }
-    // SAFETY: a valid object address is not null.
-    cache::release(class.id, unsafe { NonNull::new_unchecked(ptr.cast()) });
 }
 
 /// Sets the directory in which the "file" mapper creates its (unlinked)

@@ -1,24 +1,31 @@
 //! The per-thread cache: the allocation and release fast paths.
 //!
 //! Owns: for each thread, one allocation magazine and one release magazine
-//! per class it has used, and the exchange of whole magazines with the
-//! class's stacks, the press and the rack on the slow paths; the return of
-//! every magazine when a thread exits.
+//! per class, and the exchange of whole magazines with the class's stacks,
+//! the press and the rack on the slow paths; the zeroing of objects for
+//! classes that ask for it; the return of every magazine when a thread
+//! exits.
 //!
 //! The thread's state is a small header in an initial-exec thread-local
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
 //! `__tls_get_addr`, no destructor registration that could allocate). It
-//! points into an [`EntryArray`] (one allocation-magazine and one
-//! release-magazine pointer per class id) taken from a free list (or the
-//! arena) on the thread's first slow path, and returned when the thread
-//! exits, via a `pthread_key_create` destructor.
+//! points to two arrays of magazine tops indexed by class id (see
+//! `magazine.rs` for tops): at first to read-only arrays, also in C, whose
+//! entries are the tops of an always-empty and an always-full sentinel
+//! magazine, then, from the thread's first slow path, to an [`EntryArray`]
+//! of its own, taken from a free list (or the arena) and returned to it
+//! when the thread exits, via a `pthread_key_create` destructor.
 //!
-//! Invariants: entries below `len` point to real magazines or to the two
-//! sentinels (an always-empty allocation sentinel and an always-full release
-//! sentinel, never written), so the fast paths need no null check; the fast
-//! paths use no lock and no atomic read-modify-write; after a thread's exit
-//! destructor ran, its later calls go through a temporary entry that is
-//! flushed at once, so nothing is cached for a dead thread.
+//! Invariants: every entry of the arrays a thread points to is the top of a
+//! magazine owned by the thread or of a sentinel (never written: the
+//! fast-path tests send every use of a sentinel to a slow path), so the
+//! fast paths need no bound, length or null check beyond the class id
+//! bound on allocation; the fast paths use no lock and no atomic
+//! read-modify-write; objects in the allocation magazine of a `zero_init`
+//! class are zero (they are cleared when the magazine is installed there,
+//! or come fresh from the press); after a thread's exit destructor ran, its
+//! later calls go through a temporary entry that is flushed at once, so
+//! nothing is cached for a dead thread.
 
 use core::arch::asm;
 use core::ptr::NonNull;
@@ -26,12 +33,16 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arena;
 use crate::class::{self, ClassInfo};
-use crate::constants::MAX_CLASSES;
+use crate::constants::{MAGAZINE_ALIGNMENT, MAX_CLASSES};
 use crate::lock::Lock;
-use crate::magazine::Magazine;
+use crate::magazine::{
+    count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
+};
 use crate::rack;
+use crate::span::LIVE;
 
-/// One class's magazines in one thread, as the slow paths handle them.
+/// One class's magazines in one thread, as the slow paths handle them
+/// (with exact counts, unlike the tops of the fast paths).
 #[derive(Clone, Copy)]
 struct CacheEntry {
     alloc: *mut Magazine,
@@ -39,34 +50,39 @@ struct CacheEntry {
 }
 
 /// A thread's entries, recycled through a free list when the thread exits.
-/// Allocation and release magazines are in separate arrays so the fast
-/// paths index them with a scaled addressing mode.
 #[repr(C)]
 struct EntryArray {
     next_free: *mut EntryArray,
-    alloc: [*mut Magazine; MAX_CLASSES],
-    release: [*mut Magazine; MAX_CLASSES],
+    alloc: [*mut Slot; MAX_CLASSES],
+    release: [*mut Slot; MAX_CLASSES],
 }
 
 /// The thread-local cache header (layout shared with C's
 /// `struct slitter_thread_state`).
 #[repr(C)]
 pub struct ThreadState {
-    /// `array.alloc`, or null before the thread's first slow path.
-    alloc: *mut *mut Magazine,
-    /// `array.release`, or null before the thread's first slow path.
-    release: *mut *mut Magazine,
-    /// Number of valid entries in each array.
-    len: usize,
+    /// Allocation-magazine tops, indexed by class id.
+    alloc: *mut *mut Slot,
+    /// Release-magazine tops, indexed by class id.
+    release: *mut *mut Slot,
     flags: usize,
+    /// The thread's own entries, or null before its first slow path.
     array: *mut EntryArray,
 }
+
+/// Offset of `ThreadState::release`, for the release fast path.
+const RELEASE_FIELD: usize = core::mem::offset_of!(ThreadState, release);
+static_assertions::const_assert_eq!(core::mem::offset_of!(ThreadState, alloc), 0);
 
 /// `ThreadState::flags` bit: the exit destructor has run.
 const EXITED: usize = 1;
 
 extern "C" {
     static mut slitter_thread_state: ThreadState;
+    static slitter_empty_sentinel: Magazine;
+    static slitter_full_sentinel: Magazine;
+    static slitter_initial_alloc: *mut *mut Slot;
+    static slitter_initial_release: *mut *mut Slot;
 }
 
 /// This thread's cache header.
@@ -88,48 +104,68 @@ fn state() -> *mut ThreadState {
     state
 }
 
-/// Never written: the fast path sees it as empty (allocation slot) or full
-/// (release slot) and falls to the slow path.
-static EMPTY_SENTINEL: Magazine = Magazine::empty();
-static FULL_SENTINEL: Magazine = Magazine::full();
+/// This thread's array of tops at `FIELD` (0: allocation, `RELEASE_FIELD`:
+/// release), read with one `%fs`-relative load.
+#[inline(always)]
+fn tops<const FIELD: usize>() -> *mut *mut Slot {
+    let tops: *mut *mut Slot;
+    // SAFETY: as in `state`, then reads one field of this thread's header,
+    // which only this thread writes.
+    unsafe {
+        asm!(
+            "mov {tops}, qword ptr [rip + {tls}@GOTTPOFF]",
+            "mov {tops}, qword ptr fs:[{tops} + {field}]",
+            tops = out(reg) tops,
+            tls = sym slitter_thread_state,
+            field = const FIELD,
+            options(pure, readonly, nostack, preserves_flags)
+        );
+    }
+    tops
+}
 
-fn sentinel(magazine: &'static Magazine) -> *mut Magazine {
-    magazine as *const Magazine as *mut Magazine
+fn empty_sentinel() -> *mut Magazine {
+    &raw const slitter_empty_sentinel as *mut Magazine
+}
+
+fn full_sentinel() -> *mut Magazine {
+    &raw const slitter_full_sentinel as *mut Magazine
 }
 
 fn is_sentinel(magazine: *mut Magazine) -> bool {
-    magazine == sentinel(&EMPTY_SENTINEL) || magazine == sentinel(&FULL_SENTINEL)
+    magazine == empty_sentinel() || magazine == full_sentinel()
 }
 
 /// An entry that holds no magazine.
 fn sentinel_entry() -> CacheEntry {
     CacheEntry {
-        alloc: sentinel(&EMPTY_SENTINEL),
-        release: sentinel(&FULL_SENTINEL),
+        alloc: empty_sentinel(),
+        release: full_sentinel(),
     }
 }
 
 /// The fast path of allocation: pops from this thread's allocation
-/// magazine for `class_id`, or returns `None` to send the caller to a slow
-/// path.
+/// magazine for `class_id` and marks the object live, or returns `None` to
+/// send the caller to a slow path.
 #[inline(always)]
 fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
-    let state = state();
-    // SAFETY: `state` is this thread's header; entries below `len` are
-    // valid, and each points to a magazine owned by this thread or to a
-    // sentinel, which the count test keeps us from writing.
+    if class_id as usize >= MAX_CLASSES {
+        return None;
+    }
+    // SAFETY: the thread's tops array has MAX_CLASSES entries, each the top
+    // of a magazine this thread owns or of a sentinel; a top that passes
+    // the emptiness test has a filled slot below it, in a real magazine.
     unsafe {
-        if (class_id as usize) >= (*state).len {
+        let entry = tops::<0>().add(class_id as usize);
+        let top = *entry;
+        if top_may_be_empty(top) {
             return None;
         }
-        let magazine = &mut **(*state).alloc.add(class_id as usize);
-        if magazine.is_empty() {
-            return None;
-        }
-        let object = magazine.pop();
-        clear(object, magazine.zero_size);
+        let slot = top.sub(1);
+        *entry = slot;
+        (*(*slot).state).store(LIVE, Ordering::Relaxed);
         // Magazines only hold objects of spans, never null.
-        Some(NonNull::new_unchecked(object))
+        Some(NonNull::new_unchecked((*slot).object))
     }
 }
 
@@ -150,31 +186,24 @@ pub fn allocate_or_die(class_id: u32) -> NonNull<u8> {
     }
 }
 
-/// Releases `object` to class `class_id`; the caller has checked that the
-/// object belongs to the class and is live.
+/// Releases an object to class `class_id`: the caller has checked that
+/// the object belongs to the class (so `class_id < MAX_CLASSES`) and has
+/// marked it free.
+#[contracts::debug_requires((class_id as usize) < MAX_CLASSES)]
 #[inline(always)]
-pub fn release(class_id: u32, object: NonNull<u8>) {
-    let state = state();
-    // SAFETY: as in `allocate_fast`.
+pub fn release(class_id: u32, slot: Slot) {
+    // SAFETY: as in `allocate_fast`; a top that passes the fullness test
+    // is a free slot of a real magazine.
     unsafe {
-        if (class_id as usize) < (*state).len {
-            let magazine = &mut **(*state).release.add(class_id as usize);
-            if !magazine.is_full() {
-                magazine.push(object.as_ptr());
-                return;
-            }
+        let entry = tops::<RELEASE_FIELD>().add(class_id as usize);
+        let top = *entry;
+        if !top_is_full(top) {
+            top.write(slot);
+            *entry = top.add(1);
+            return;
         }
     }
-    release_slow(class_id, object)
-}
-
-#[inline(always)]
-fn clear(object: *mut u8, zero_size: u32) {
-    if zero_size != 0 {
-        // SAFETY: `object` is a free object of at least `zero_size` bytes,
-        // now owned by the caller.
-        unsafe { object.write_bytes(0, zero_size as usize) };
-    }
+    release_slow(class_id, slot)
 }
 
 fn class_or_die(class_id: u32) -> &'static ClassInfo {
@@ -199,38 +228,87 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
 #[cold]
 fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
     let info = class_or_die(class_id);
+    if let Some(object) = swap_and_allocate(info) {
+        return Some(object);
+    }
     with_entry(info, |entry| {
-        // SAFETY: `refill` leaves a real, non-empty magazine in `entry.alloc`.
-        let magazine = unsafe { &mut *refill(entry, info)? };
-        let object = magazine.pop();
-        clear(object, magazine.zero_size);
-        NonNull::new(object)
+        // SAFETY: `refill` leaves a real, non-empty magazine of this thread
+        // in `entry.alloc`.
+        let slot = unsafe { (*refill(entry, info)?).pop() };
+        // SAFETY: state pointers in magazines point to state bytes.
+        unsafe { (*slot.state).store(LIVE, Ordering::Relaxed) };
+        NonNull::new(slot.object)
     })
     .flatten()
 }
 
 #[cold]
-fn release_slow(class_id: u32, object: NonNull<u8>) {
+fn release_slow(class_id: u32, slot: Slot) {
     let info = class_or_die(class_id);
     let pushed = with_entry(info, |entry| {
         let magazine = make_room(entry, info)?;
         // SAFETY: `make_room` returns this thread's non-full release magazine.
-        unsafe { (*magazine).push(object.as_ptr()) };
+        unsafe { (*magazine).push(slot) };
         Some(())
     })
     .flatten();
     if pushed.is_none() {
         crate::fatal::die(format_args!(
             "out of memory for a magazine while releasing {:#x} into class {}",
-            object.as_ptr() as usize,
+            slot.object as usize,
             info.name()
         ));
     }
 }
 
-/// Runs `f` on this thread's entry for `info`, creating the thread's cache
-/// if needed; after thread exit, runs it on a temporary entry and flushes
-/// that entry afterwards. `None` when out of memory.
+/// The cheapest slow path, for allocations and releases that alternate:
+/// when this thread's allocation magazine for `info` is empty and its
+/// release magazine holds objects, exchanges the two tops (no count
+/// bookkeeping) and allocates from the new allocation magazine. `None`
+/// when that does not apply (including for `zero_init` classes, whose
+/// released objects must be cleared first).
+fn swap_and_allocate(info: &ClassInfo) -> Option<NonNull<u8>> {
+    if info.zero_init {
+        return None;
+    }
+    let first_slot = |top: *mut Slot| (top as usize) % MAGAZINE_ALIGNMENT == FIRST_SLOT_OFFSET;
+    // SAFETY: class ids are below MAX_CLASSES; the entries are this
+    // thread's; a release top that is not the full sentinel's and not at
+    // its magazine's first slot has a filled slot below it in a real
+    // magazine, and a real empty magazine may take releases.
+    unsafe {
+        let alloc = tops::<0>().add(info.id as usize);
+        let release = tops::<RELEASE_FIELD>().add(info.id as usize);
+        let (alloc_top, release_top) = (*alloc, *release);
+        if !first_slot(alloc_top)
+            || magazine_of(alloc_top) == empty_sentinel()
+            || first_slot(release_top)
+            || magazine_of(release_top) == full_sentinel()
+        {
+            return None;
+        }
+        *release = alloc_top;
+        let slot = release_top.sub(1);
+        *alloc = slot;
+        (*(*slot).state).store(LIVE, Ordering::Relaxed);
+        NonNull::new((*slot).object)
+    }
+}
+
+/// The magazine whose top is `top`, with its count brought up to date.
+fn load(top: *mut Slot) -> *mut Magazine {
+    let magazine = magazine_of(top);
+    if !is_sentinel(magazine) {
+        // SAFETY: a non-sentinel magazine of a thread's entry is owned by
+        // the thread.
+        unsafe { (*magazine).count = count_below(top) };
+    }
+    magazine
+}
+
+/// Runs `f` on this thread's entry for `info`, giving the thread its own
+/// entry array if needed; after thread exit, runs it on a temporary entry
+/// and flushes that entry afterwards. `None` when out of memory.
 fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R) -> Option<R> {
     let state = state();
     // SAFETY: `state` is this thread's header, only touched by this thread.
@@ -241,21 +319,22 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
         flush_entry(&mut temporary, info);
         return Some(result);
     }
-    let index = info.id as usize;
-    if index >= state.len {
-        extend(state, index)?;
+    if state.array.is_null() {
+        adopt_entry_array(state)?;
     }
-    // SAFETY: index < len, so both entries are initialised and ours.
+    let index = info.id as usize;
+    // SAFETY: class ids are below MAX_CLASSES, and the arrays are the
+    // thread's own.
     unsafe {
         let alloc = state.alloc.add(index);
         let release = state.release.add(index);
         let mut entry = CacheEntry {
-            alloc: *alloc,
-            release: *release,
+            alloc: load(*alloc),
+            release: load(*release),
         };
         let result = f(&mut entry);
-        *alloc = entry.alloc;
-        *release = entry.release;
+        *alloc = Magazine::top(entry.alloc);
+        *release = Magazine::top(entry.release);
         Some(result)
     }
 }
@@ -264,29 +343,21 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
 static FREE_ARRAYS: Lock<usize> = Lock::new(0);
 static ENTRY_ARRAYS_CREATED: AtomicUsize = AtomicUsize::new(0);
 
-/// Makes entries `[len, index]` valid, taking an entry array first if the
-/// thread has none.
-#[contracts::debug_requires(index < MAX_CLASSES && index >= state.len)]
-fn extend(state: &mut ThreadState, index: usize) -> Option<()> {
-    if state.array.is_null() {
-        let array = take_entry_array()?;
-        state.array = array;
-        // SAFETY: `array` is a valid EntryArray now owned by this thread.
-        unsafe {
-            state.alloc = (*array).alloc.as_mut_ptr();
-            state.release = (*array).release.as_mut_ptr();
-        }
-        register_exit_hook(array);
+/// Gives this thread an entry array of its own, with every entry on the
+/// sentinels, and registers its exit hook.
+fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
+    let array = take_entry_array()?;
+    let empty = Magazine::top(empty_sentinel());
+    let full = Magazine::top(full_sentinel());
+    // SAFETY: `array` is a valid EntryArray now owned by this thread.
+    unsafe {
+        (*array).alloc.fill(empty);
+        (*array).release.fill(full);
+        state.alloc = (*array).alloc.as_mut_ptr();
+        state.release = (*array).release.as_mut_ptr();
     }
-    let empty = sentinel_entry();
-    for i in state.len..=index {
-        // SAFETY: i < MAX_CLASSES, inside this thread's arrays.
-        unsafe {
-            state.alloc.add(i).write(empty.alloc);
-            state.release.add(i).write(empty.release);
-        }
-    }
-    state.len = index + 1;
+    state.array = array;
+    register_exit_hook(array);
     Some(())
 }
 
@@ -308,27 +379,49 @@ fn take_entry_array() -> Option<*mut EntryArray> {
     Some(array.cast::<EntryArray>().as_ptr())
 }
 
+/// Zeroes the objects of a magazine about to become the allocation
+/// magazine of a `zero_init` class.
+fn clear_objects(magazine: *mut Magazine, info: &ClassInfo) {
+    if !info.zero_init {
+        return;
+    }
+    // SAFETY: the caller owns the magazine; its objects are free objects
+    // of `info`, `object_size` bytes each, owned by the allocator.
+    unsafe {
+        for slot in (*magazine).objects() {
+            slot.object.write_bytes(0, info.object_size);
+        }
+    }
+}
+
 /// Ensures `entry.alloc` is a non-empty magazine of this thread and
 /// returns it; `None` when out of memory.
 fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magazine> {
     // SAFETY (for the dereferences below): entry magazines are either
     // sentinels, only read, or magazines owned by this thread.
     unsafe {
-        if !is_sentinel(entry.release) && !(*entry.release).is_empty() {
+        if !(*entry.alloc).is_empty() {
+            // The fast path's emptiness test also sends full magazines here.
+            return Some(entry.alloc);
+        }
+        if !(*entry.release).is_empty() && !is_sentinel(entry.release) {
             core::mem::swap(&mut entry.alloc, &mut entry.release);
             if is_sentinel(entry.release) {
-                entry.release = sentinel(&FULL_SENTINEL);
+                entry.release = full_sentinel();
             }
+            clear_objects(entry.alloc, info);
             return Some(entry.alloc);
         }
         if let Some(magazine) = info.full.pop().or_else(|| info.partial.pop()) {
             retire(entry.alloc, info);
-            entry.alloc = install(magazine, info);
+            entry.alloc = magazine.as_ptr();
+            clear_objects(entry.alloc, info);
             return Some(entry.alloc);
         }
         if is_sentinel(entry.alloc) {
-            entry.alloc = install(rack::allocate_empty()?, info);
+            entry.alloc = rack::allocate_empty()?.as_ptr();
         }
+        // Fresh objects from the press are zero already.
         info.press.allocate_batch(&mut *entry.alloc).ok()?;
         Some(entry.alloc)
     }
@@ -342,22 +435,17 @@ fn make_room(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Ma
         if !is_sentinel(entry.alloc) && (*entry.alloc).is_empty() {
             core::mem::swap(&mut entry.alloc, &mut entry.release);
             if is_sentinel(entry.alloc) {
-                entry.alloc = sentinel(&EMPTY_SENTINEL);
+                entry.alloc = empty_sentinel();
+            } else {
+                clear_objects(entry.alloc, info);
             }
             return Some(entry.release);
         }
         let empty = rack::allocate_empty()?;
         retire(entry.release, info);
-        entry.release = install(empty, info);
+        entry.release = empty.as_ptr();
         Some(entry.release)
     }
-}
-
-/// Prepares a magazine for use in a cache entry of `info`.
-fn install(magazine: NonNull<Magazine>, info: &ClassInfo) -> *mut Magazine {
-    // SAFETY: the caller owns `magazine`.
-    unsafe { (*magazine.as_ptr()).zero_size = info.zero_size() };
-    magazine.as_ptr()
 }
 
 /// Gives a magazine taken out of a cache entry back to where it belongs:
@@ -419,31 +507,34 @@ fn register_exit_hook(array: *mut EntryArray) {
 extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     // SAFETY: runs in the exiting thread, which owns its header.
     let state = unsafe { &mut *state() };
-    for index in 1..state.len {
+    let array = state.array;
+    if array.is_null() {
+        return;
+    }
+    for index in 1..MAX_CLASSES {
         if let Some(info) = class::info(index as u32) {
-            // SAFETY: index < len, inside this thread's arrays, whose
-            // magazines it owns; the entries are dropped with the arrays.
+            // SAFETY: index < MAX_CLASSES, inside this thread's arrays,
+            // whose magazines it owns; the entries go with the array.
             let mut entry = unsafe {
                 CacheEntry {
-                    alloc: *state.alloc.add(index),
-                    release: *state.release.add(index),
+                    alloc: load(*state.alloc.add(index)),
+                    release: load(*state.release.add(index)),
                 }
             };
             flush_entry(&mut entry, info);
         }
     }
-    let array = state.array;
-    state.len = 0;
-    state.alloc = core::ptr::null_mut();
-    state.release = core::ptr::null_mut();
+    // SAFETY: the initial arrays are valid for the rest of the process.
+    unsafe {
+        state.alloc = slitter_initial_alloc;
+        state.release = slitter_initial_release;
+    }
     state.array = core::ptr::null_mut();
     state.flags |= EXITED;
-    if !array.is_null() {
-        let mut head = FREE_ARRAYS.lock();
-        // SAFETY: the array is no longer reachable from this thread.
-        unsafe { (*array).next_free = *head as *mut EntryArray };
-        *head = array as usize;
-    }
+    let mut head = FREE_ARRAYS.lock();
+    // SAFETY: the array is no longer reachable from this thread.
+    unsafe { (*array).next_free = *head as *mut EntryArray };
+    *head = array as usize;
 }
 
 /// Number of entry arrays ever created (bounded by the peak number of

@@ -5,27 +5,27 @@
 //!
 //! Invariants: the record of any address is readable (the chunk registry
 //! maps foreign addresses to unused records), so a foreign pointer never
-//! makes slitter fault; an
-//! address passes only if it is the start of an object that the named
-//! class's press has handed out; every failure ends in `fatal::die`.
+//! makes slitter fault; an address passes only if it is the start of a
+//! live object of the named class (handed out and not released since), and
+//! passing marks it free, so a second release of it fails; every failure
+//! ends in `fatal::die`.
+
+use core::sync::atomic::Ordering;
 
 use crate::class;
-use crate::span::{self, record_for};
+use crate::magazine::Slot;
+use crate::span::{self, record_for, FREE};
 
-/// Whether `addr` is the start of an object that class `class_id` has
-/// handed out.
+/// If `addr` is the start of a live object of class `class_id`, marks it
+/// free and returns the magazine slot to release it with.
 #[inline(always)]
-pub fn is_valid_release(class_id: u32, addr: usize) -> bool {
-    span::is_allocated_object(class_id, addr)
-}
-
-/// Aborts with a report unless `addr` is the start of an object that class
-/// `class_id` has handed out.
-#[inline(always)]
-pub fn check_release(class_id: u32, addr: usize) {
-    if !is_valid_release(class_id, addr) {
-        report_bad_release(class_id, addr);
-    }
+pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
+    let state = span::live_state(class_id, addr)?;
+    state.store(FREE, Ordering::Relaxed);
+    Some(Slot {
+        object: addr as *mut u8,
+        state,
+    })
 }
 
 /// Writes `class <name>, id <id>` for a class id, without allocating.
@@ -53,8 +53,21 @@ pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
             "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
             ClassLabel(owner)
         )),
-        _ => crate::fatal::die(format_args!(
-            "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
-        )),
+        _ => {
+            let record = record_for(addr);
+            match record.object_index(addr) {
+                Some(index)
+                    if (index as u64)
+                        < record.state_array().bump_index.load(Ordering::Relaxed) =>
+                {
+                    crate::fatal::die(format_args!(
+                        "double release of {addr:#x} ({expected})"
+                    ))
+                }
+                _ => crate::fatal::die(format_args!(
+                    "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
+                )),
+            }
+        }
     }
 }

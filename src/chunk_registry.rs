@@ -9,9 +9,9 @@
 //!
 //! The word holds the chunk's metadata address *minus* the stand-in's
 //! address, so the zero-initialised table means "no chunk" everywhere.
-//! Addresses above 2^47 wrap around onto the table; they may find the record
-//! of a real chunk, but are then more than a span away from its objects,
-//! which the object-index check rejects (see `span.rs`).
+//! Addresses at or above 2^47 (beyond the user address space) find the
+//! stand-in too, so the record of a real chunk is only ever found from an
+//! address inside that chunk's data (which `span.rs` relies on).
 //!
 //! Invariants: a block's word is set once, after the chunk's metadata is
 //! mapped, and never cleared (chunks are immortal).
@@ -32,7 +32,7 @@ static UNUSED_METADATA: [AtomicU64; METADATA_PAGE_SIZE / 8] =
 
 #[inline(always)]
 fn block(addr: usize) -> usize {
-    (addr / DATA_ALIGNMENT) & (BLOCKS - 1)
+    addr / DATA_ALIGNMENT
 }
 
 /// Records that the chunk whose data starts at `data_start` keeps its span
@@ -47,9 +47,15 @@ pub fn register(data_start: usize, metadata: usize) {
 /// records for `addr`'s block: its chunk's, or all-zero ones.
 #[inline(always)]
 pub fn metadata_for(addr: usize) -> usize {
-    // SAFETY: block() masks the index below BLOCKS.
-    let offset = unsafe { METADATA_OFFSETS.get_unchecked(block(addr)) }.load(Ordering::Acquire);
-    (UNUSED_METADATA.as_ptr() as usize).wrapping_add(offset)
+    user_metadata_for(addr).unwrap_or(UNUSED_METADATA.as_ptr() as usize)
+}
+
+/// [`metadata_for`], but `None` for an address beyond the user address
+/// space (which no chunk holds).
+#[inline(always)]
+pub fn user_metadata_for(addr: usize) -> Option<usize> {
+    let word = METADATA_OFFSETS.get(block(addr))?;
+    Some((UNUSED_METADATA.as_ptr() as usize).wrapping_add(word.load(Ordering::Acquire)))
 }
 
 /// Whether `addr` lies in the data region of a registered chunk.
@@ -73,8 +79,11 @@ mod tests {
         assert!(contains(base + DATA_ALIGNMENT - 1));
         assert_eq!(metadata_for(base + 77), fake_metadata);
         assert!(!contains(base + DATA_ALIGNMENT));
-        // Addresses above the user address space wrap, but are not contained.
-        assert_eq!(metadata_for(base + ADDRESS_SPACE_LIMIT), fake_metadata);
+        // Addresses above the user address space find the stand-in.
+        assert_eq!(
+            metadata_for(base + ADDRESS_SPACE_LIMIT),
+            UNUSED_METADATA.as_ptr() as usize
+        );
         assert!(!contains(base + ADDRESS_SPACE_LIMIT));
         assert!(!contains(usize::MAX));
     }

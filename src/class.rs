@@ -275,12 +275,16 @@ impl Class {
     }
 
     /// Returns an object to this class. Aborts the process with a
-    /// `slitter:` message if `object` was not allocated from this class.
+    /// `slitter:` message if `object` is not a live object of this class
+    /// (allocated from another class or not by slitter, an interior
+    /// pointer, or already released).
     #[inline(always)]
     pub fn release(self, object: NonNull<c_void>) {
         let addr = object.as_ptr() as usize;
-        checks::check_release(self.id.get(), addr);
-        cache::release(self.id.get(), object.cast());
+        match checks::take_back(self.id.get(), addr) {
+            Some(slot) => cache::release(self.id.get(), slot),
+            None => checks::report_bad_release(self.id.get(), addr),
+        }
     }
 }
 

@@ -43,7 +43,11 @@ pub const SPAN_ALIGNMENT: usize = 16 << 10;
 pub const SPAN_METADATA_SIZE: usize = 32;
 
 /// Number of object slots in a magazine.
-pub const MAGAZINE_SIZE: usize = 30;
+pub const MAGAZINE_SIZE: usize = 31;
+
+/// Alignment (and size) of a magazine: a 16-byte header and
+/// `MAGAZINE_SIZE` 16-byte slots.
+pub const MAGAZINE_ALIGNMENT: usize = 512;
 
 /// The largest span the mill hands out, hence the largest object size.
 pub const MAX_SPAN_SIZE: usize = DATA_ALIGNMENT / 16;
@@ -64,7 +68,7 @@ pub const CHUNK_RESERVATION_SIZE: usize =
 pub const ADDRESS_SPACE_LIMIT: usize = 1 << 47;
 
 /// Class ids are below this bound (id 0 means "no class").
-pub const MAX_CLASSES: usize = 4096;
+pub const MAX_CLASSES: usize = 1024;
 
 const_assert!(DATA_ALIGNMENT.is_power_of_two());
 const_assert!(GUARD_PAGE_SIZE.is_power_of_two());
@@ -76,6 +80,7 @@ const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= METADATA_PAGE_SIZE);
 const_assert!(SPAN_TARGET_SIZE.is_multiple_of(SPAN_ALIGNMENT));
 const_assert!(MAX_SPAN_SIZE >= SPAN_TARGET_SIZE);
 const_assert!(METADATA_OFFSET + GUARD_PAGE_SIZE <= DATA_ALIGNMENT);
+const_assert!(16 * (MAGAZINE_SIZE + 1) == MAGAZINE_ALIGNMENT);
 
 mod shim {
     extern "C" {
@@ -85,12 +90,14 @@ mod shim {
         pub fn slitter_c_span_alignment() -> usize;
         pub fn slitter_c_span_metadata_size() -> usize;
         pub fn slitter_c_magazine_size() -> usize;
+        pub fn slitter_c_magazine_bytes() -> usize;
+        pub fn slitter_c_max_classes() -> usize;
         pub fn slitter_c_thread_state_size() -> usize;
     }
 }
 
 /// The constants shared with C, as (name, Rust value, C value).
-fn shared_constants() -> [(&'static str, usize, usize); 7] {
+fn shared_constants() -> [(&'static str, usize, usize); 9] {
     // SAFETY: the shim functions take no argument and return a constant.
     unsafe {
         [
@@ -124,6 +131,12 @@ fn shared_constants() -> [(&'static str, usize, usize); 7] {
                 MAGAZINE_SIZE,
                 shim::slitter_c_magazine_size(),
             ),
+            (
+                "MAGAZINE_BYTES",
+                core::mem::size_of::<crate::magazine::Magazine>(),
+                shim::slitter_c_magazine_bytes(),
+            ),
+            ("MAX_CLASSES", MAX_CLASSES, shim::slitter_c_max_classes()),
             (
                 "THREAD_STATE_SIZE",
                 core::mem::size_of::<crate::cache::ThreadState>(),

@@ -1,40 +1,62 @@
 //! Magazines and lock-free magazine stacks.
 //!
-//! Owns: the [`Magazine`], a fixed array of `MAGAZINE_SIZE` object pointers
-//! that a thread pops from and pushes into without synchronisation, and the
-//! [`MagazineStack`], a Treiber stack through which whole magazines move
-//! between threads, classes and the rack.
+//! Owns: the [`Magazine`], a fixed array of `MAGAZINE_SIZE` slots, each a
+//! free object with the address of its state byte, that a thread pops from
+//! and pushes into without synchronisation; the "top" representation a
+//! thread cache keeps of a magazine it holds (the address of its first
+//! unused slot, from which the magazine and its count follow by alignment);
+//! and the [`MagazineStack`], a Treiber stack through which whole magazines
+//! move between threads, classes and the rack.
 //!
-//! Invariants: magazines are immortal (they come from the internal arena and
-//! are never freed), so a stale pointer read during a racing pop always
-//! points to a magazine; the stack head packs the top magazine's address
-//! (256-byte aligned, below 2^47, so 39 significant bits) with a 25-bit
-//! generation counter bumped on every successful update, which defeats ABA
-//! unless a pop is preempted for exactly 2^25 updates. A magazine is in at
-//! most one place at a time: one stack, or one thread cache entry.
+//! Invariants: a magazine is `MAGAZINE_ALIGNMENT` bytes, aligned to its
+//! size, so a top `t` belongs to the magazine at `(t - 1)` rounded down and
+//! the low bits of `t` tell whether it is full (0) or empty (the offset of
+//! the first slot); `count` is exact whenever the magazine is not held by a
+//! thread cache (the cache's top is authoritative while it is). Magazines
+//! are immortal (they come from the internal arena and are never freed), so
+//! a stale pointer read during a racing pop always points to a magazine; the
+//! stack head packs the top magazine's address (512-byte aligned, below
+//! 2^47, so 38 significant bits) with a 26-bit generation counter bumped on
+//! every successful update, which defeats ABA unless a pop is preempted for
+//! exactly 2^26 updates. A magazine is in at most one place at a time: one
+//! stack, or one thread cache entry.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use static_assertions::const_assert_eq;
 
-use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_SIZE};
+use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
 
-/// A batch of up to `MAGAZINE_SIZE` free objects of one class.
-#[repr(C, align(256))]
+/// A free object and its state byte (see `span.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// The object.
+    pub object: *mut u8,
+    /// The object's state byte in its span's state array.
+    pub state: *const AtomicU8,
+}
+
+/// A batch of up to `MAGAZINE_SIZE` free objects of one class. The same
+/// layout is declared in C as `struct slitter_magazine` (`c/layout.h`).
+#[repr(C, align(512))]
 pub struct Magazine {
-    /// Number of objects in `slots[..count]`.
+    /// Number of objects in `slots[..count]` (see the module invariants).
     pub count: u32,
-    /// When non-zero, objects popped from this magazine are cleared to
-    /// `zero_size` bytes (the class asked for zero-initialised objects).
-    pub zero_size: u32,
+    unused: u32,
     /// Next magazine in a stack (a plain address; 0 at the bottom).
     link: AtomicUsize,
     /// The objects.
-    pub slots: [*mut u8; MAGAZINE_SIZE],
+    pub slots: [Slot; MAGAZINE_SIZE],
 }
 
-const_assert_eq!(core::mem::size_of::<Magazine>(), 256);
+const_assert_eq!(core::mem::size_of::<Magazine>(), MAGAZINE_ALIGNMENT);
+const_assert_eq!(core::mem::align_of::<Magazine>(), MAGAZINE_ALIGNMENT);
+const_assert_eq!(core::mem::offset_of!(Magazine, slots), FIRST_SLOT_OFFSET);
+
+/// Offset of `slots[0]` in a magazine: the low bits of an empty top.
+pub const FIRST_SLOT_OFFSET: usize = 16;
 
 // SAFETY: a magazine is owned by one thread (or stack) at a time; its slots
 // are addresses of free objects, not references, and the immutable sentinel
@@ -43,22 +65,19 @@ unsafe impl Sync for Magazine {}
 // SAFETY: as above; moving a magazine moves ownership of its objects.
 unsafe impl Send for Magazine {}
 
+const NO_SLOT: Slot = Slot {
+    object: core::ptr::null_mut(),
+    state: core::ptr::null(),
+};
+
 impl Magazine {
     /// An empty magazine.
     pub const fn empty() -> Magazine {
         Magazine {
             count: 0,
-            zero_size: 0,
+            unused: 0,
             link: AtomicUsize::new(0),
-            slots: [core::ptr::null_mut(); MAGAZINE_SIZE],
-        }
-    }
-
-    /// A magazine that claims to be full; only for never-written sentinels.
-    pub const fn full() -> Magazine {
-        Magazine {
-            count: MAGAZINE_SIZE as u32,
-            ..Magazine::empty()
+            slots: [NO_SLOT; MAGAZINE_SIZE],
         }
     }
 
@@ -75,7 +94,7 @@ impl Magazine {
     /// Takes the most recently pushed object.
     #[contracts::debug_requires(!self.is_empty())]
     #[inline(always)]
-    pub fn pop(&mut self) -> *mut u8 {
+    pub fn pop(&mut self) -> Slot {
         self.count -= 1;
         // SAFETY: count < MAGAZINE_SIZE after the decrement.
         unsafe { *self.slots.get_unchecked(self.count as usize) }
@@ -84,15 +103,58 @@ impl Magazine {
     /// Adds an object.
     #[contracts::debug_requires(!self.is_full())]
     #[inline(always)]
-    pub fn push(&mut self, object: *mut u8) {
+    pub fn push(&mut self, slot: Slot) {
         // SAFETY: count < MAGAZINE_SIZE since the magazine is not full.
-        unsafe { *self.slots.get_unchecked_mut(self.count as usize) = object };
+        unsafe { *self.slots.get_unchecked_mut(self.count as usize) = slot };
         self.count += 1;
+    }
+
+    /// The free objects, oldest first.
+    pub fn objects(&self) -> &[Slot] {
+        &self.slots[..self.count as usize]
+    }
+
+    /// The top of this magazine: the address of its first unused slot.
+    pub fn top(magazine: *mut Magazine) -> *mut Slot {
+        // SAFETY: `count <= MAGAZINE_SIZE`, so the result is inside the
+        // magazine or one past its end.
+        unsafe {
+            (*magazine)
+                .slots
+                .as_mut_ptr()
+                .add((*magazine).count as usize)
+        }
     }
 }
 
-const ADDRESS_SHIFT: u32 = 8;
-const ADDRESS_BITS: u32 = 39;
+/// The magazine that `top` is the top of.
+pub fn magazine_of(top: *mut Slot) -> *mut Magazine {
+    ((top as usize - 1) & !(MAGAZINE_ALIGNMENT - 1)) as *mut Magazine
+}
+
+/// The number of objects below `top` in its magazine.
+pub fn count_below(top: *mut Slot) -> u32 {
+    let offset = top as usize - magazine_of(top) as usize;
+    ((offset - FIRST_SLOT_OFFSET) / core::mem::size_of::<Slot>()) as u32
+}
+
+/// Whether `top` is the top of a full magazine.
+#[inline(always)]
+pub fn top_is_full(top: *mut Slot) -> bool {
+    (top as usize) & (MAGAZINE_ALIGNMENT - 1) == 0
+}
+
+/// Whether `top` may be the top of an empty magazine: true for an empty
+/// one, and also for a full one (the only two tops whose offset in the
+/// magazine is below 32, modulo the alignment); a cheap test for the
+/// allocation fast path, whose slow path handles the full case.
+#[inline(always)]
+pub fn top_may_be_empty(top: *mut Slot) -> bool {
+    (top as usize) & (MAGAZINE_ALIGNMENT - 2 * FIRST_SLOT_OFFSET) == 0
+}
+
+const ADDRESS_SHIFT: u32 = 9;
+const ADDRESS_BITS: u32 = 38;
 const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
 const_assert_eq!(
     1usize << (ADDRESS_BITS + ADDRESS_SHIFT),
@@ -153,7 +215,7 @@ impl MagazineStack {
     }
 
     /// Pops a magazine, whose ownership moves to the caller.
-    #[contracts::debug_ensures(ret.is_none_or(|m| (m.as_ptr() as usize).is_multiple_of(256)))]
+    #[contracts::debug_ensures(ret.is_none_or(|m| (m.as_ptr() as usize).is_multiple_of(MAGAZINE_ALIGNMENT)))]
     pub fn pop(&self) -> Option<NonNull<Magazine>> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -182,7 +244,9 @@ mod tests {
     fn new_magazines(n: usize) -> Vec<NonNull<Magazine>> {
         (0..n)
             .map(|_| {
-                let p = crate::arena::allocate(256, 256).unwrap().cast::<Magazine>();
+                let p = crate::arena::allocate(MAGAZINE_ALIGNMENT, MAGAZINE_ALIGNMENT)
+                    .unwrap()
+                    .cast::<Magazine>();
                 // SAFETY: fresh arena memory for one magazine.
                 unsafe { p.as_ptr().write(Magazine::empty()) };
                 p
@@ -190,17 +254,38 @@ mod tests {
             .collect()
     }
 
+    fn slot(i: usize) -> Slot {
+        Slot {
+            object: i as *mut u8,
+            state: (i + 1) as *const AtomicU8,
+        }
+    }
+
     #[test]
     fn magazine_is_lifo() {
         let mut m = Magazine::empty();
         for i in 1..=MAGAZINE_SIZE {
-            m.push(i as *mut u8);
+            m.push(slot(i));
         }
         assert!(m.is_full());
         for i in (1..=MAGAZINE_SIZE).rev() {
-            assert_eq!(m.pop() as usize, i);
+            assert_eq!(m.pop(), slot(i));
         }
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn tops_give_magazine_count_and_fullness() {
+        let m = new_magazines(1)[0].as_ptr();
+        for count in 0..=MAGAZINE_SIZE {
+            // SAFETY: we own the fresh magazine.
+            unsafe { (*m).count = count as u32 };
+            let top = Magazine::top(m);
+            assert_eq!(magazine_of(top), m);
+            assert_eq!(count_below(top) as usize, count);
+            assert_eq!(top_is_full(top), count == MAGAZINE_SIZE);
+            assert_eq!(top_may_be_empty(top), count == 0 || count == MAGAZINE_SIZE);
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::constants::{
 };
 use crate::lock::Lock;
 use crate::mapper::{Errno, Mapper, MapperIndex, MAX_MAPPERS};
-use crate::span::{division_magic, record_for, SpanRecord};
+use crate::span::{record_for, SpanRecord, StateArray};
 
 /// Where the parts of a chunk lie inside a reservation `[base, base + size)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,13 +145,24 @@ impl Mill {
     #[contracts::debug_requires(class_id != 0 && span_size.is_multiple_of(SPAN_ALIGNMENT))]
     #[contracts::debug_requires(span_size <= MAX_SPAN_SIZE && object_size <= span_size)]
     #[contracts::debug_ensures(ret.as_ref().map_or(true, |r| r.class_id() == class_id
-        && r.begin.load(Ordering::Relaxed) % SPAN_ALIGNMENT == 0))]
+        && r.begin() % SPAN_ALIGNMENT == 0))]
     pub fn allocate_span(
         &self,
         class_id: u32,
         object_size: usize,
         span_size: usize,
     ) -> Result<&'static SpanRecord, Errno> {
+        // The state array comes first: a failure then loses no span.
+        let object_count = span_size / object_size;
+        let state_array = arena::allocate(
+            StateArray::size_for(object_count),
+            core::mem::align_of::<StateArray>(),
+        )
+        .ok_or(libc::ENOMEM)?
+        .cast::<StateArray>();
+        // SAFETY: fresh, zero-filled (all FREE, bump index 0), immortal
+        // arena memory large enough for the header and the state bytes.
+        let states = unsafe { state_array.as_ref() }.states();
         let begin = {
             let mut state = self.state.lock();
             if state.end - state.next < span_size {
@@ -163,14 +174,8 @@ impl Mill {
             state.next += span_size;
             begin
         };
-        let object_count = (span_size / object_size) as u32;
-        let magic = division_magic(object_size);
         for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
-            let record = record_for(slot);
-            record.begin.store(begin, Ordering::Relaxed);
-            record.object_count.store(object_count, Ordering::Relaxed);
-            record.magic.store(magic, Ordering::Relaxed);
-            record.class_id.store(class_id, Ordering::Release);
+            record_for(slot).init(class_id, object_count as u32, begin, object_size, states);
         }
         Ok(record_for(begin))
     }
@@ -308,16 +313,13 @@ mod tests {
         let mut last_end = 0;
         for i in 0..per_chunk + 2 {
             let first = mill.allocate_span(1, 64, span).unwrap();
-            let begin = first.begin.load(Ordering::Relaxed);
+            let begin = first.begin();
             assert!(chunk_registry::contains(begin));
             assert!(chunk_registry::contains(begin + span - 1));
             let last_slot = record_for(begin + span - 1);
             assert_eq!(last_slot.class_id(), 1);
-            assert_eq!(last_slot.begin.load(Ordering::Relaxed), begin);
-            assert_eq!(
-                first.object_count.load(Ordering::Relaxed) as usize,
-                span / 64
-            );
+            assert_eq!(last_slot.begin(), begin);
+            assert_eq!(first.object_count() as usize, span / 64);
             if i % per_chunk != 0 {
                 assert_eq!(begin, last_end);
             }

@@ -4,7 +4,7 @@
 //! from it, a batch (one magazine's worth) at a time.
 //!
 //! Invariants: each object of a span is handed out at most once, ever: the
-//! span's bump index only grows, and one `fetch_add` on it reserves a whole
+//! span's bump index (in its state array header) only grows, and one `fetch_add` on it reserves a whole
 //! batch (the only atomic read-modify-write per batch); a new span is taken
 //! from the mill under the press's refill lock, so concurrent refills take
 //! one span, not one each.
@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::constants::MAGAZINE_SIZE;
 use crate::lock::Lock;
-use crate::magazine::Magazine;
+use crate::magazine::{Magazine, Slot};
 use crate::mapper::Errno;
 use crate::mill::{span_size_for, Mill};
 use crate::span::SpanRecord;
@@ -52,12 +52,18 @@ impl Press {
             let span = self.current.load(Ordering::Acquire);
             // SAFETY: published span records are immortal.
             if let Some(record) = unsafe { span.as_ref() } {
-                let start = record.bump_index.fetch_add(wanted, Ordering::Relaxed);
-                let count = u64::from(record.object_count.load(Ordering::Relaxed));
+                let start = record
+                    .state_array()
+                    .bump_index
+                    .fetch_add(wanted, Ordering::Relaxed);
+                let count = u64::from(record.object_count());
                 if start < count {
-                    let begin = record.begin.load(Ordering::Relaxed);
-                    for index in start..count.min(start + wanted) {
-                        magazine.push((begin + index as usize * self.object_size) as *mut u8);
+                    let begin = record.begin();
+                    for index in start as usize..count.min(start + wanted) as usize {
+                        magazine.push(Slot {
+                            object: (begin + index * self.object_size) as *mut u8,
+                            state: record.state(index),
+                        });
                     }
                     return Ok(());
                 }
@@ -97,12 +103,19 @@ mod tests {
             press.allocate_batch(&mut magazine).unwrap();
             assert!(magazine.count > 0);
             while !magazine.is_empty() {
-                let object = magazine.pop() as usize;
+                let slot = magazine.pop();
+                let object = slot.object as usize;
+                let record = crate::span::record_for(object);
+                let index = record.object_index(object).unwrap();
+                assert!(core::ptr::eq(slot.state, record.state(index)));
+                assert_eq!(
+                    record.state(index).load(Ordering::Relaxed),
+                    crate::span::FREE
+                );
                 assert_eq!(object % size, 0);
                 assert!(seen.insert(object), "object handed out twice");
-                let record = crate::span::record_for(object);
                 assert_eq!(record.class_id(), 1);
-                spans.insert(record.begin.load(Ordering::Relaxed));
+                spans.insert(record.begin());
             }
         }
         assert!(spans.len() >= 3);

@@ -5,7 +5,7 @@
 //! dry. Magazines are shared by all classes: a magazine carries no class
 //! until a thread cache puts objects in it.
 //!
-//! Invariants: every magazine in the rack is empty (count 0, zero_size 0);
+//! Invariants: every magazine in the rack is empty (count 0);
 //! magazines are never freed, so the number created is bounded by the peak
 //! number in use at once.
 
@@ -38,8 +38,6 @@ pub fn allocate_empty() -> Option<NonNull<Magazine>> {
 /// Returns an empty magazine to the rack.
 #[contracts::debug_requires(unsafe { magazine.as_ref() }.is_empty())]
 pub fn release_empty(magazine: NonNull<Magazine>) {
-    // SAFETY: the caller owns the magazine until it is pushed.
-    unsafe { (*magazine.as_ptr()).zero_size = 0 };
     EMPTY_MAGAZINES.push(magazine);
 }
 
@@ -58,7 +56,10 @@ mod tests {
         for (i, m) in mags.iter().enumerate() {
             // SAFETY: we own these magazines until they are released.
             assert!(unsafe { m.as_ref() }.is_empty());
-            assert_eq!(m.as_ptr() as usize % 256, 0);
+            assert_eq!(
+                m.as_ptr() as usize % crate::constants::MAGAZINE_ALIGNMENT,
+                0
+            );
             assert!(mags[..i].iter().all(|other| other != m));
         }
         assert!(magazines_created() >= 1);

@@ -173,6 +173,56 @@ fn misuse(case: &str) {
             ]);
             class.release(inside);
         }
+        "double" => {
+            let class = class("death-double", 32);
+            let object = class.allocate().expect("memory available");
+            tell(&[
+                ("id", class.id().to_string()),
+                ("ptr", format!("{:p}", object.as_ptr())),
+            ]);
+            class.release(object);
+            class.release(object);
+        }
+        "delayed" => {
+            // Release a, release b, thousands of other operations (which
+            // reuse a and b and release them again), then release the stale
+            // pointer a once more.
+            let class = class("death-delayed", 48);
+            let a = class.allocate().expect("memory available");
+            let b = class.allocate().expect("memory available");
+            tell(&[
+                ("id", class.id().to_string()),
+                ("ptr", format!("{:p}", a.as_ptr())),
+            ]);
+            class.release(a);
+            class.release(b);
+            for _ in 0..10 {
+                let held: Vec<_> = (0..500)
+                    .map(|_| class.allocate().expect("memory available"))
+                    .collect();
+                assert!(held.contains(&a), "a is reused");
+                for object in held {
+                    class.release(object);
+                }
+            }
+            class.release(a);
+        }
+        "other-thread" => {
+            let class = class("death-other-thread", 64);
+            let object = class.allocate().expect("memory available");
+            tell(&[
+                ("id", class.id().to_string()),
+                ("ptr", format!("{:p}", object.as_ptr())),
+            ]);
+            class.release(object);
+            let addr = object.as_ptr() as usize;
+            std::thread::spawn(move || {
+                let object = NonNull::new(addr as *mut c_void).expect("not null");
+                class.release(object);
+            })
+            .join()
+            .expect("the releasing thread aborts the process first");
+        }
         _ => {
             let id: u32 = case
                 .strip_prefix("unknown-id=")
@@ -223,6 +273,21 @@ fn releasing_a_stack_address_aborts() {
 #[test]
 fn releasing_an_interior_pointer_aborts() {
     check_bad_release("interior", "which is not the start of");
+}
+
+#[test]
+fn double_release_aborts() {
+    check_bad_release("double", "double release");
+}
+
+#[test]
+fn delayed_double_release_aborts() {
+    check_bad_release("delayed", "double release");
+}
+
+#[test]
+fn double_release_from_another_thread_aborts() {
+    check_bad_release("other-thread", "double release");
 }
 
 fn check_unknown_id(id: u32) {
