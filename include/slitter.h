@@ -151,10 +151,6 @@ void slitter_release(struct slitter_class class_, void *ptr);
  */
 int32_t slitter_set_file_backed_slab_directory(const char *path);
 
-extern size_t slitter_c_magazine_bytes(void);
-
-extern size_t slitter_c_max_classes(void);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

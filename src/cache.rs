@@ -148,7 +148,7 @@ fn sentinel_entry() -> CacheEntry {
 /// magazine for `class_id` and marks the object live, or returns `None` to
 /// send the caller to a slow path.
 #[inline(always)]
-fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
+pub fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
     if class_id as usize >= MAX_CLASSES {
         return None;
     }

@@ -28,6 +28,21 @@ pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
     })
 }
 
+/// If `addr` is the start of a live object of any class, marks it free and
+/// returns its class id and the magazine slot to release it with.
+#[inline(always)]
+pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
+    let (class_id, state) = span::live_object(addr)?;
+    state.store(FREE, Ordering::Relaxed);
+    Some((
+        class_id,
+        Slot {
+            object: addr as *mut u8,
+            state,
+        },
+    ))
+}
+
 /// Writes `class <name>, id <id>` for a class id, without allocating.
 pub struct ClassLabel(pub u32);
 
@@ -40,34 +55,100 @@ impl core::fmt::Display for ClassLabel {
     }
 }
 
+/// What is wrong with an address handed back to slitter.
+enum Misuse {
+    /// Not in any span: slitter did not allocate it.
+    Foreign,
+    /// Inside a span of this class, but not the start of an object.
+    Interior(u32),
+    /// The start of an object of this class that is already free.
+    DoubleFree(u32),
+    /// The start of a live object of this class.
+    Live(u32),
+}
+
+fn diagnose(addr: usize) -> Misuse {
+    let record = record_for(addr);
+    let class_id = record.class_id();
+    if class_id == 0 {
+        return Misuse::Foreign;
+    }
+    let Some(index) = record.object_index(addr) else {
+        return Misuse::Interior(class_id);
+    };
+    if index as u64 >= record.state_array().bump_index.load(Ordering::Relaxed) {
+        // Past the objects handed out so far (or in the span's slack).
+        return Misuse::Interior(class_id);
+    }
+    if record.state(index).load(Ordering::Relaxed) == span::LIVE {
+        Misuse::Live(class_id)
+    } else {
+        Misuse::DoubleFree(class_id)
+    }
+}
+
 /// Reports why releasing `addr` into class `class_id` is wrong, and aborts.
 #[cold]
 #[inline(never)]
 pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
     let expected = ClassLabel(class_id);
-    match record_for(addr).class_id() {
-        0 => crate::fatal::die(format_args!(
+    match diagnose(addr) {
+        Misuse::Foreign => crate::fatal::die(format_args!(
             "release of {addr:#x}, which slitter did not allocate, into ({expected})"
         )),
-        owner if owner != class_id => crate::fatal::die(format_args!(
-            "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
+        Misuse::Interior(owner) | Misuse::DoubleFree(owner) | Misuse::Live(owner)
+            if owner != class_id =>
+        {
+            crate::fatal::die(format_args!(
+                "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
+                ClassLabel(owner)
+            ))
+        }
+        Misuse::DoubleFree(_) => {
+            crate::fatal::die(format_args!("double release of {addr:#x} ({expected})"))
+        }
+        _ => crate::fatal::die(format_args!(
+            "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
+        )),
+    }
+}
+
+/// Reports why `operation` (free, realloc, ...) of `addr` is wrong, where
+/// `is_malloc_class` tells the malloc size classes from class-API classes,
+/// and `large` is the large allocation containing `addr`, if any; aborts.
+#[cold]
+#[inline(never)]
+pub fn report_bad_free(
+    operation: &str,
+    addr: usize,
+    is_malloc_class: impl Fn(u32) -> bool,
+    large: Option<usize>,
+) -> ! {
+    if let Some(start) = large {
+        crate::fatal::die(format_args!(
+            "{operation} of {addr:#x}, which is not the start of an allocated object \
+             (inside the large allocation at {start:#x})"
+        ))
+    }
+    match diagnose(addr) {
+        Misuse::Foreign => crate::fatal::die(format_args!(
+            "{operation} of {addr:#x}, which slitter did not allocate"
+        )),
+        Misuse::Interior(owner) | Misuse::DoubleFree(owner) | Misuse::Live(owner)
+            if !is_malloc_class(owner) =>
+        {
+            crate::fatal::die(format_args!(
+                "class mismatch: {operation} of {addr:#x}, which belongs to the class API ({})",
+                ClassLabel(owner)
+            ))
+        }
+        Misuse::DoubleFree(owner) => crate::fatal::die(format_args!(
+            "double free of {addr:#x} ({})",
             ClassLabel(owner)
         )),
-        _ => {
-            let record = record_for(addr);
-            match record.object_index(addr) {
-                Some(index)
-                    if (index as u64)
-                        < record.state_array().bump_index.load(Ordering::Relaxed) =>
-                {
-                    crate::fatal::die(format_args!(
-                        "double release of {addr:#x} ({expected})"
-                    ))
-                }
-                _ => crate::fatal::die(format_args!(
-                    "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
-                )),
-            }
-        }
+        Misuse::Interior(owner) | Misuse::Live(owner) => crate::fatal::die(format_args!(
+            "{operation} of {addr:#x}, which is not the start of an allocated object ({})",
+            ClassLabel(owner)
+        )),
     }
 }

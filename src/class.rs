@@ -5,8 +5,10 @@
 //! magazines; the process-wide class table indexed by id; the public Rust
 //! API ([`Class`], [`ClassConfig`], [`ClassError`]).
 //!
-//! Invariants: ids are dense, start at 1 (0 means "no class" in span
-//! records) and stay below `MAX_CLASSES`; a class is never unregistered, and
+//! Invariants: ids stay below `MAX_CLASSES`; 0 means "no class" in span
+//! records, ids `1..FIRST_USER_ID` are reserved for the malloc size classes
+//! (registered on first use of malloc), and user classes get the following
+//! ids, densely; a class is never unregistered, and
 //! its `ClassInfo` is immortal and immutable once published in the table;
 //! magazines in `full` hold exactly `MAGAZINE_SIZE` objects of this class,
 //! those in `partial` between 1 and `MAGAZINE_SIZE - 1`.
@@ -68,8 +70,11 @@ impl ClassInfo {
 static CLASSES: [AtomicPtr<ClassInfo>; MAX_CLASSES] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CLASSES];
 
-/// The next id to hand out; also serialises registrations.
-static NEXT_ID: Lock<u32> = Lock::new(1);
+/// Ids below this one are reserved for the malloc size classes.
+pub const FIRST_USER_ID: u32 = 1 + crate::size_classes::COUNT as u32;
+
+/// The next id to hand out to a user class; also serialises registrations.
+static NEXT_ID: Lock<u32> = Lock::new(FIRST_USER_ID);
 
 /// The class registered under `id`, if any.
 #[inline(always)]
@@ -95,7 +100,7 @@ pub enum ClassError {
     },
     /// No mapper is registered under the requested name.
     UnknownMapper,
-    /// `MAX_CLASSES - 1` classes are registered already.
+    /// All `MAX_CLASSES - FIRST_USER_ID` user class ids are taken.
     TooManyClasses,
     /// Memory for the class's records could not be obtained.
     OutOfMemory,
@@ -114,7 +119,11 @@ impl fmt::Display for ClassError {
             }
             Self::UnknownMapper => write!(f, "no mapper is registered under that name"),
             Self::TooManyClasses => {
-                write!(f, "at most {} classes can be registered", MAX_CLASSES - 1)
+                write!(
+                    f,
+                    "at most {} classes can be registered",
+                    MAX_CLASSES - FIRST_USER_ID as usize
+                )
             }
             Self::OutOfMemory => write!(f, "out of memory for the class's records"),
         }
@@ -165,6 +174,25 @@ fn copy_name(name: &[u8]) -> ([u8; MAX_NAME_LEN], usize) {
 /// Registers a new class and returns its immortal descriptor.
 #[contracts::debug_ensures(ret.map_or(true, |c| info(c.id).is_some_and(|i| core::ptr::eq(i, c))))]
 pub fn register(config: &RawConfig<'_>) -> Result<&'static ClassInfo, ClassError> {
+    crate::lock::prepare_for_fork();
+    register_as(config, None)
+}
+
+/// Registers the class of reserved id `id` (one of the malloc size classes,
+/// `1..FIRST_USER_ID`); returns the descriptor already registered under
+/// `id` if there is one.
+#[contracts::debug_requires(id != 0 && id < FIRST_USER_ID)]
+pub fn register_reserved(
+    id: u32,
+    config: &RawConfig<'_>,
+) -> Result<&'static ClassInfo, ClassError> {
+    register_as(config, Some(id))
+}
+
+fn register_as(
+    config: &RawConfig<'_>,
+    reserved: Option<u32>,
+) -> Result<&'static ClassInfo, ClassError> {
     constants::check_against_c();
     if config.size == 0 {
         return Err(ClassError::ZeroSize);
@@ -182,7 +210,15 @@ pub fn register(config: &RawConfig<'_>) -> Result<&'static ClassInfo, ClassError
     let (name, name_len) = copy_name(config.name.unwrap_or(b"anonymous"));
 
     let mut next_id = NEXT_ID.lock();
-    let id = *next_id;
+    let id = match reserved {
+        Some(id) => {
+            if let Some(existing) = info(id) {
+                return Ok(existing);
+            }
+            id
+        }
+        None => *next_id,
+    };
     if id as usize >= MAX_CLASSES {
         return Err(ClassError::TooManyClasses);
     }
@@ -207,7 +243,9 @@ pub fn register(config: &RawConfig<'_>) -> Result<&'static ClassInfo, ClassError
         })
     };
     CLASSES[id as usize].store(slot, Ordering::Release);
-    *next_id += 1;
+    if reserved.is_none() {
+        *next_id += 1;
+    }
     // SAFETY: just initialised and published; arena memory is immortal.
     Ok(unsafe { &*slot })
 }

@@ -37,12 +37,15 @@ mod chunk_registry;
 mod class;
 mod constants;
 mod fatal;
+mod large;
 mod lock;
 mod magazine;
+mod malloc_api;
 mod mapper;
 mod mill;
 mod press;
 mod rack;
+mod size_classes;
 mod span;
 mod stats;
 

@@ -1,13 +1,78 @@
-//! A mutex around data, built directly on `pthread_mutex_t`.
+//! A mutex around data, built directly on `pthread_mutex_t`, and the fork
+//! guard that keeps every such lock free across `fork()`.
 //!
 //! Owns: the blocking lock used by the slow paths (mill, press refill,
-//! internal arena, registries). It is a plain pthread mutex so that it can be
-//! statically initialised, never allocates, and can later be held across
-//! `fork()` from `pthread_atfork` handlers. Invariant: the data is only
-//! reachable through a guard, so only one thread touches it at a time.
+//! internal arena, registries, large allocations). It is a plain pthread
+//! mutex so that it can be statically initialised and never allocates.
+//! Every [`Lock`] is taken under a process-wide read lock, the fork guard;
+//! a `pthread_atfork` prepare handler takes the guard for writing, so
+//! `fork()` happens only while no thread holds any slitter lock, and the
+//! child starts with all of them free (it re-initialises the guard, whose
+//! writer is the parent's thread).
+//!
+//! Invariants: the data is only reachable through a guard, so only one
+//! thread touches it at a time; a thread holding a `Lock` holds the fork
+//! guard for reading (glibc's default rwlock prefers readers, so nested
+//! locks never wait behind a waiting fork).
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// The process-wide fork guard.
+struct ForkGuard(UnsafeCell<libc::pthread_rwlock_t>);
+
+// SAFETY: the rwlock is only used through the pthread functions, which
+// synchronise.
+unsafe impl Sync for ForkGuard {}
+
+static FORK_GUARD: ForkGuard = ForkGuard(UnsafeCell::new(libc::PTHREAD_RWLOCK_INITIALIZER));
+
+/// 0: atfork handlers not registered; 1: being registered; 2: registered.
+static ATFORK_STATE: AtomicU8 = AtomicU8::new(0);
+
+extern "C" fn before_fork() {
+    // SAFETY: the guard is initialised; the forking thread holds no Lock
+    // (it is not inside slitter), so this cannot deadlock on itself.
+    unsafe { libc::pthread_rwlock_wrlock(FORK_GUARD.0.get()) };
+}
+
+extern "C" fn after_fork_in_parent() {
+    // SAFETY: this thread took the guard for writing in `before_fork`.
+    unsafe { libc::pthread_rwlock_unlock(FORK_GUARD.0.get()) };
+}
+
+extern "C" fn after_fork_in_child() {
+    // The child has one thread, which no longer has the writer's thread id:
+    // start the guard afresh. Every mutex is free, since no thread held one
+    // at the fork.
+    // SAFETY: no other thread exists to use the guard concurrently.
+    unsafe { FORK_GUARD.0.get().write(libc::PTHREAD_RWLOCK_INITIALIZER) };
+}
+
+/// Registers the fork handlers, once. Must not be called while holding a
+/// [`Lock`] or from inside malloc's initialisation: `pthread_atfork` may
+/// itself call malloc (a nested call made meanwhile returns at once).
+pub fn prepare_for_fork() {
+    if ATFORK_STATE
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    // SAFETY: the handlers are `extern "C"` functions that never unwind.
+    let ret = unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        )
+    };
+    if ret != 0 {
+        crate::fatal::die(format_args!("pthread_atfork failed with error {ret}"));
+    }
+    ATFORK_STATE.store(2, Ordering::Release);
+}
 
 /// Data of type `T` protected by a pthread mutex.
 pub struct Lock<T> {
@@ -34,6 +99,13 @@ impl<T> Lock<T> {
 
     /// Blocks until the lock is held.
     pub fn lock(&self) -> LockGuard<'_, T> {
+        // SAFETY: the guard is initialised; read locks nest.
+        let ret = unsafe { libc::pthread_rwlock_rdlock(FORK_GUARD.0.get()) };
+        if ret != 0 {
+            crate::fatal::die(format_args!(
+                "pthread_rwlock_rdlock failed with error {ret}"
+            ));
+        }
         // SAFETY: the mutex is initialised and lives as long as `self`.
         let ret = unsafe { libc::pthread_mutex_lock(self.mutex.get()) };
         if ret != 0 {
@@ -45,8 +117,12 @@ impl<T> Lock<T> {
 
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this guard holds the mutex, locked by this thread.
-        unsafe { libc::pthread_mutex_unlock(self.lock.mutex.get()) };
+        // SAFETY: this guard holds the mutex, locked by this thread, and a
+        // read lock on the fork guard.
+        unsafe {
+            libc::pthread_mutex_unlock(self.lock.mutex.get());
+            libc::pthread_rwlock_unlock(FORK_GUARD.0.get());
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Mappers: where slitter's address space and memory come from.
 //!
-//! Owns: the [`Mapper`] trait, the two built-in mappers (anonymous `mmap`,
-//! the default, and the file-backed mapper named `"file"`), the registry of
+//! Owns: the [`Mapper`] trait, the three built-in mappers (anonymous `mmap`,
+//! the default; the file-backed mapper named `"file"`; and `"noaccess"`,
+//! whose object memory is never accessible), the registry of
 //! named mappers that classes pick from, and the thin `mmap` helpers the
 //! rest of the crate uses.
 //!
@@ -113,6 +114,17 @@ pub struct AnonymousMapper;
 impl Mapper for AnonymousMapper {
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
         back_anonymous(base, size)
+    }
+}
+
+/// The mapper named `"noaccess"`: data stays reserved and inaccessible, so
+/// any access to an object faults. It serves objects that are addresses
+/// only, such as the results of `malloc(0)`.
+pub struct NoAccessMapper;
+
+impl Mapper for NoAccessMapper {
+    fn allocate_data(&self, _base: NonNull<c_void>, _size: usize) -> Result<(), Errno> {
+        Ok(())
     }
 }
 
@@ -244,14 +256,19 @@ type Entry = Option<(&'static str, &'static dyn Mapper)>;
 
 static ANONYMOUS: AnonymousMapper = AnonymousMapper;
 static FILE_BACKED: FileBackedMapper = FileBackedMapper;
+static NO_ACCESS: NoAccessMapper = NoAccessMapper;
 
 /// The name of the anonymous-memory mapper, used when a class names none.
 pub const DEFAULT_MAPPER_NAME: &str = "default";
+
+/// The name of the mapper whose object memory is never accessible.
+pub const NO_ACCESS_MAPPER_NAME: &str = "noaccess";
 
 static REGISTRY: Lock<[Entry; MAX_MAPPERS]> = Lock::new({
     let mut entries: [Entry; MAX_MAPPERS] = [None; MAX_MAPPERS];
     entries[0] = Some((DEFAULT_MAPPER_NAME, &ANONYMOUS));
     entries[1] = Some(("file", &FILE_BACKED));
+    entries[2] = Some((NO_ACCESS_MAPPER_NAME, &NO_ACCESS));
     entries
 });
 
@@ -294,6 +311,7 @@ mod tests {
         assert_eq!(find_mapper(None).unwrap().0, 0);
         assert_eq!(find_mapper(Some(b"default")).unwrap().0, 0);
         assert_eq!(find_mapper(Some(b"file")).unwrap().0, 1);
+        assert_eq!(find_mapper(Some(b"noaccess")).unwrap().0, 2);
         assert!(find_mapper(Some(b"no-such-mapper")).is_none());
     }
 

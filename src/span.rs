@@ -129,8 +129,19 @@ pub fn live_state(class_id: u32, addr: usize) -> Option<&'static AtomicU8> {
     if record.class_id() != class_id {
         return None;
     }
-    let state = record.state(record.object_index(addr)?);
-    (state.load(Ordering::Relaxed) == LIVE).then_some(state)
+    record.live_state(addr)
+}
+
+/// The class id and state byte of `addr` if it is the start of a live
+/// object of any class: the check made by `free`.
+#[inline(always)]
+pub fn live_object(addr: usize) -> Option<(u32, &'static AtomicU8)> {
+    let record = record_in(chunk_registry::user_metadata_for(addr)?, addr);
+    let class_id = record.class_id();
+    if class_id == 0 {
+        return None;
+    }
+    Some((class_id, record.live_state(addr)?))
 }
 
 impl SpanRecord {
@@ -196,6 +207,15 @@ impl SpanRecord {
         let offset = addr.wrapping_sub(begin) as u64;
         let product = u128::from(offset) * u128::from(magic);
         ((product as u64) < magic).then_some((product >> 64) as usize)
+    }
+
+    /// The state byte of the object at `addr`, found from this used
+    /// record, if `addr` is the start of an object and its state is
+    /// [`LIVE`].
+    #[inline(always)]
+    fn live_state(&self, addr: usize) -> Option<&'static AtomicU8> {
+        let state = self.state(self.object_index(addr)?);
+        (state.load(Ordering::Relaxed) == LIVE).then_some(state)
     }
 
     /// The state byte of object `index` of this (used) record's span.

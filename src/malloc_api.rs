@@ -1,0 +1,413 @@
+//! The malloc personality: the C allocation API, exported unprefixed.
+//!
+//! Owns: `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
+//! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
+//! `malloc_usable_size`, `cfree`, `free_sized`, `free_aligned_sized` and
+//! glibc's `__libc_*` aliases; the registration of the size classes (ids
+//! `1..FIRST_USER_ID`, one per `size_classes` index) on first use; glibc's
+//! errno and NULL conventions.
+//!
+//! A request of at most `MAX_SMALL_SIZE` bytes is served by its size class
+//! through the thread cache (`cache.rs`), with no lock and no atomic
+//! read-modify-write; `malloc(0)` by the zero-size class, whose objects lie
+//! in inaccessible memory; larger or over-aligned requests by `large.rs`.
+//! `free` validates every pointer out of band (`checks.rs`).
+//!
+//! Invariants: nothing here allocates through another allocator; failures
+//! return NULL with errno set (ENOMEM, or EINVAL for a bad alignment) and
+//! never abort; misuse (a pointer slitter did not hand out, or no longer
+//! live) aborts with a `slitter:` line.
+
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cache;
+use crate::checks;
+use crate::class::{self, RawConfig, FIRST_USER_ID};
+use crate::large::{self, Resized, PAGE_SIZE};
+use crate::lock::Lock;
+use crate::mapper::NO_ACCESS_MAPPER_NAME;
+use crate::size_classes::{self, MAX_SMALL_SIZE};
+
+/// The class id of size class `index`.
+#[inline(always)]
+fn class_id(index: usize) -> u32 {
+    1 + index as u32
+}
+
+/// Whether `class_id` is one of the malloc size classes.
+#[inline(always)]
+fn is_malloc_class(class_id: u32) -> bool {
+    class_id.wrapping_sub(1) < FIRST_USER_ID - 1
+}
+
+/// The object size of malloc class `class_id`.
+fn class_size(class_id: u32) -> usize {
+    size_classes::size_of_class((class_id - 1) as usize)
+}
+
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+static INIT_LOCK: Lock<()> = Lock::new(());
+
+/// Registers the size classes if that is not done yet; `false` when out of
+/// memory.
+#[cold]
+fn initialise() -> bool {
+    if !INITIALISED.load(Ordering::Acquire) {
+        let _guard = INIT_LOCK.lock();
+        if !INITIALISED.load(Ordering::Acquire) {
+            for index in 0..size_classes::COUNT {
+                let mut name = [0u8; 16];
+                let len = size_classes::name_of_class(index, &mut name);
+                let config = RawConfig {
+                    name: Some(&name[..len]),
+                    size: size_classes::size_of_class(index).max(16),
+                    zero_init: false,
+                    mapper_name: (index == 0).then_some(NO_ACCESS_MAPPER_NAME.as_bytes()),
+                };
+                if class::register_reserved(class_id(index), &config).is_err() {
+                    return false;
+                }
+            }
+            INITIALISED.store(true, Ordering::Release);
+        }
+    }
+    // Outside the lock: pthread_atfork may call malloc.
+    crate::lock::prepare_for_fork();
+    true
+}
+
+fn set_errno(value: i32) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = value };
+}
+
+#[cold]
+fn out_of_memory() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    null_mut()
+}
+
+/// Allocates from malloc class `id`, registering the classes if needed.
+#[cold]
+fn allocate_small_slow(id: u32) -> *mut c_void {
+    if !initialise() {
+        return out_of_memory();
+    }
+    match cache::allocate(id) {
+        Some(object) => object.as_ptr().cast(),
+        None => out_of_memory(),
+    }
+}
+
+#[inline(always)]
+fn allocate_small(index: usize) -> *mut c_void {
+    let id = class_id(index);
+    match cache::allocate_fast(id) {
+        Some(object) => object.as_ptr().cast(),
+        None => allocate_small_slow(id),
+    }
+}
+
+/// A large allocation, and whether it is known to be zero.
+fn allocate_large(size: usize, align: usize) -> Option<(*mut c_void, bool)> {
+    large::allocate(size, align).map(|(p, fresh)| (p.as_ptr(), fresh))
+}
+
+/// Allocates `size` bytes aligned to `align` (a power of two); NULL with
+/// ENOMEM on failure.
+fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
+    if align <= 16 {
+        return malloc(size);
+    }
+    if let Some(index) = size_classes::index_for_aligned(size, align) {
+        return allocate_small(index);
+    }
+    match allocate_large(size, align) {
+        Some((p, _)) => p,
+        None => out_of_memory(),
+    }
+}
+
+/// Allocates `size` bytes, 16-byte aligned (`malloc(0)` gives a unique
+/// pointer into inaccessible memory); NULL with ENOMEM on failure.
+#[no_mangle]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    if size <= MAX_SMALL_SIZE {
+        return allocate_small(size_classes::index_for(size));
+    }
+    match allocate_large(size, 16) {
+        Some((p, _)) => p,
+        None => out_of_memory(),
+    }
+}
+
+/// Frees `ptr` (NULL is a no-op); aborts with a `slitter:` line if `ptr`
+/// is not a live allocation of slitter's malloc.
+#[no_mangle]
+pub extern "C" fn free(ptr: *mut c_void) {
+    if let Some((id, slot)) = checks::take_back_any(ptr as usize) {
+        if is_malloc_class(id) {
+            cache::release(id, slot);
+            return;
+        }
+    }
+    free_slow(ptr, "free");
+}
+
+#[cold]
+fn free_slow(ptr: *mut c_void, operation: &str) {
+    if ptr.is_null() || large::free(ptr) {
+        return;
+    }
+    report_bad(ptr, operation)
+}
+
+fn report_bad(ptr: *const c_void, operation: &str) -> ! {
+    let addr = ptr as usize;
+    checks::report_bad_free(operation, addr, is_malloc_class, large::containing(addr))
+}
+
+/// The live malloc object at `ptr`: its class id, if it is a small one,
+/// else `None` for a large one; aborts if it is neither.
+fn owner(ptr: *mut c_void, operation: &str) -> Option<u32> {
+    match crate::span::live_object(ptr as usize) {
+        Some((id, _)) if is_malloc_class(id) => Some(id),
+        _ if large::usable_size(ptr).is_some() => None,
+        _ => report_bad(ptr, operation),
+    }
+}
+
+/// Allocates `count * size` zeroed bytes; NULL with ENOMEM on overflow or
+/// failure.
+#[no_mangle]
+pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
+    let Some(total) = count.checked_mul(size) else {
+        return out_of_memory();
+    };
+    if total <= MAX_SMALL_SIZE {
+        let p = allocate_small(size_classes::index_for(total));
+        if !p.is_null() {
+            // SAFETY: a fresh object of at least `total` bytes.
+            unsafe { p.cast::<u8>().write_bytes(0, total) };
+        }
+        return p;
+    }
+    match allocate_large(total, 16) {
+        Some((p, true)) => p,
+        Some((p, false)) => {
+            // SAFETY: a reused large allocation of at least `total` bytes.
+            unsafe { p.cast::<u8>().write_bytes(0, total) };
+            p
+        }
+        None => out_of_memory(),
+    }
+}
+
+/// Resizes `ptr` to `size` bytes, in place when it fits; `realloc(NULL, n)`
+/// is `malloc(n)` and `realloc(p, 0)` frees `p` and returns NULL (as glibc
+/// does). On failure returns NULL with ENOMEM and leaves `ptr` unchanged.
+#[no_mangle]
+pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if ptr.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        free(ptr);
+        return null_mut();
+    }
+    match owner(ptr, "realloc") {
+        Some(id) => {
+            let old_size = class_size(id);
+            // Keep the object when it fits and would not waste half of it.
+            if size <= old_size && size > old_size / 2 {
+                return ptr;
+            }
+            move_object(ptr, old_size, size)
+        }
+        None if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
+            Resized::Done(p) => p.as_ptr(),
+            Resized::OutOfMemory => out_of_memory(),
+            Resized::NotLarge => report_bad(ptr, "realloc"),
+        },
+        None => {
+            let old_size = large::usable_size(ptr).unwrap_or(0);
+            move_object(ptr, old_size, size)
+        }
+    }
+}
+
+/// Moves the `old_size`-byte object at `ptr` into a new allocation of
+/// `size` bytes and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
+fn move_object(ptr: *mut c_void, old_size: usize, size: usize) -> *mut c_void {
+    let new = malloc(size);
+    if new.is_null() {
+        return new;
+    }
+    // SAFETY: both objects are live, distinct and at least this large.
+    unsafe {
+        core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.cast::<u8>(), old_size.min(size))
+    };
+    free(ptr);
+    new
+}
+
+/// `realloc(ptr, count * size)`, with NULL and ENOMEM on overflow.
+#[no_mangle]
+pub extern "C" fn reallocarray(ptr: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    match count.checked_mul(size) {
+        Some(total) => realloc(ptr, total),
+        None => out_of_memory(),
+    }
+}
+
+/// Stores in `*memptr` `size` bytes aligned to `align`, which must be a
+/// power of two multiple of `sizeof(void *)` (else EINVAL); returns ENOMEM
+/// on failure. `*memptr` is untouched on error.
+///
+/// # Safety
+/// `memptr` must be valid for a pointer-sized write.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(
+    memptr: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> i32 {
+    if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
+        return libc::EINVAL;
+    }
+    let errno = {
+        // SAFETY: __errno_location returns this thread's errno slot.
+        unsafe { *libc::__errno_location() }
+    };
+    let p = allocate_aligned(size, align);
+    if p.is_null() {
+        set_errno(errno);
+        return libc::ENOMEM;
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { *memptr = p };
+    0
+}
+
+/// `size` bytes aligned to `align`, a power of two (else NULL with EINVAL).
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    allocate_aligned(size, align)
+}
+
+/// `size` bytes aligned to `align`, rounded up to a power of two (glibc).
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    match align.checked_next_power_of_two() {
+        Some(align) => allocate_aligned(size, align),
+        None => out_of_memory(),
+    }
+}
+
+/// `size` bytes aligned to the page size.
+#[no_mangle]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    allocate_aligned(size, PAGE_SIZE)
+}
+
+/// Whole pages (at least one) holding `size` bytes, page-aligned.
+#[no_mangle]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    match large::page_round(size.max(1)) {
+        Some(rounded) => allocate_aligned(rounded, PAGE_SIZE),
+        None => out_of_memory(),
+    }
+}
+
+/// The number of usable bytes at `ptr` (0 for NULL); aborts if `ptr` is
+/// not a live allocation.
+#[no_mangle]
+pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    match owner(ptr, "malloc_usable_size") {
+        Some(id) => class_size(id),
+        None => large::usable_size(ptr).unwrap_or(0),
+    }
+}
+
+/// `free`, under its obsolete name.
+#[no_mangle]
+pub extern "C" fn cfree(ptr: *mut c_void) {
+    free(ptr)
+}
+
+/// `free` of an allocation of `size` bytes (C23).
+#[no_mangle]
+pub extern "C" fn free_sized(ptr: *mut c_void, _size: usize) {
+    free(ptr)
+}
+
+/// `free` of an allocation of `size` bytes aligned to `align` (C23).
+#[no_mangle]
+pub extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: usize, _size: usize) {
+    free(ptr)
+}
+
+/// glibc's internal name for `malloc`.
+#[no_mangle]
+pub extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    malloc(size)
+}
+
+/// glibc's internal name for `free`.
+#[no_mangle]
+pub extern "C" fn __libc_free(ptr: *mut c_void) {
+    free(ptr)
+}
+
+/// glibc's internal name for `calloc`.
+#[no_mangle]
+pub extern "C" fn __libc_calloc(count: usize, size: usize) -> *mut c_void {
+    calloc(count, size)
+}
+
+/// glibc's internal name for `realloc`.
+#[no_mangle]
+pub extern "C" fn __libc_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    realloc(ptr, size)
+}
+
+/// glibc's internal name for `memalign`.
+#[no_mangle]
+pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    memalign(align, size)
+}
+
+/// glibc's internal name for `valloc`.
+#[no_mangle]
+pub extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    valloc(size)
+}
+
+/// glibc's internal name for `pvalloc`.
+#[no_mangle]
+pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    pvalloc(size)
+}
+
+/// glibc's internal name for `posix_memalign`.
+///
+/// # Safety
+/// As for [`posix_memalign`].
+#[no_mangle]
+pub unsafe extern "C" fn __posix_memalign(
+    memptr: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { posix_memalign(memptr, align, size) }
+}
