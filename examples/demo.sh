@@ -37,6 +37,33 @@ cc -std=c11 -Wall -Wextra -Werror -I "$ROOT/include" \
 	-o "$OUT_DIR/class_demo"
 "$OUT_DIR/class_demo"
 
-# == Part 2: slitter as the process's malloc (LD_PRELOAD)
-# Not written yet: it comes with the LD_PRELOAD malloc front end, which the
-# library does not provide so far.
+echo
+echo "== Part 2: slitter as the process's malloc (LD_PRELOAD)"
+PYTHON=$(command -v python3 || true)
+if [[ -z $PYTHON ]]; then
+	echo "== python3 not found: installing it with apt-get"
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y python3
+	PYTHON=$(command -v python3)
+fi
+SCRIPT='
+import ctypes, json
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+class DlInfo(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+info = DlInfo()
+libc.dladdr(ctypes.cast(libc.malloc, ctypes.c_void_p), ctypes.byref(info))
+print("malloc comes from", info.fname.decode())
+words = {str(i): [i] * (i % 7) for i in range(200000)}
+text = json.dumps(words)
+print("built and serialised", len(words), "dict entries,", len(text), "bytes of JSON")
+'
+echo "\$ python3 (without slitter)"
+"$PYTHON" -c "$SCRIPT"
+echo "\$ LD_PRELOAD=$LIB_DIR/libslitter.so python3"
+LD_PRELOAD="$LIB_DIR/libslitter.so" "$PYTHON" -c "$SCRIPT"
+echo
+echo "== demo finished"

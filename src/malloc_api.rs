@@ -220,8 +220,9 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     match owner(ptr, "realloc") {
         Some(id) => {
             let old_size = class_size(id);
-            // Keep the object when it fits and would not waste half of it.
-            if size <= old_size && size > old_size / 2 {
+            // Keep the object when it fits, unless that leaves more than
+            // half of an object above 128 bytes unused.
+            if size <= old_size && (old_size <= 128 || size > old_size / 2) {
                 return ptr;
             }
             move_object(ptr, old_size, size)
