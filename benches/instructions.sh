@@ -3,6 +3,7 @@
 # with callgrind, for:
 #   - slitter's C class API (slitter_allocate + slitter_release, dynamically
 #     linked against libslitter.so),
+#   - slitter's malloc(32) + free (LD_PRELOADed),
 #   - mimalloc's malloc(32) + free (LD_PRELOADed),
 #   - glibc's malloc(32) + free.
 #
@@ -99,11 +100,14 @@ log "== compiling benches/pair_loop.c"
 "$cc" -O2 -std=c11 -Wall -Wextra -Werror -I "$root/include" \
 	"$root/benches/pair_loop.c" -o "$tmp/pair_loop" \
 	-L "$lib_dir" -Wl,-rpath,"$lib_dir" -lslitter
+"$cc" -O2 -std=c11 -Wall -Wextra -Werror -DMALLOC_ONLY \
+	"$root/benches/pair_loop.c" -o "$tmp/pair_loop_malloc"
 
 # Smoke test outside valgrind, so a crash is reported as such.
 "$tmp/pair_loop" 1000 slitter
-"$tmp/pair_loop" 1000 malloc
-LD_PRELOAD="$mimalloc" "$tmp/pair_loop" 1000 malloc
+"$tmp/pair_loop_malloc" 1000 malloc
+LD_PRELOAD="$mimalloc" "$tmp/pair_loop_malloc" 1000 malloc
+LD_PRELOAD="$lib_dir/libslitter.so" "$tmp/pair_loop_malloc" 1000 malloc
 
 # --- measure ---------------------------------------------------------------
 # total_ir OUT_FILE: the total instruction count recorded in a callgrind
@@ -117,13 +121,14 @@ total_ir() {
 	printf '%s\n' "$total"
 }
 
-# measure LABEL EXPECTED_OBJECT PRELOAD ARGS...: prints the instructions per
-# pair of `pair_loop N ARGS...`. EXPECTED_OBJECT (if not empty) must appear
+# measure LABEL EXPECTED_OBJECT PRELOAD PROGRAM ARGS...: prints the
+# instructions per pair of `PROGRAM N ARGS...` (pair_loop, or
+# pair_loop_malloc, which is not linked with slitter). EXPECTED_OBJECT (if not empty) must appear
 # among the objects callgrind saw run, which checks that the intended
 # allocator really ran; PRELOAD (if not empty) is LD_PRELOADed.
 measure() {
-	local label="$1" expected="$2" preload="$3"
-	shift 3
+	local label="$1" expected="$2" preload="$3" program="$4"
+	shift 4
 	local count out
 	local -a totals=() envs=()
 	[[ -z "$preload" ]] || envs=("LD_PRELOAD=$preload")
@@ -131,7 +136,7 @@ measure() {
 		out="$tmp/callgrind.$label.$count.out"
 		env "${envs[@]}" \
 			valgrind --tool=callgrind --callgrind-out-file="$out" \
-			"$tmp/pair_loop" "$count" "$@" 2>"$tmp/valgrind.$label.$count.log" ||
+			"$tmp/$program" "$count" "$@" 2>"$tmp/valgrind.$label.$count.log" ||
 			{
 				cat "$tmp/valgrind.$label.$count.log" >&2
 				die "valgrind failed for $label with N=$count"
@@ -151,13 +156,15 @@ mimalloc_object="$(basename "$mimalloc")"
 mimalloc_object="${mimalloc_object%%.so*}"
 
 log "== callgrind, N = $n and $((2 * n))"
-slitter_ir="$(measure slitter libslitter.so "" slitter)"
-mimalloc_ir="$(measure mimalloc "$mimalloc_object" "$mimalloc" malloc)"
-glibc_ir="$(measure glibc libc.so "" malloc)"
-slitter_anchored_ir="$(measure slitter-anchored libslitter.so "" slitter anchored)"
-mimalloc_anchored_ir="$(measure mimalloc-anchored "$mimalloc_object" "$mimalloc" malloc anchored)"
-glibc_anchored_ir="$(measure glibc-anchored libc.so "" malloc anchored)"
-loop_ir="$(measure loop "" "" loop)"
+slitter_ir="$(measure slitter libslitter.so "" pair_loop slitter)"
+slitter_anchored_ir="$(measure slitter-anchored libslitter.so "" pair_loop slitter anchored)"
+slitter_malloc_ir="$(measure slitter-malloc libslitter.so "$lib_dir/libslitter.so" pair_loop_malloc malloc)"
+slitter_malloc_anchored_ir="$(measure slitter-malloc-anchored libslitter.so "$lib_dir/libslitter.so" pair_loop_malloc malloc anchored)"
+mimalloc_ir="$(measure mimalloc "$mimalloc_object" "$mimalloc" pair_loop_malloc malloc)"
+mimalloc_anchored_ir="$(measure mimalloc-anchored "$mimalloc_object" "$mimalloc" pair_loop_malloc malloc anchored)"
+glibc_ir="$(measure glibc libc.so "" pair_loop_malloc malloc)"
+glibc_anchored_ir="$(measure glibc-anchored libc.so "" pair_loop_malloc malloc anchored)"
+loop_ir="$(measure loop "" "" pair_loop_malloc loop)"
 
 # --- report ----------------------------------------------------------------
 row() { printf '%-38s %10s %12s\n' "$@"; }
@@ -165,13 +172,16 @@ printf '\nInstructions per 32-byte allocate+release pair (callgrind Ir, N = %s)\
 row "" "pair only" "+1 live obj"
 row "--------------------------------------" "----------" "------------"
 row "slitter (slitter_allocate/_release)" "$slitter_ir" "$slitter_anchored_ir"
+row "slitter (malloc/free, LD_PRELOAD)" "$slitter_malloc_ir" "$slitter_malloc_anchored_ir"
 row "mimalloc (malloc/free, LD_PRELOAD)" "$mimalloc_ir" "$mimalloc_anchored_ir"
 row "glibc (malloc/free)" "$glibc_ir" "$glibc_anchored_ir"
 row "loop only (included in every row)" "$loop_ir" "$loop_ir"
 awk -v s="$slitter_ir" -v m="$mimalloc_ir" -v g="$glibc_ir" \
-	-v sa="$slitter_anchored_ir" -v ma="$mimalloc_anchored_ir" -v ga="$glibc_anchored_ir" '
+	-v sa="$slitter_anchored_ir" -v ma="$mimalloc_anchored_ir" -v ga="$glibc_anchored_ir" \
+	-v sm="$slitter_malloc_ir" -v sma="$slitter_malloc_anchored_ir" '
 	function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
 	BEGIN {
-		printf "%-38s %10s %12s\n", "slitter / mimalloc", ratio(s, m), ratio(sa, ma)
-		printf "%-38s %10s %12s\n", "slitter / glibc", ratio(s, g), ratio(sa, ga)
+		printf "%-38s %10s %12s\n", "slitter class API / mimalloc", ratio(s, m), ratio(sa, ma)
+		printf "%-38s %10s %12s\n", "slitter malloc / mimalloc", ratio(sm, m), ratio(sma, ma)
+		printf "%-38s %10s %12s\n", "slitter class API / glibc", ratio(s, g), ratio(sa, ga)
 	}'

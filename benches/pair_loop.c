@@ -16,6 +16,9 @@
  * allocators that retire empty pages (mimalloc), not for slitter.
  *
  * Build: cc -O2 -Iinclude benches/pair_loop.c -Ltarget/release -lslitter
+ * With -DMALLOC_ONLY it does not use (nor link) slitter, so its malloc is
+ * the C library's or an LD_PRELOADed one: libslitter.so exports malloc, and
+ * a program linked with it gets slitter's.
  *
  * escape() hands the pointer to an empty asm that clobbers memory, so the
  * compiler can neither drop the pair nor merge iterations.
@@ -27,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef MALLOC_ONLY
 #include "slitter.h"
+#endif
 
 static inline void escape(void *p)
 {
@@ -58,6 +63,9 @@ int main(int argc, char **argv)
 		usage(argv[0]);
 
 	if (strcmp(argv[2], "slitter") == 0) {
+#ifdef MALLOC_ONLY
+		usage(argv[0]);
+#else
 		struct slitter_class_config config = {
 			.name = "pair_loop",
 			.size = 32,
@@ -71,6 +79,7 @@ int main(int argc, char **argv)
 			slitter_release(cls, p);
 		}
 		slitter_release(cls, anchor);
+#endif
 	} else if (strcmp(argv[2], "malloc") == 0) {
 		void *anchor = anchored ? malloc(32) : NULL;
 		escape(anchor);
