@@ -1,0 +1,145 @@
+//! The malloc drop-in from C and C++: test programs built without slitter
+//! and run with `LD_PRELOAD=libslitter.so`, and the C API test and the
+//! symbol probe linked with `-lslitter` instead (the C API test also with
+//! `libslitter.a`).
+//!
+//! - `tests/c/malloc_probe.c`: every function of the C allocation API (and
+//!   glibc's `__libc_*` names) resolves to libslitter.so.
+//! - `tests/c/malloc_api.c`: each function and edge case (zero sizes,
+//!   alignment table, calloc and reallocarray overflow, huge requests,
+//!   errno, usable size, realloc shrink/grow/in place, sized frees).
+//! - `tests/c/malloc_stress.c`: 4 threads, random sizes up to 4 MiB,
+//!   contents verified, objects freed across threads.
+//! - `tests/cpp/containers.cpp`: libstdc++ containers, aligned and sized
+//!   new/delete, several threads.
+//! - `tests/c/fork_load.c`: 150 forks while 3 threads allocate.
+//! - `tests/c/thread_churn.c`: 10,000 short threads with bounded RSS.
+//!
+//! Every program prints an `allocator: malloc=<object> free=<object>` line
+//! (`tests/c/allocator_probe.h`); each test first checks the program's own
+//! verdict, then that the line names libslitter.so. All programs except the
+//! probe also pass against glibc's malloc (run them without `LD_PRELOAD`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::Link;
+
+const GROUP: &str = "malloc";
+
+/// Asserts a successful run whose last line is `<name>: ok`, then that
+/// malloc and free came from libslitter.so.
+fn assert_ok_under_slitter(output: &Output, name: &str) {
+    common::assert_success_ending_with(output, &format!("{name}: ok"));
+    common::assert_allocator_is_slitter(output);
+}
+
+/// Asserts that the C API test neither skipped a function (all of them
+/// must exist under slitter) nor failed.
+fn check_api_output(output: &Output) {
+    assert_ok_under_slitter(output, "malloc_api");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let skipped: Vec<&str> = stdout.lines().filter(|l| l.contains(": skip: ")).collect();
+    assert!(
+        skipped.is_empty(),
+        "functions missing under slitter: {skipped:?}\n{}",
+        common::describe(output)
+    );
+}
+
+fn run_probe(binary: &Path, output: Output) {
+    assert!(
+        output.status.success(),
+        "{} found allocation functions outside libslitter.so\n{}",
+        binary.display(),
+        common::describe(&output)
+    );
+    assert_ok_under_slitter(&output, "malloc_probe");
+}
+
+#[test]
+fn probe_resolves_the_allocation_api_to_slitter_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_probe.c", None);
+    let output = common::run_preloaded(&binary, &["libslitter"]);
+    run_probe(&binary, output);
+}
+
+#[test]
+fn probe_resolves_the_allocation_api_to_slitter_when_linked() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_probe.c", Some(Link::Dynamic));
+    let output = common::output(common::command(&binary).arg("libslitter"));
+    run_probe(&binary, output);
+}
+
+#[test]
+fn c_api_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_api.c", None);
+    check_api_output(&common::run_preloaded(&binary, &[]));
+}
+
+#[test]
+fn c_api_when_linked() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_api.c", Some(Link::Dynamic));
+    check_api_output(&common::run(&binary));
+}
+
+/// Linked with `libslitter.a`, the executable itself defines malloc and
+/// free, which then serve libc and every library too.
+#[test]
+fn c_api_when_linked_statically() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_api.c", Some(Link::Static));
+    let output = common::run(&binary);
+    common::assert_success_ending_with(&output, "malloc_api: ok");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("allocator: "))
+        .unwrap_or_default();
+    let expected = binary.to_string_lossy();
+    for key in ["malloc", "free"] {
+        assert_eq!(
+            common::field(line, key),
+            Some(&*expected),
+            "{key} is not the executable's own (from libslitter.a): {line}\n{}",
+            common::describe(&output)
+        );
+    }
+}
+
+#[test]
+fn multithreaded_stress_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/malloc_stress.c", None);
+    // ops per thread: about 1 s against glibc on 2 cores.
+    let output = common::run_preloaded(&binary, &["150000"]);
+    assert_ok_under_slitter(&output, "malloc_stress");
+}
+
+#[test]
+fn cpp_containers_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/cpp/containers.cpp", None);
+    // libstdc++'s operator new and delete call malloc and free through
+    // their own references: check those bindings in the loader's log too.
+    let trace = common::fresh_dir(&common::scratch_dir(GROUP).join("containers-bindings"));
+    let mut command = common::preloaded_command(&binary);
+    command.arg("20");
+    common::trace_bindings(&mut command, &trace);
+    let output = common::output(&mut command);
+    assert_ok_under_slitter(&output, "containers");
+    common::assert_bound_to_slitter(&trace, "containers");
+}
+
+#[test]
+fn fork_under_load_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/fork_load.c", None);
+    let output = common::run_preloaded(&binary, &["150"]);
+    assert_ok_under_slitter(&output, "fork_load");
+}
+
+#[test]
+fn thread_churn_keeps_rss_bounded_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/thread_churn.c", None);
+    let output = common::run_preloaded(&binary, &["10000"]);
+    assert_ok_under_slitter(&output, "thread_churn");
+}
