@@ -1,0 +1,661 @@
+#!/usr/bin/env bash
+# Runs the allocation workloads of benches/workloads under glibc, jemalloc,
+# mimalloc, tcmalloc and slitter, side by side, and prints the median wall
+# time and peak RSS of each, the ratios slitter / each other allocator and
+# their geometric means, and the 2-thread / 1-thread throughput ratio of
+# the server workload. See docs/benchmarks.md.
+#
+#   benches/compare.sh                                  # everything (~5 min)
+#   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
+#   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
+#
+# Steps:
+#   1. installs what is missing with apt-get (needs root or sudo): gcc,
+#      libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4 (those selected),
+#      python3 (when the python workload is selected);
+#   2. builds slitter (cargo build --release, when selected) and the
+#      workloads (-O2);
+#   3. checks, for each allocator, that LD_PRELOAD really makes malloc, free,
+#      calloc and realloc bind to it (benches/tools/malloc_probe.c), and fails
+#      when one did not take over (for slitter: when libslitter.so does not
+#      export the malloc family, its runs would silently measure glibc);
+#   4. per workload: one warm-up run per allocator (which also repeats the
+#      check of step 3 inside the workload process), then ROUNDS rounds, the
+#      allocators in order in odd rounds and in reverse order in even ones
+#      (A B C D E, E D C B A, ...). Every run is timed by benches/tools/
+#      measure.c (wall time with CLOCK_MONOTONIC around fork/wait4, peak RSS
+#      from wait4's ru_maxrss);
+#   5. fails when a run exits non-zero or when its "checksum:" lines differ
+#      from those of the first run of the same workload (under any
+#      allocator, and for the server workload under any thread count);
+#   6. prints the tables; writes every run's output, the raw measurements
+#      (runs.tsv), the tables (summary.txt) and a markdown version
+#      (table.md) to RESULTS_DIR.
+#
+# Environment:
+#   ROUNDS           timed rounds per workload (default 5)
+#   SCALE            small (0.1), default (1), large (4), or a number: the
+#                    work each workload does (default: default)
+#   WORKLOADS        subset, comma-separated (default: all of
+#                    churn,trees,prodcons,server,strings,large,python)
+#   ALLOCATORS       subset, comma-separated, in run order (default:
+#                    glibc,jemalloc,mimalloc,tcmalloc,slitter)
+#   REFERENCE        the allocator the ratios are computed for (default
+#                    slitter, or mimalloc when slitter is not selected)
+#   SERVER_THREADS   threads of the server workload in the table (default 2)
+#   SCALING          1 (default) to run the server scaling check, 0 not to
+#   SCALING_ALLOCATORS  allocators for the scaling check (default: all
+#                    selected)
+#   PYTHON           interpreter for the python workload (default
+#                    /usr/bin/python3, else python3 from PATH)
+#   PYTHON_MALLOC    PYTHONMALLOC for the python workload (default malloc:
+#                    every object from the allocator under test; pymalloc
+#                    for Python's default small-object arenas)
+#   NOISE_LIMIT, NOISE_RETRIES  a timed run during which other processes
+#                    (or the hypervisor) kept more than NOISE_LIMIT of a CPU
+#                    busy on average is run again, up to NOISE_RETRIES
+#                    times (defaults 0.1 and 2); the report gives the
+#                    remaining disturbance
+#   RESULTS_DIR      where to write the results (default
+#                    $CARGO_TARGET_DIR/bench-results/<date>-<time>)
+#   CARGO_TARGET_DIR (default ./target), CC (default gcc)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf '%s\n' "$*" >&2; }
+die() {
+	log "compare.sh: error: $*"
+	exit 1
+}
+
+# --- configuration -----------------------------------------------------------
+all_workloads=(churn trees prodcons server strings large python)
+all_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+case "$target_dir" in
+/*) ;;
+*) target_dir="$root/$target_dir" ;;
+esac
+
+rounds="${ROUNDS:-5}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$rounds'"
+
+scale_name="${SCALE:-default}"
+case "$scale_name" in
+small) scale=0.1 ;;
+default) scale=1 ;;
+large) scale=4 ;;
+*)
+	if ! [[ "$scale_name" =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] ||
+		! awk -v s="$scale_name" 'BEGIN { exit !(s > 0 && s <= 1000) }'; then
+		die "SCALE must be small, default, large or a number in (0, 1000], not '$scale_name'"
+	fi
+	scale="$scale_name"
+	;;
+esac
+
+# split_list VAR VALUE: splits a comma- or space-separated list into array VAR.
+split_list() {
+	local -n into="$1"
+	# shellcheck disable=SC2034 # a nameref: this assigns the caller's array
+	IFS=', ' read -r -a into <<<"$2"
+}
+
+# contains VALUE ITEM...: whether VALUE is one of the ITEMs.
+contains() {
+	local value="$1" item
+	shift
+	for item in "$@"; do
+		[[ "$item" == "$value" ]] && return 0
+	done
+	return 1
+}
+
+workloads=()
+allocators=()
+split_list workloads "${WORKLOADS:-${all_workloads[*]}}"
+split_list allocators "${ALLOCATORS:-${all_allocators[*]}}"
+((${#workloads[@]} > 0)) || die "WORKLOADS is empty"
+((${#allocators[@]} > 0)) || die "ALLOCATORS is empty"
+for w in "${workloads[@]}"; do
+	contains "$w" "${all_workloads[@]}" || die "unknown workload '$w' (known: ${all_workloads[*]})"
+done
+for a in "${allocators[@]}"; do
+	contains "$a" "${all_allocators[@]}" || die "unknown allocator '$a' (known: ${all_allocators[*]})"
+done
+
+if [[ -n "${REFERENCE:-}" ]]; then
+	reference="$REFERENCE"
+	contains "$reference" "${allocators[@]}" || die "REFERENCE=$reference is not in ALLOCATORS"
+elif contains slitter "${allocators[@]}"; then
+	reference=slitter
+elif contains mimalloc "${allocators[@]}"; then
+	reference=mimalloc
+else
+	reference="${allocators[0]}"
+fi
+
+server_threads="${SERVER_THREADS:-2}"
+[[ "$server_threads" =~ ^[1-9][0-9]*$ ]] || die "SERVER_THREADS must be a positive integer"
+scaling="${SCALING:-1}"
+[[ "$scaling" == 0 || "$scaling" == 1 ]] || die "SCALING must be 0 or 1"
+scaling_allocators=()
+split_list scaling_allocators "${SCALING_ALLOCATORS:-${allocators[*]}}"
+for a in "${scaling_allocators[@]}"; do
+	contains "$a" "${allocators[@]}" || die "SCALING_ALLOCATORS: $a is not in ALLOCATORS"
+done
+
+python_malloc="${PYTHON_MALLOC:-malloc}"
+noise_limit="${NOISE_LIMIT:-0.1}"
+[[ "$noise_limit" =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] ||
+	die "NOISE_LIMIT must be a non-negative number, not '$noise_limit'"
+noise_retries="${NOISE_RETRIES:-2}"
+[[ "$noise_retries" =~ ^[0-9]+$ ]] || die "NOISE_RETRIES must be a non-negative integer"
+cc="${CC:-gcc}"
+results_dir="${RESULTS_DIR:-$target_dir/bench-results/$(date +%Y%m%d-%H%M%S)}"
+bin_dir="$target_dir/bench-workloads"
+
+if [[ -n "${LD_PRELOAD:-}" ]]; then
+	log "compare.sh: note: ignoring LD_PRELOAD=$LD_PRELOAD from the environment"
+	unset LD_PRELOAD
+fi
+
+# --- packages ----------------------------------------------------------------
+as_root() {
+	if [[ "$(id -u)" -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "need root (or sudo) to run: $*"
+	fi
+}
+
+declare -A package_of=(
+	[jemalloc]=libjemalloc2
+	[mimalloc]=libmimalloc2.0
+	[tcmalloc]=libtcmalloc-minimal4
+)
+declare -A library_pattern=(
+	[jemalloc]='/libjemalloc\.so\.2$'
+	[mimalloc]='/libmimalloc\.so\.2(\.[0-9]+)*$'
+	[tcmalloc]='/libtcmalloc_minimal\.so\.4(\.[0-9]+)*$'
+)
+
+packages=()
+for a in "${allocators[@]}"; do
+	if [[ -n "${package_of[$a]:-}" ]] && ! dpkg -s "${package_of[$a]}" >/dev/null 2>&1; then
+		packages+=("${package_of[$a]}")
+	fi
+done
+command -v "$cc" >/dev/null || packages+=(gcc libc6-dev)
+if contains python "${workloads[@]}" && [[ -z "${PYTHON:-}" ]] &&
+	[[ ! -x /usr/bin/python3 ]] && ! command -v python3 >/dev/null; then
+	packages+=(python3)
+fi
+if ((${#packages[@]} > 0)); then
+	log "== installing ${packages[*]}"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		"${packages[@]}" >&2
+fi
+command -v "$cc" >/dev/null || die "no C compiler '$cc'"
+
+# The library to LD_PRELOAD for each allocator (glibc: none).
+declare -A preload=()
+for a in "${allocators[@]}"; do
+	case "$a" in
+	glibc | slitter) ;;
+	*)
+		pkg="${package_of[$a]}"
+		dpkg -s "$pkg" >/dev/null 2>&1 || die "$a: package $pkg is not installed"
+		lib="$(dpkg -L "$pkg" | grep -E "${library_pattern[$a]}" | sort | head -n 1 || true)"
+		[[ -n "$lib" && -f "$lib" ]] ||
+			die "$a: no shared library matching ${library_pattern[$a]} in package $pkg (dpkg -L $pkg)"
+		preload[$a]="$lib"
+		;;
+	esac
+done
+
+# --- build -------------------------------------------------------------------
+if contains slitter "${allocators[@]}"; then
+	log "== cargo build --release (target dir: $target_dir)"
+	CARGO_TARGET_DIR="$target_dir" cargo build --release >&2
+	preload[slitter]="$target_dir/release/libslitter.so"
+	[[ -f "${preload[slitter]}" ]] || die "no ${preload[slitter]} after the build"
+fi
+
+log "== compiling the workloads into $bin_dir"
+mkdir -p "$bin_dir"
+cflags=(-O2 -std=gnu11 -Wall -Wextra -Werror -pthread)
+for w in "${all_workloads[@]}"; do
+	[[ "$w" == python ]] && continue
+	contains "$w" "${workloads[@]}" || continue
+	"$cc" "${cflags[@]}" "benches/workloads/$w.c" -o "$bin_dir/$w" -ldl
+done
+"$cc" "${cflags[@]}" benches/tools/measure.c -o "$bin_dir/measure"
+"$cc" "${cflags[@]}" benches/tools/malloc_probe.c -o "$bin_dir/malloc_probe" -ldl
+measure="$bin_dir/measure"
+
+python=""
+if contains python "${workloads[@]}"; then
+	if [[ -n "${PYTHON:-}" ]]; then
+		python="$PYTHON"
+	elif [[ -x /usr/bin/python3 ]]; then
+		python=/usr/bin/python3
+	else
+		python="$(command -v python3)" || die "no python3"
+	fi
+	# The interpreter binary itself, not a wrapper script (pyenv shims are
+	# bash scripts, which would run under the preloaded allocator too).
+	python="$("$python" -c 'import sys; print(sys.executable)')" ||
+		die "cannot run the python interpreter '$python'"
+	[[ -x "$python" ]] || die "python interpreter '$python' is not executable"
+fi
+
+# --- the command of each workload --------------------------------------------
+# workload_command WORKLOAD THREADS: sets array `command`.
+command=()
+workload_command() {
+	case "$1" in
+	python)
+		command=(env "PYTHONMALLOC=$python_malloc" PYTHONHASHSEED=0
+			"$python" "$root/benches/workloads/python_alloc.py" "$scale")
+		;;
+	server) command=("$bin_dir/server" "$scale" "$2") ;;
+	*) command=("$bin_dir/$1" "$scale") ;;
+	esac
+}
+
+# --- the probe ---------------------------------------------------------------
+# check_probe ALLOCATOR FILE: checks the "probe:" line in FILE shows that
+# malloc, free, calloc and realloc all bind to ALLOCATOR's library.
+check_probe() {
+	local a="$1" file="$2" line field name object want
+	if grep -q 'ld\.so: object .* cannot be preloaded' "$file"; then
+		grep 'ld\.so' "$file" >&2
+		die "$a: the dynamic loader could not preload ${preload[$a]:-}"
+	fi
+	line="$(grep -m 1 '^probe:' "$file" || true)"
+	[[ -n "$line" ]] || die "$a: no probe line in $file"
+	for field in ${line#probe:}; do
+		name="${field%%=*}"
+		object="${field#*=}"
+		if [[ "$a" == glibc ]]; then
+			[[ "$(basename "$object")" == libc.so* ]] && continue
+			want="glibc's libc.so.6"
+		else
+			[[ "$object" != "?" && "$(realpath "$object")" == "$(realpath "${preload[$a]}")" ]] &&
+				continue
+			want="${preload[$a]}"
+		fi
+		if [[ "$a" == slitter ]]; then
+			local exports=""
+			if command -v nm >/dev/null; then
+				exports="$(nm -D --defined-only "${preload[slitter]}" 2>/dev/null |
+					awk '$3 ~ /^(malloc|free|calloc|realloc)$/ { printf " %s", $3 }')"
+				exports="; libslitter.so exports:${exports:- none of malloc, free, calloc, realloc}"
+			fi
+			die "slitter did not take over malloc: under LD_PRELOAD=${preload[slitter]}," \
+				"$name binds to $object$exports. Its runs would measure glibc, not slitter." \
+				"Until libslitter.so exports the malloc family, run with" \
+				"ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc."
+		fi
+		die "$a did not take over: $name binds to $object, not $want ($line)"
+	done
+}
+
+mkdir -p "$results_dir/runs"
+log "== results in $results_dir"
+log "== checking that each allocator takes over malloc"
+for a in "${allocators[@]}"; do
+	out="$results_dir/runs/probe.$a.txt"
+	if [[ -n "${preload[$a]:-}" ]]; then
+		"$measure" -p "${preload[$a]}" -o /dev/null -- "$bin_dir/malloc_probe" >"$out" 2>&1 ||
+			{
+				cat "$out" >&2
+				die "$a: the probe failed under LD_PRELOAD=${preload[$a]}"
+			}
+	else
+		"$measure" -o /dev/null -- "$bin_dir/malloc_probe" >"$out" 2>&1 ||
+			{
+				cat "$out" >&2
+				die "$a: the probe failed"
+			}
+	fi
+	check_probe "$a" "$out"
+	log "   $a: $(grep -m 1 '^probe:' "$out" | awk '{ print $2 }') (${preload[$a]:-no LD_PRELOAD})"
+done
+
+# --- running -----------------------------------------------------------------
+declare -A reference_checksums=()
+declare -A reference_run=()
+raw="$results_dir/runs.tsv"
+printf 'workload\tallocator\tthreads\tround\twall_s\tmaxrss_kib\tuser_s\tsys_s\tother_cpu_s\tthroughput\n' >"$raw"
+
+# run WORKLOAD ALLOCATOR THREADS ROUND: one measured run; ROUND "warmup"
+# turns the probe on. A timed run during which other processes took more
+# than NOISE_LIMIT of a CPU is run again, up to NOISE_RETRIES times.
+# Appends a row to runs.tsv and sets last_wall.
+last_wall=""
+reruns=0
+run() {
+	local w="$1" a="$2" threads="$3" round="$4"
+	local base="$results_dir/runs/$w.$a.t$threads.$round"
+	local -a envs=() pre=()
+	[[ "$round" != warmup ]] || envs=(WORKLOAD_PROBE=1)
+	[[ -z "${preload[$a]:-}" ]] || pre=(-p "${preload[$a]}")
+	workload_command "$w" "$threads"
+	local attempt wall rss user sys other
+	for ((attempt = 0; ; attempt++)); do
+		local status=0
+		env "${envs[@]}" "$measure" "${pre[@]}" -o "$base.res" -- "${command[@]}" \
+			>"$base.out" 2>"$base.err" || status=$?
+		if ((status != 0)); then
+			tail -n 20 "$base.err" >&2
+			die "$w under $a ($threads threads, $round) exited with status $status; see $base.err"
+		fi
+		if grep -q 'ld\.so:' "$base.err"; then
+			cat "$base.err" >&2
+			die "$w under $a: the dynamic loader complained; see $base.err"
+		fi
+		[[ "$round" != warmup ]] || check_probe "$a" "$base.err"
+		local sums
+		sums="$(grep '^checksum' "$base.out" || true)"
+		[[ -n "$sums" ]] || die "$w under $a printed no checksum; see $base.out"
+		if [[ -z "${reference_checksums[$w]:-}" ]]; then
+			reference_checksums[$w]="$sums"
+			reference_run[$w]="$base.out"
+		elif [[ "$sums" != "${reference_checksums[$w]}" ]]; then
+			die "checksum mismatch for $w: $base.out has '$sums'," \
+				"${reference_run[$w]} has '${reference_checksums[$w]}'"
+		fi
+		read -r wall rss user sys other <"$base.res"
+		[[ "$round" != warmup ]] || break
+		((attempt < noise_retries)) || break
+		awk -v o="$other" -v w="$wall" -v l="$noise_limit" 'BEGIN { exit !(o > l * w) }' ||
+			break
+		log "   (other processes took $(awk -v o="$other" -v w="$wall" \
+			'BEGIN { printf "%.0f%%", 100 * o / w }') of a CPU during $w under $a, round $round: running it again)"
+		reruns=$((reruns + 1))
+	done
+	local throughput
+	throughput="$(awk '/^throughput:/ { print $2; exit }' "$base.out")"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$a" "$threads" "$round" \
+		"$wall" "$rss" "$user" "$sys" "$other" "${throughput:--}" >>"$raw"
+	last_wall="$(printf '%.3f' "$wall")"
+}
+
+# order ROUND ITEM...: the items forward in odd rounds, reversed in even ones.
+order() {
+	local round="$1"
+	shift
+	local -a items=("$@")
+	if ((round % 2 == 1)); then
+		printf '%s\n' "${items[@]}"
+	else
+		local i
+		for ((i = ${#items[@]} - 1; i >= 0; i--)); do
+			printf '%s\n' "${items[i]}"
+		done
+	fi
+}
+
+start_time="$(date +%s)"
+for w in "${workloads[@]}"; do
+	threads=1
+	[[ "$w" != server ]] || threads="$server_threads"
+	line="== $w: warm-up"
+	for a in "${allocators[@]}"; do
+		run "$w" "$a" "$threads" warmup
+		line+=" $a ${last_wall}s"
+	done
+	log "$line"
+	for ((r = 1; r <= rounds; r++)); do
+		line="   round $r/$rounds:"
+		while read -r a; do
+			run "$w" "$a" "$threads" "$r"
+			line+=" $a ${last_wall}s"
+		done < <(order "$r" "${allocators[@]}")
+		log "$line"
+	done
+done
+
+if [[ "$scaling" == 1 ]]; then
+	log "== server scaling: 1 thread vs 2 threads"
+	if ! contains server "${workloads[@]}"; then
+		for a in "${scaling_allocators[@]}"; do
+			run server "$a" 1 warmup
+			run server "$a" 2 warmup
+		done
+	fi
+	for ((r = 1; r <= rounds; r++)); do
+		line="   round $r/$rounds:"
+		while read -r a; do
+			for t in $(order "$r" 1 2); do
+				run server "$a" "$t" "scaling$r"
+				line+=" $a/${t}t ${last_wall}s"
+			done
+		done < <(order "$r" "${scaling_allocators[@]}")
+		log "$line"
+	done
+fi
+elapsed=$(($(date +%s) - start_time))
+
+# --- report ------------------------------------------------------------------
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain 2>/dev/null || true)" ]]; then
+	commit+=" (with uncommitted changes)"
+fi
+versions=""
+for a in "${allocators[@]}"; do
+	case "$a" in
+	glibc) versions+=" glibc $(ldd --version | awk 'NR == 1 { print $NF }');" ;;
+	slitter) versions+=" slitter $commit;" ;;
+	*) versions+=" $a $(dpkg-query -W -f '${Version}' "${package_of[$a]}");" ;;
+	esac
+done
+
+{
+	printf 'Machine: %s, %s CPUs, %s GiB RAM, Linux %s\n' \
+		"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+		"$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
+	printf 'Versions:%s\n' "${versions%;}"
+	printf 'Scale %s (%s), median of %s round(s) after a warm-up, server with %s threads%s\n' \
+		"$scale" "$scale_name" "$rounds" "$server_threads" \
+		"$([[ "$python_malloc" == malloc ]] || printf ', PYTHONMALLOC=%s' "$python_malloc")"
+	printf 'Run took %d s\n' "$elapsed"
+	awk -F '\t' -v reruns="$reruns" -v limit="$noise_limit" '
+		NR > 1 && $4 != "warmup" && $9 >= 0 {
+			wall += $5; other += $9; n++
+			if ($5 > 0 && $9 / $5 > worst) { worst = $9 / $5; where = $1 " under " $2 ", round " $4 }
+			if ($5 > 0 && $9 / $5 > limit) noisy++
+		}
+		END {
+			if (n == 0 || wall == 0) exit
+			printf "Disturbance: other processes kept %.0f%% of a CPU busy on average during the timed runs", 100 * other / wall
+			printf " (worst run %.0f%%, %s); %d run(s) re-run, %d timed run(s) still above %.0f%%\n",
+				100 * worst, where, reruns, noisy, 100 * limit
+		}' "$raw"
+	printf '\n'
+} >"$results_dir/header.txt"
+
+# The tables, from runs.tsv: medians, ratios to the reference, geometric
+# means. FORMAT=text or md.
+report() {
+	awk -F '\t' -v format="$1" -v ref="$reference" -v allocs="${allocators[*]}" \
+		-v works="${workloads[*]}" -v server_threads="$server_threads" \
+		-v scaling="$scaling" -v scaling_allocs="${scaling_allocators[*]}" '
+	function median(key,    n, i, j, t, v) {
+		n = count[key]
+		if (n == 0) return -1
+		for (i = 1; i <= n; i++) v[i] = vals[key, i]
+		for (i = 2; i <= n; i++) {
+			t = v[i]
+			for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]
+			v[j + 1] = t
+		}
+		return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	}
+	function row(cells, widths,    i, s) {
+		if (format == "md") {
+			s = "|"
+			for (i = 1; i <= cells[0]; i++) s = s " " cells[i] " |"
+			print s
+		} else {
+			s = sprintf("%-" widths[1] "s", cells[1])
+			for (i = 2; i <= cells[0]; i++) s = s sprintf(" %" widths[i] "s", cells[i])
+			print s
+		}
+	}
+	function rule(cells,    i, s) {
+		if (format != "md") return
+		s = "|"
+		for (i = 1; i <= cells[0]; i++) s = s (i == 1 ? " --- |" : " ---: |")
+		print s
+	}
+	function title(text) {
+		if (format == "md") printf "\n**%s**\n\n", text
+		else printf "\n%s\n\n", text
+	}
+	NR > 1 && $4 != "warmup" {
+		if ($4 ~ /^scaling/) {
+			key = "tp" SUBSEP $2 SUBSEP $3
+			vals[key, ++count[key]] = $10
+			next
+		}
+		key = "wall" SUBSEP $1 SUBSEP $2
+		vals[key, ++count[key]] = $5
+		key = "rss" SUBSEP $1 SUBSEP $2
+		vals[key, ++count[key]] = $6 / 1024
+	}
+	END {
+		na = split(allocs, A, " ")
+		nw = split(works, W, " ")
+		ns = split(scaling_allocs, S, " ")
+
+		title("Median wall time (s) and peak RSS (MiB)")
+		c[0] = 1 + 2 * na; c[1] = "workload"; width[1] = 12
+		for (i = 1; i <= na; i++) {
+			c[2 * i] = A[i] " s"; c[2 * i + 1] = A[i] " MiB"
+			width[2 * i] = length(A[i]) + 2 > 7 ? length(A[i]) + 2 : 7
+			width[2 * i + 1] = length(A[i]) + 4 > 8 ? length(A[i]) + 4 : 8
+		}
+		row(c, width); rule(c)
+		for (k = 1; k <= nw; k++) {
+			w = W[k]; d[0] = c[0]; d[1] = (w == "server" ? w " (" server_threads "t)" : w)
+			for (i = 1; i <= na; i++) {
+				wall[w, A[i]] = median("wall" SUBSEP w SUBSEP A[i])
+				rss[w, A[i]] = median("rss" SUBSEP w SUBSEP A[i])
+				d[2 * i] = sprintf("%.3f", wall[w, A[i]])
+				d[2 * i + 1] = sprintf("%.1f", rss[w, A[i]])
+				# spread of the rounds, to judge the noise
+				key = "wall" SUBSEP w SUBSEP A[i]
+				lo = hi = vals[key, 1]
+				for (j = 2; j <= count[key]; j++) {
+					if (vals[key, j] < lo) lo = vals[key, j]
+					if (vals[key, j] > hi) hi = vals[key, j]
+				}
+				spread = wall[w, A[i]] > 0 ? (hi - lo) / wall[w, A[i]] : 0
+				if (spread > worst_spread) {
+					worst_spread = spread; worst_where = w " under " A[i]
+				}
+			}
+			row(d, width)
+		}
+		if (worst_spread > 0)
+			printf "\nLargest spread of the rounds: (max - min) / median = %.0f%% (%s)\n",
+				100 * worst_spread, worst_where
+
+		if (na > 1) {
+			title(ref " / each other allocator (time, peak RSS): below 1 means " ref " is faster / smaller")
+			delete c; delete width
+			c[0] = 1; c[1] = "workload"; width[1] = 10
+			for (i = 1; i <= na; i++) {
+				if (A[i] == ref) continue
+				c[++c[0]] = "/" A[i] " time"; width[c[0]] = length(A[i]) + 6
+				c[++c[0]] = "/" A[i] " RSS"; width[c[0]] = length(A[i]) + 5
+			}
+			row(c, width); rule(c)
+			for (k = 1; k <= nw; k++) {
+				w = W[k]; delete d; d[0] = 1; d[1] = w
+				for (i = 1; i <= na; i++) {
+					a = A[i]
+					if (a == ref) continue
+					tr = wall[w, ref] / wall[w, a]; mr = rss[w, ref] / rss[w, a]
+					d[++d[0]] = sprintf("%.2f", tr); d[++d[0]] = sprintf("%.2f", mr)
+					logt[a] += log(tr); logm[a] += log(mr)
+					if (tr > maxt[a]) { maxt[a] = tr; maxw[a] = w }
+				}
+				row(d, width)
+			}
+			delete d; d[0] = 1; d[1] = "geomean"
+			for (i = 1; i <= na; i++) {
+				a = A[i]
+				if (a == ref) continue
+				gt[a] = exp(logt[a] / nw); gm[a] = exp(logm[a] / nw)
+				d[++d[0]] = sprintf("%.2f", gt[a]); d[++d[0]] = sprintf("%.2f", gm[a])
+			}
+			row(d, width)
+			s = ""
+			for (i = 1; i <= na; i++) {
+				a = A[i]
+				if (a == ref) continue
+				s = s sprintf("%s /%s %.2f (%s)", s == "" ? "" : ",", a, maxt[a], maxw[a])
+			}
+			printf "\nWorst workload (highest time ratio):%s\n", s
+		}
+
+		if (scaling == 1) {
+			title("Server scaling: median throughput (requests/s), same total work")
+			delete c; delete width
+			c[0] = 4; c[1] = "allocator"; c[2] = "1 thread"; c[3] = "2 threads"; c[4] = "2t / 1t"
+			width[1] = 10; width[2] = 12; width[3] = 12; width[4] = 8
+			row(c, width); rule(c)
+			for (i = 1; i <= ns; i++) {
+				a = S[i]
+				t1 = median("tp" SUBSEP a SUBSEP 1); t2 = median("tp" SUBSEP a SUBSEP 2)
+				scal[a] = t1 > 0 ? t2 / t1 : 0
+				delete d; d[0] = 4; d[1] = a
+				d[2] = sprintf("%.0f", t1); d[3] = sprintf("%.0f", t2)
+				d[4] = sprintf("%.2f", scal[a])
+				row(d, width)
+			}
+		}
+
+		if (ref == "slitter" && format != "md") {
+			title("Issue 5 targets (informational)")
+			for (i = 1; i <= na; i++) have[A[i]] = 1
+			if (have["mimalloc"]) {
+				printf "  time geomean slitter/mimalloc %.2f (target <= 1.00): %s\n",
+					gt["mimalloc"], (gt["mimalloc"] <= 1.0 ? "met" : "NOT met")
+				printf "  worst workload slitter/mimalloc %.2f, %s (target <= 1.50): %s\n",
+					maxt["mimalloc"], maxw["mimalloc"], (maxt["mimalloc"] <= 1.5 ? "met" : "NOT met")
+				printf "  RSS geomean slitter/mimalloc %.2f (target <= 1.25): %s\n",
+					gm["mimalloc"], (gm["mimalloc"] <= 1.25 ? "met" : "NOT met")
+			}
+			if (have["glibc"])
+				printf "  time geomean slitter/glibc %.2f (target <= 0.50): %s\n",
+					gt["glibc"], (gt["glibc"] <= 0.5 ? "met" : "NOT met")
+			if (scaling == 1 && ("slitter" in scal))
+				printf "  server 2-thread/1-thread throughput %.2f (target >= 1.80): %s\n",
+					scal["slitter"], (scal["slitter"] >= 1.8 ? "met" : "NOT met")
+		}
+	}' "$raw"
+}
+
+{
+	cat "$results_dir/header.txt"
+	report text
+} >"$results_dir/summary.txt"
+{
+	sed -e 's/^\(.\)/- \1/' "$results_dir/header.txt"
+	report md
+} >"$results_dir/table.md"
+
+printf '\n'
+cat "$results_dir/summary.txt"
+printf '\n(raw runs: %s; markdown: %s)\n' "$raw" "$results_dir/table.md"
