@@ -5,7 +5,7 @@
 # their geometric means, and the 2-thread / 1-thread throughput ratio of
 # the server workload. See docs/benchmarks.md.
 #
-#   benches/compare.sh                                  # everything (~5 min)
+#   benches/compare.sh                                  # everything (~3-4 min)
 #   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
 #   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
 #
@@ -51,11 +51,12 @@
 #   PYTHON_MALLOC    PYTHONMALLOC for the python workload (default malloc:
 #                    every object from the allocator under test; pymalloc
 #                    for Python's default small-object arenas)
-#   NOISE_LIMIT, NOISE_RETRIES  a timed run during which other processes
-#                    (or the hypervisor) kept more than NOISE_LIMIT of a CPU
-#                    busy on average is run again, up to NOISE_RETRIES
-#                    times (defaults 0.1 and 2); the report gives the
-#                    remaining disturbance
+#   NOISE_LIMIT, NOISE_RETRIES, NOISE_MAX_RERUNS  a timed run during which
+#                    other processes (or the hypervisor) kept more than
+#                    NOISE_LIMIT of a CPU busy on average is run again, up
+#                    to NOISE_RETRIES times, and up to NOISE_MAX_RERUNS
+#                    times in all (defaults 0.1, 2 and 100, which bounds
+#                    the extra time); the report gives the disturbance left
 #   RESULTS_DIR      where to write the results (default
 #                    $CARGO_TARGET_DIR/bench-results/<date>-<time>)
 #   CARGO_TARGET_DIR (default ./target), CC (default gcc)
@@ -154,6 +155,8 @@ noise_limit="${NOISE_LIMIT:-0.1}"
 	die "NOISE_LIMIT must be a non-negative number, not '$noise_limit'"
 noise_retries="${NOISE_RETRIES:-2}"
 [[ "$noise_retries" =~ ^[0-9]+$ ]] || die "NOISE_RETRIES must be a non-negative integer"
+noise_max_reruns="${NOISE_MAX_RERUNS:-100}"
+[[ "$noise_max_reruns" =~ ^[0-9]+$ ]] || die "NOISE_MAX_RERUNS must be a non-negative integer"
 cc="${CC:-gcc}"
 results_dir="${RESULTS_DIR:-$target_dir/bench-results/$(date +%Y%m%d-%H%M%S)}"
 bin_dir="$target_dir/bench-workloads"
@@ -233,7 +236,7 @@ mkdir -p "$bin_dir"
 cflags=(-O2 -std=gnu11 -Wall -Wextra -Werror -pthread)
 for w in "${all_workloads[@]}"; do
 	[[ "$w" == python ]] && continue
-	contains "$w" "${workloads[@]}" || continue
+	contains "$w" "${workloads[@]}" || [[ "$w" == server && "$scaling" == 1 ]] || continue
 	"$cc" "${cflags[@]}" "benches/workloads/$w.c" -o "$bin_dir/$w" -ldl
 done
 "$cc" "${cflags[@]}" benches/tools/measure.c -o "$bin_dir/measure"
@@ -353,7 +356,7 @@ run() {
 	for ((attempt = 0; ; attempt++)); do
 		local status=0
 		env "${envs[@]}" "$measure" "${pre[@]}" -o "$base.res" -- "${command[@]}" \
-			>"$base.out" 2>"$base.err" || status=$?
+			</dev/null >"$base.out" 2>"$base.err" || status=$?
 		if ((status != 0)); then
 			tail -n 20 "$base.err" >&2
 			die "$w under $a ($threads threads, $round) exited with status $status; see $base.err"
@@ -375,7 +378,7 @@ run() {
 		fi
 		read -r wall rss user sys other <"$base.res"
 		[[ "$round" != warmup ]] || break
-		((attempt < noise_retries)) || break
+		((attempt < noise_retries && reruns < noise_max_reruns)) || break
 		awk -v o="$other" -v w="$wall" -v l="$noise_limit" 'BEGIN { exit !(o > l * w) }' ||
 			break
 		log "   (other processes took $(awk -v o="$other" -v w="$wall" \

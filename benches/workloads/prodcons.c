@@ -12,7 +12,7 @@
  * only when its last view is used up, so the ring itself costs little
  * cache-line traffic and the allocator's cross-thread free dominates. A
  * full or empty ring is waited on by spinning, then by sched_yield.
- * Default: 5 million messages.
+ * Default: 4 million messages.
  */
 #include "workload.h"
 
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 {
 	wl_start();
 	double scale = wl_scale_arg(argc, argv, 1);
-	messages = wl_scaled(5000000, scale);
+	messages = wl_scaled(4000000, scale);
 	uint64_t checksum = 0;
 
 	double start = wl_now();
