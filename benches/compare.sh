@@ -63,23 +63,13 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 cd "$root"
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "compare.sh: error: $*"
-	exit 1
-}
 
 # --- configuration -----------------------------------------------------------
 all_workloads=(churn trees prodcons server strings large python)
 all_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
-
-target_dir="${CARGO_TARGET_DIR:-target}"
-case "$target_dir" in
-/*) ;;
-*) target_dir="$root/$target_dir" ;;
-esac
 
 rounds="${ROUNDS:-5}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$rounds'"
@@ -167,15 +157,6 @@ if [[ -n "${LD_PRELOAD:-}" ]]; then
 fi
 
 # --- packages ----------------------------------------------------------------
-as_root() {
-	if [[ "$(id -u)" -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		die "need root (or sudo) to run: $*"
-	fi
-}
 
 declare -A package_of=(
 	[jemalloc]=libjemalloc2

@@ -27,22 +27,13 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 cd "$root"
 
-target_dir="${CARGO_TARGET_DIR:-target}"
-case "$target_dir" in
-/*) ;;
-*) target_dir="$root/$target_dir" ;;
-esac
 lib_dir="$target_dir/release"
 n="${N:-1000000}"
 cc="${CC:-cc}"
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "instructions.sh: $*"
-	exit 1
-}
 
 # --- build slitter ---------------------------------------------------------
 log "== cargo build --release (target dir: $target_dir)"
@@ -50,15 +41,6 @@ cargo build --release
 [[ -f "$lib_dir/libslitter.so" ]] || die "no $lib_dir/libslitter.so after the build"
 
 # --- tools -----------------------------------------------------------------
-as_root() {
-	if [[ "$(id -u)" -eq 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null; then
-		sudo "$@"
-	else
-		die "need root (or sudo) to run: $*"
-	fi
-}
 
 mimalloc_path() {
 	local pkg path

@@ -12,15 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fprintf(stderr, " [%s]\n", #cond);                    \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
+#define TEST_NAME "class_api"
+#include "test_support.h"
 
 /*
  * Three classes of different sizes: 13 (rounded up internally, only 8-byte

@@ -31,16 +31,8 @@
 
 #include "allocator_probe.h"
 
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "fork_load: FAIL %s:%d: ", __FILE__,  \
-				__LINE__);                                    \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fprintf(stderr, " [%s]\n", #cond);                    \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
+#define TEST_NAME "fork_load"
+#include "test_support.h"
 
 #define WORKERS 3
 #define KIB ((size_t)1 << 10)
@@ -55,16 +47,6 @@ static atomic_bool stop;
  * parent forks) do not starve the child of CPU afterwards. */
 static atomic_bool child_running;
 static atomic_long worker_ops;
-
-static uint64_t next_random(uint64_t *state)
-{
-	uint64_t x = *state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
 
 /* Mostly small, sometimes up to 2 MiB. */
 static size_t random_size(uint64_t *rng)

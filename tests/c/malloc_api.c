@@ -29,16 +29,8 @@
 
 #include "allocator_probe.h"
 
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "malloc_api: FAIL %s:%d: ", __FILE__, \
-				__LINE__);                                    \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fprintf(stderr, " [%s]\n", #cond);                    \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
+#define TEST_NAME "malloc_api"
+#include "test_support.h"
 
 /* glibc's own entry points, which code inside libc and some programs call
  * directly; a replacement must provide them too. */

@@ -28,16 +28,8 @@
 
 #include "allocator_probe.h"
 
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "malloc_stress: FAIL %s:%d: ",        \
-				__FILE__, __LINE__);                          \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fprintf(stderr, " [%s]\n", #cond);                    \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
+#define TEST_NAME "malloc_stress"
+#include "test_support.h"
 
 #define THREADS 4
 #define LOCAL_SLOTS 256
@@ -69,17 +61,6 @@ struct thread_state {
 static struct object exchange[EXCHANGE_SLOTS];
 static pthread_mutex_t exchange_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct thread_state threads[THREADS];
-
-static uint64_t next_random(uint64_t *state)
-{
-	/* xorshift64* */
-	uint64_t x = *state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
 
 /* 1 byte to 4 MiB, skewed towards small sizes. */
 static size_t random_size(uint64_t *rng)

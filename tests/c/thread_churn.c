@@ -26,16 +26,8 @@
 
 #include "allocator_probe.h"
 
-#define CHECK(cond, ...)                                                      \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "thread_churn: FAIL %s:%d: ",         \
-				__FILE__, __LINE__);                          \
-			fprintf(stderr, __VA_ARGS__);                         \
-			fprintf(stderr, " [%s]\n", #cond);                    \
-			exit(1);                                              \
-		}                                                             \
-	} while (0)
+#define TEST_NAME "thread_churn"
+#include "test_support.h"
 
 #define WAVE 8
 #define KEPT 6 /* objects each thread leaves for a later one */
