@@ -261,33 +261,40 @@ fn release_slow(class_id: u32, slot: Slot) {
     }
 }
 
-/// The cheapest slow path, for allocations and releases that alternate:
-/// when this thread's allocation magazine for `info` is empty and its
-/// release magazine holds objects, exchanges the two tops (no count
-/// bookkeeping) and allocates from the new allocation magazine. `None`
-/// when that does not apply (including for `zero_init` classes, whose
-/// released objects must be cleared first).
+/// The cheapest slow path, and the only place where the two magazines of
+/// an entry trade places on allocation: when this thread's allocation
+/// magazine for `info` is empty (or the empty sentinel) and its release
+/// magazine holds objects, the release magazine becomes the allocation
+/// magazine (its objects cleared first for a `zero_init` class) and the
+/// empty one takes releases; then allocates. Works on the tops directly,
+/// without the entry bookkeeping of `with_entry`. `None` when that does
+/// not apply.
 fn swap_and_allocate(info: &ClassInfo) -> Option<NonNull<u8>> {
-    if info.zero_init {
-        return None;
-    }
     let first_slot = |top: *mut Slot| (top as usize) % MAGAZINE_ALIGNMENT == FIRST_SLOT_OFFSET;
     // SAFETY: class ids are below MAX_CLASSES; the entries are this
-    // thread's; a release top that is not the full sentinel's and not at
-    // its magazine's first slot has a filled slot below it in a real
-    // magazine, and a real empty magazine may take releases.
+    // thread's (a thread still on the read-only initial arrays has the full
+    // sentinel as release magazine, so nothing is written); a release top
+    // that is not the full sentinel's and not at its magazine's first slot
+    // has filled slots below it in a real magazine the thread owns.
     unsafe {
         let alloc = tops::<0>().add(info.id as usize);
         let release = tops::<RELEASE_FIELD>().add(info.id as usize);
         let (alloc_top, release_top) = (*alloc, *release);
         if !first_slot(alloc_top)
-            || magazine_of(alloc_top) == empty_sentinel()
             || first_slot(release_top)
             || magazine_of(release_top) == full_sentinel()
         {
             return None;
         }
-        *release = alloc_top;
+        if info.zero_init {
+            clear_objects(load(release_top), info);
+        }
+        // The empty sentinel must not take releases: it is never written.
+        *release = if magazine_of(alloc_top) == empty_sentinel() {
+            Magazine::top(full_sentinel())
+        } else {
+            alloc_top
+        };
         let slot = release_top.sub(1);
         *alloc = slot;
         (*(*slot).state).store(LIVE, Ordering::Relaxed);
@@ -404,14 +411,7 @@ fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magaz
             // The fast path's emptiness test also sends full magazines here.
             return Some(entry.alloc);
         }
-        if !(*entry.release).is_empty() && !is_sentinel(entry.release) {
-            core::mem::swap(&mut entry.alloc, &mut entry.release);
-            if is_sentinel(entry.release) {
-                entry.release = full_sentinel();
-            }
-            clear_objects(entry.alloc, info);
-            return Some(entry.alloc);
-        }
+        // `swap_and_allocate` ran first: the release magazine holds nothing.
         if let Some(magazine) = info.full.pop().or_else(|| info.partial.pop()) {
             retire(entry.alloc, info);
             entry.alloc = magazine.as_ptr();

@@ -10,7 +10,7 @@
 //! passing marks it free, so a second release of it fails; every failure
 //! ends in `fatal::die`.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::class;
 use crate::magazine::Slot;
@@ -20,12 +20,7 @@ use crate::span::{self, record_for, FREE};
 /// free and returns the magazine slot to release it with.
 #[inline(always)]
 pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
-    let state = span::live_state(class_id, addr)?;
-    state.store(FREE, Ordering::Relaxed);
-    Some(Slot {
-        object: addr as *mut u8,
-        state,
-    })
+    Some(mark_free(addr, span::live_state(class_id, addr)?))
 }
 
 /// If `addr` is the start of a live object of any class, marks it free and
@@ -33,14 +28,17 @@ pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
 #[inline(always)]
 pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
     let (class_id, state) = span::live_object(addr)?;
+    Some((class_id, mark_free(addr, state)))
+}
+
+/// Marks the live object at `addr` free; returns its magazine slot.
+#[inline(always)]
+fn mark_free(addr: usize, state: &'static AtomicU8) -> Slot {
     state.store(FREE, Ordering::Relaxed);
-    Some((
-        class_id,
-        Slot {
-            object: addr as *mut u8,
-            state,
-        },
-    ))
+    Slot {
+        object: addr as *mut u8,
+        state,
+    }
 }
 
 /// Writes `class <name>, id <id>` for a class id, without allocating.

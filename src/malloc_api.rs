@@ -169,13 +169,22 @@ fn report_bad(ptr: *const c_void, operation: &str) -> ! {
     checks::report_bad_free(operation, addr, is_malloc_class, large::containing(addr))
 }
 
-/// The live malloc object at `ptr`: its class id, if it is a small one,
-/// else `None` for a large one; aborts if it is neither.
-fn owner(ptr: *mut c_void, operation: &str) -> Option<u32> {
+/// A live allocation of slitter's malloc.
+enum Owner {
+    /// An object of this malloc size class.
+    Small(u32),
+    /// A large allocation with this many usable bytes.
+    Large(usize),
+}
+
+/// What holds the live allocation at `ptr`; aborts if nothing does.
+fn owner(ptr: *mut c_void, operation: &str) -> Owner {
     match crate::span::live_object(ptr as usize) {
-        Some((id, _)) if is_malloc_class(id) => Some(id),
-        _ if large::usable_size(ptr).is_some() => None,
-        _ => report_bad(ptr, operation),
+        Some((id, _)) if is_malloc_class(id) => Owner::Small(id),
+        _ => match large::usable_size(ptr) {
+            Some(usable) => Owner::Large(usable),
+            None => report_bad(ptr, operation),
+        },
     }
 }
 
@@ -218,7 +227,7 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         return null_mut();
     }
     match owner(ptr, "realloc") {
-        Some(id) => {
+        Owner::Small(id) => {
             let old_size = class_size(id);
             // Keep the object when it fits, unless that leaves more than
             // half of an object above 128 bytes unused.
@@ -227,15 +236,12 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             }
             move_object(ptr, old_size, size)
         }
-        None if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
+        Owner::Large(_) if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
             Resized::Done(p) => p.as_ptr(),
             Resized::OutOfMemory => out_of_memory(),
             Resized::NotLarge => report_bad(ptr, "realloc"),
         },
-        None => {
-            let old_size = large::usable_size(ptr).unwrap_or(0);
-            move_object(ptr, old_size, size)
-        }
+        Owner::Large(usable) => move_object(ptr, usable, size),
     }
 }
 
@@ -334,8 +340,8 @@ pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     match owner(ptr, "malloc_usable_size") {
-        Some(id) => class_size(id),
-        None => large::usable_size(ptr).unwrap_or(0),
+        Owner::Small(id) => class_size(id),
+        Owner::Large(usable) => usable,
     }
 }
 
