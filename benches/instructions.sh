@@ -23,7 +23,8 @@
 # numbers.
 #
 # Environment: CARGO_TARGET_DIR (default ./target), CC (default cc),
-# N (default 1000000).
+# N (default 1000000), FEATURES (cargo features of the slitter build, e.g.
+# measure_without_checks to count the pair without the misuse checks).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,8 +37,8 @@ n="${N:-1000000}"
 cc="${CC:-cc}"
 
 # --- build slitter ---------------------------------------------------------
-log "== cargo build --release (target dir: $target_dir)"
-cargo build --release
+log "== cargo build --release ${FEATURES:+--features $FEATURES }(target dir: $target_dir)"
+cargo build --release ${FEATURES:+--features "$FEATURES"}
 [[ -f "$lib_dir/libslitter.so" ]] || die "no $lib_dir/libslitter.so after the build"
 
 # --- tools -----------------------------------------------------------------

@@ -32,6 +32,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arena;
+use crate::checks;
 use crate::class::{self, ClassInfo};
 use crate::constants::{MAGAZINE_ALIGNMENT, MAX_CLASSES};
 use crate::lock::Lock;
@@ -39,7 +40,6 @@ use crate::magazine::{
     count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
 };
 use crate::rack;
-use crate::span::LIVE;
 
 /// One class's magazines in one thread, as the slow paths handle them
 /// (with exact counts, unlike the tops of the fast paths).
@@ -152,18 +152,28 @@ pub fn allocate_fast(class_id: u32) -> Option<NonNull<u8>> {
     if class_id as usize >= MAX_CLASSES {
         return None;
     }
+    // SAFETY: the id was just checked.
+    unsafe { pop_live(class_id as usize) }
+}
+
+/// [`allocate_fast`] for a class id known to be below `MAX_CLASSES`.
+///
+/// # Safety
+/// `class_id < MAX_CLASSES`.
+#[inline(always)]
+pub unsafe fn pop_live(class_id: usize) -> Option<NonNull<u8>> {
     // SAFETY: the thread's tops array has MAX_CLASSES entries, each the top
     // of a magazine this thread owns or of a sentinel; a top that passes
     // the emptiness test has a filled slot below it, in a real magazine.
     unsafe {
-        let entry = tops::<0>().add(class_id as usize);
+        let entry = tops::<0>().add(class_id);
         let top = *entry;
         if top_may_be_empty(top) {
             return None;
         }
         let slot = top.sub(1);
         *entry = slot;
-        (*(*slot).state).store(LIVE, Ordering::Relaxed);
+        checks::mark_live(slot);
         // Magazines only hold objects of spans, never null.
         Some(NonNull::new_unchecked((*slot).object))
     }
@@ -235,8 +245,8 @@ fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
         // SAFETY: `refill` leaves a real, non-empty magazine of this thread
         // in `entry.alloc`.
         let slot = unsafe { (*refill(entry, info)?).pop() };
-        // SAFETY: state pointers in magazines point to state bytes.
-        unsafe { (*slot.state).store(LIVE, Ordering::Relaxed) };
+        // SAFETY: the slot came out of a magazine.
+        unsafe { checks::mark_live(&slot) };
         NonNull::new(slot.object)
     })
     .flatten()
@@ -297,7 +307,7 @@ fn swap_and_allocate(info: &ClassInfo) -> Option<NonNull<u8>> {
         };
         let slot = release_top.sub(1);
         *alloc = slot;
-        (*(*slot).state).store(LIVE, Ordering::Relaxed);
+        checks::mark_live(slot);
         NonNull::new((*slot).object)
     }
 }

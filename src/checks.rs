@@ -18,6 +18,7 @@ use crate::span::{self, record_for, FREE};
 
 /// If `addr` is the start of a live object of class `class_id`, marks it
 /// free and returns the magazine slot to release it with.
+#[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
 pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
     Some(mark_free(addr, span::live_state(class_id, addr)?))
@@ -25,6 +26,7 @@ pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
 
 /// If `addr` is the start of a live object of any class, marks it free and
 /// returns its class id and the magazine slot to release it with.
+#[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
 pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
     let (class_id, state) = span::live_object(addr)?;
@@ -32,12 +34,54 @@ pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
 }
 
 /// Marks the live object at `addr` free; returns its magazine slot.
+#[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
 fn mark_free(addr: usize, state: &'static AtomicU8) -> Slot {
     state.store(FREE, Ordering::Relaxed);
     Slot {
         object: addr as *mut u8,
         state,
+    }
+}
+
+/// Marks the object of `slot` live as it is handed out.
+///
+/// # Safety
+/// `slot` came out of a magazine (its state pointer is a state byte).
+#[inline(always)]
+pub unsafe fn mark_live(slot: *const Slot) {
+    #[cfg(not(feature = "measure_without_checks"))]
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (*(*slot).state).store(span::LIVE, Ordering::Relaxed)
+    };
+    #[cfg(feature = "measure_without_checks")]
+    let _ = slot;
+}
+
+/// Without checks (for measuring their cost only): takes any address back
+/// into `class_id` unchecked; object states are not kept.
+#[cfg(feature = "measure_without_checks")]
+#[inline(always)]
+pub fn take_back(_class_id: u32, addr: usize) -> Option<Slot> {
+    Some(unchecked_slot(addr))
+}
+
+/// Without checks (for measuring their cost only): the class of any
+/// address inside a span, found from its record alone.
+#[cfg(feature = "measure_without_checks")]
+#[inline(always)]
+pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
+    let class_id = span::class_of(addr)?;
+    Some((class_id, unchecked_slot(addr)))
+}
+
+#[cfg(feature = "measure_without_checks")]
+#[inline(always)]
+fn unchecked_slot(addr: usize) -> Slot {
+    Slot {
+        object: addr as *mut u8,
+        state: core::ptr::null(),
     }
 }
 
@@ -111,17 +155,31 @@ pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
     }
 }
 
+/// An entry point of the malloc API that takes an address back, as its
+/// reports name it.
+#[derive(Clone, Copy)]
+pub struct Operation {
+    /// The name in reports (`free`, `realloc`, ...).
+    pub name: &'static str,
+    /// Whether it frees the address (a second free is a "double free").
+    pub frees: bool,
+}
+
 /// Reports why `operation` (free, realloc, ...) of `addr` is wrong, where
 /// `is_malloc_class` tells the malloc size classes from class-API classes,
 /// and `large` is the large allocation containing `addr`, if any; aborts.
 #[cold]
 #[inline(never)]
 pub fn report_bad_free(
-    operation: &str,
+    operation: Operation,
     addr: usize,
     is_malloc_class: impl Fn(u32) -> bool,
     large: Option<usize>,
 ) -> ! {
+    let Operation {
+        name: operation,
+        frees,
+    } = operation;
     if let Some(start) = large {
         crate::fatal::die(format_args!(
             "{operation} of {addr:#x}, which is not the start of an allocated object \
@@ -140,8 +198,12 @@ pub fn report_bad_free(
                 ClassLabel(owner)
             ))
         }
-        Misuse::DoubleFree(owner) => crate::fatal::die(format_args!(
+        Misuse::DoubleFree(owner) if frees => crate::fatal::die(format_args!(
             "double free of {addr:#x} ({})",
+            ClassLabel(owner)
+        )),
+        Misuse::DoubleFree(owner) => crate::fatal::die(format_args!(
+            "{operation} of {addr:#x}, which was already freed ({})",
             ClassLabel(owner)
         )),
         Misuse::Interior(owner) | Misuse::Live(owner) => crate::fatal::die(format_args!(

@@ -2,8 +2,8 @@
 //!
 //! Owns: `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
-//! `malloc_usable_size`, `cfree`, `free_sized`, `free_aligned_sized` and
-//! glibc's `__libc_*` aliases; the registration of the size classes (ids
+//! `malloc_usable_size`, `cfree` and glibc's `__libc_*` aliases (the sized
+//! frees, which check their size first, are in `sized_free.rs`); the registration of the size classes (ids
 //! `1..FIRST_USER_ID`, one per `size_classes` index) on first use; glibc's
 //! errno and NULL conventions.
 //!
@@ -23,7 +23,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cache;
-use crate::checks;
+use crate::checks::{self, Operation};
 use crate::class::{self, RawConfig, FIRST_USER_ID};
 use crate::large::{self, Resized, PAGE_SIZE};
 use crate::lock::Lock;
@@ -32,8 +32,13 @@ use crate::size_classes::{self, MAX_SMALL_SIZE};
 
 /// The class id of size class `index`.
 #[inline(always)]
-fn class_id(index: usize) -> u32 {
+pub fn class_id(index: usize) -> u32 {
     1 + index as u32
+}
+
+/// The size class index of malloc class `class_id`.
+pub fn class_index(class_id: u32) -> usize {
+    (class_id - 1) as usize
 }
 
 /// Whether `class_id` is one of the malloc size classes.
@@ -44,8 +49,21 @@ fn is_malloc_class(class_id: u32) -> bool {
 
 /// The object size of malloc class `class_id`.
 fn class_size(class_id: u32) -> usize {
-    size_classes::size_of_class((class_id - 1) as usize)
+    size_classes::size_of_class(class_index(class_id))
 }
+
+const FREE: Operation = Operation {
+    name: "free",
+    frees: true,
+};
+const REALLOC: Operation = Operation {
+    name: "realloc",
+    frees: false,
+};
+const USABLE_SIZE: Operation = Operation {
+    name: "malloc_usable_size",
+    frees: false,
+};
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 static INIT_LOCK: Lock<()> = Lock::new(());
@@ -104,7 +122,8 @@ fn allocate_small_slow(id: u32) -> *mut c_void {
 #[inline(always)]
 fn allocate_small(index: usize) -> *mut c_void {
     let id = class_id(index);
-    match cache::allocate_fast(id) {
+    // SAFETY: malloc class ids are below FIRST_USER_ID <= MAX_CLASSES.
+    match unsafe { cache::pop_live(id as usize) } {
         Some(object) => object.as_ptr().cast(),
         None => allocate_small_slow(id),
     }
@@ -124,6 +143,14 @@ fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
     if let Some(index) = size_classes::index_for_aligned(size, align) {
         return allocate_small(index);
     }
+    allocate_large_or_null(size, align)
+}
+
+/// A large allocation, or NULL with ENOMEM; kept out of line so that
+/// `malloc`'s small path needs no stack frame.
+#[cold]
+#[inline(never)]
+fn allocate_large_or_null(size: usize, align: usize) -> *mut c_void {
     match allocate_large(size, align) {
         Some((p, _)) => p,
         None => out_of_memory(),
@@ -137,10 +164,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
     if size <= MAX_SMALL_SIZE {
         return allocate_small(size_classes::index_for(size));
     }
-    match allocate_large(size, 16) {
-        Some((p, _)) => p,
-        None => out_of_memory(),
-    }
+    allocate_large_or_null(size, 16)
 }
 
 /// Frees `ptr` (NULL is a no-op); aborts with a `slitter:` line if `ptr`
@@ -153,24 +177,24 @@ pub extern "C" fn free(ptr: *mut c_void) {
             return;
         }
     }
-    free_slow(ptr, "free");
+    free_slow(ptr);
 }
 
 #[cold]
-fn free_slow(ptr: *mut c_void, operation: &str) {
+fn free_slow(ptr: *mut c_void) {
     if ptr.is_null() || large::free(ptr) {
         return;
     }
-    report_bad(ptr, operation)
+    report_bad(ptr, FREE)
 }
 
-fn report_bad(ptr: *const c_void, operation: &str) -> ! {
+fn report_bad(ptr: *const c_void, operation: Operation) -> ! {
     let addr = ptr as usize;
     checks::report_bad_free(operation, addr, is_malloc_class, large::containing(addr))
 }
 
 /// A live allocation of slitter's malloc.
-enum Owner {
+pub enum Owner {
     /// An object of this malloc size class.
     Small(u32),
     /// A large allocation with this many usable bytes.
@@ -178,7 +202,7 @@ enum Owner {
 }
 
 /// What holds the live allocation at `ptr`; aborts if nothing does.
-fn owner(ptr: *mut c_void, operation: &str) -> Owner {
+pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
     match crate::span::live_object(ptr as usize) {
         Some((id, _)) if is_malloc_class(id) => Owner::Small(id),
         _ => match large::usable_size(ptr) {
@@ -226,20 +250,20 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         free(ptr);
         return null_mut();
     }
-    match owner(ptr, "realloc") {
+    match owner(ptr, REALLOC) {
         Owner::Small(id) => {
-            let old_size = class_size(id);
-            // Keep the object when it fits, unless that leaves more than
-            // half of an object above 128 bytes unused.
-            if size <= old_size && (old_size <= 128 || size > old_size / 2) {
+            // Keep the object while the new size selects its class, so
+            // that an object always lives in the class of its last size
+            // (which the sized frees check).
+            if size <= MAX_SMALL_SIZE && size_classes::index_for(size) == class_index(id) {
                 return ptr;
             }
-            move_object(ptr, old_size, size)
+            move_object(ptr, class_size(id), size)
         }
         Owner::Large(_) if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
             Resized::Done(p) => p.as_ptr(),
             Resized::OutOfMemory => out_of_memory(),
-            Resized::NotLarge => report_bad(ptr, "realloc"),
+            Resized::NotLarge => report_bad(ptr, REALLOC),
         },
         Owner::Large(usable) => move_object(ptr, usable, size),
     }
@@ -339,7 +363,7 @@ pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if ptr.is_null() {
         return 0;
     }
-    match owner(ptr, "malloc_usable_size") {
+    match owner(ptr, USABLE_SIZE) {
         Owner::Small(id) => class_size(id),
         Owner::Large(usable) => usable,
     }
@@ -348,18 +372,6 @@ pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 /// `free`, under its obsolete name.
 #[no_mangle]
 pub extern "C" fn cfree(ptr: *mut c_void) {
-    free(ptr)
-}
-
-/// `free` of an allocation of `size` bytes (C23).
-#[no_mangle]
-pub extern "C" fn free_sized(ptr: *mut c_void, _size: usize) {
-    free(ptr)
-}
-
-/// `free` of an allocation of `size` bytes aligned to `align` (C23).
-#[no_mangle]
-pub extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: usize, _size: usize) {
     free(ptr)
 }
 

@@ -1,0 +1,167 @@
+//! Sized frees: C23's `free_sized` and `free_aligned_sized`, and C++'s
+//! sized `operator delete` (scalar and array, plain and aligned), exported
+//! under their mangled names so that a C++ program's sized deletes reach
+//! slitter instead of libstdc++'s forwarding to `free`.
+//!
+//! Owns: the check that the size (and alignment) a program names when it
+//! frees agrees with the allocation. The size must select the object's
+//! size class: the class that the allocation call with that size and
+//! alignment uses (`malloc`'s for a plain request, `aligned_alloc`'s for an
+//! aligned one); a large allocation must be one that only the large path
+//! serves, and hold at least that many bytes. A disagreement aborts with a
+//! `slitter: size mismatch` line naming the address, the size and the
+//! class.
+//!
+//! Relies on: a small object allocated by `malloc`, `calloc` or `realloc`
+//! of `n` bytes lives in class `index_for(n)` (realloc keeps an object in
+//! place only while the new size selects its class), and one allocated
+//! with alignment `a` in `index_for_aligned(n, a)`; libstdc++'s `operator
+//! new(n)` is `malloc(max(n, 1))` and its aligned form `aligned_alloc(a,
+//! max(n, 1) rounded up to a)`, which selects the same class as `max(n,
+//! 1)`.
+
+use core::ffi::c_void;
+
+use crate::checks::{ClassLabel, Operation};
+use crate::malloc_api::{self, Owner};
+use crate::size_classes::{self, MAX_SMALL_SIZE};
+
+/// The alignment every allocation has without asking (`malloc`'s).
+const DEFAULT_ALIGNMENT: usize = 16;
+
+/// The size class that an allocation of `size` bytes aligned to `align`
+/// comes from, or `None` when the large path serves it.
+fn class_index_for(size: usize, align: usize) -> Option<usize> {
+    if align <= DEFAULT_ALIGNMENT {
+        (size <= MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
+    } else {
+        size_classes::index_for_aligned(size, align)
+    }
+}
+
+/// Frees `ptr`, named by the caller (`operation`) as an allocation of
+/// `size` bytes aligned to `align`; aborts if `ptr` is not live or the
+/// size disagrees with the allocation.
+fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str) {
+    if ptr.is_null() {
+        return;
+    }
+    let operation = Operation { name, frees: true };
+    let expected = if align.is_power_of_two() {
+        class_index_for(size, align)
+    } else {
+        crate::fatal::die(format_args!(
+            "{name} of {ptr:p} with alignment {align}, which is not a power of two"
+        ))
+    };
+    match malloc_api::owner(ptr, operation) {
+        Owner::Small(id) if expected == Some(malloc_api::class_index(id)) => {}
+        Owner::Small(id) => crate::fatal::die(format_args!(
+            "size mismatch: {name} of {ptr:p} with size {size}, but it was allocated \
+             in {} ({})",
+            ClassLabel(id),
+            describe_expected(expected)
+        )),
+        Owner::Large(usable) if expected.is_none() && size <= usable => {}
+        Owner::Large(usable) => crate::fatal::die(format_args!(
+            "size mismatch: {name} of {ptr:p} with size {size}, but it is a large \
+             allocation of {usable} usable bytes ({})",
+            describe_expected(expected)
+        )),
+    }
+    malloc_api::free(ptr)
+}
+
+/// Says where an allocation of the size named at free would come from.
+fn describe_expected(expected: Option<usize>) -> impl core::fmt::Display {
+    struct Expected(Option<usize>);
+    impl core::fmt::Display for Expected {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match self.0 {
+                Some(index) => write!(
+                    f,
+                    "that size belongs to {}",
+                    ClassLabel(malloc_api::class_id(index))
+                ),
+                None => f.write_str("that size belongs to the large path"),
+            }
+        }
+    }
+    Expected(expected)
+}
+
+/// `free` of an allocation of `size` bytes made by `malloc`, `calloc` or
+/// `realloc` (C23); aborts if `size` disagrees with the allocation.
+#[no_mangle]
+pub extern "C" fn free_sized(ptr: *mut c_void, size: usize) {
+    free_checked(ptr, size, DEFAULT_ALIGNMENT, "free_sized")
+}
+
+/// `free` of an allocation of `size` bytes aligned to `align` made by
+/// `aligned_alloc` (C23); aborts if they disagree with the allocation.
+#[no_mangle]
+pub extern "C" fn free_aligned_sized(ptr: *mut c_void, align: usize, size: usize) {
+    free_checked(ptr, size, align, "free_aligned_sized")
+}
+
+/// C++ `operator new(n)` asks `malloc` for at least one byte.
+fn cxx_size(size: usize) -> usize {
+    size.max(1)
+}
+
+/// C++ `operator delete(void *, std::size_t)`.
+#[export_name = "_ZdlPvm"]
+pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
+    free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete")
+}
+
+/// C++ `operator delete[](void *, std::size_t)`.
+#[export_name = "_ZdaPvm"]
+pub extern "C" fn cxx_delete_array_sized(ptr: *mut c_void, size: usize) {
+    free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete[]")
+}
+
+/// C++ `operator delete(void *, std::size_t, std::align_val_t)`.
+#[export_name = "_ZdlPvmSt11align_val_t"]
+pub extern "C" fn cxx_delete_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
+    free_checked(ptr, cxx_size(size), align, "operator delete")
+}
+
+/// C++ `operator delete[](void *, std::size_t, std::align_val_t)`.
+#[export_name = "_ZdaPvmSt11align_val_t"]
+pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
+    free_checked(ptr, cxx_size(size), align, "operator delete[]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::size_classes::size_of_class;
+
+    #[test]
+    fn plain_sizes_select_the_malloc_class() {
+        for size in 0..=MAX_SMALL_SIZE {
+            let index = class_index_for(size, 8).expect("a small size");
+            assert!(size_of_class(index) >= size);
+            assert_eq!(class_index_for(size, 16), Some(index));
+        }
+        assert_eq!(class_index_for(MAX_SMALL_SIZE + 1, 16), None);
+    }
+
+    #[test]
+    fn aligned_sizes_select_an_aligned_class_or_the_large_path() {
+        for align in [32, 64, 4096] {
+            for size in (0..=MAX_SMALL_SIZE).step_by(7) {
+                let index = class_index_for(size, align).expect("a class serves it");
+                assert!(size_of_class(index).is_multiple_of(align));
+                // libstdc++ rounds the size up to the alignment: same class.
+                let rounded = cxx_size(size).next_multiple_of(align);
+                assert_eq!(
+                    class_index_for(rounded, align),
+                    class_index_for(cxx_size(size), align)
+                );
+            }
+        }
+        assert_eq!(class_index_for(64, 1 << 20), None);
+    }
+}
