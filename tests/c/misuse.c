@@ -1,0 +1,356 @@
+/*
+ * misuse CASE: one heap misuse per case, of the malloc API or the class
+ * API, for tests/misuse.rs. Linked against libslitter.so (so malloc is
+ * slitter's too). Prints "ptr=<address>" (the address the report must
+ * name) just before the misuse, then commits it; slitter must kill the
+ * process (SIGABRT after one `slitter:` line, or SIGSEGV on a guard page or
+ * inaccessible memory). Exits 0 only if the misuse went unnoticed, 2 for
+ * an unknown case, 1 if the set-up failed.
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "slitter.h"
+
+/* Using pointers after free is what this program is for. */
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+
+#define TEST_NAME "misuse"
+#include "test_support.h"
+
+DEFINE_SLITTER_CLASS(apple_class, .name = "misuse-apple", .size = 32);
+DEFINE_SLITTER_CLASS(banana_class, .name = "misuse-banana", .size = 32);
+DEFINE_SLITTER_CLASS(melon_class, .name = "misuse-melon", .size = 200);
+
+void free_sized(void *ptr, size_t size);
+void free_aligned_sized(void *ptr, size_t align, size_t size);
+
+/* Hides where a pointer comes from, so the compiler neither warns about
+ * the misuse nor optimises it away. */
+static void *launder(void *p)
+{
+	__asm__ volatile("" : "+r"(p) : : "memory");
+	return p;
+}
+
+static void tell(const void *p)
+{
+	printf("ptr=%p\n", p);
+	fflush(stdout);
+}
+
+static long a_global;
+
+/* Thousands of unrelated allocations and frees, of both APIs. */
+static void churn(void)
+{
+	enum { SLOTS = 512 };
+	static void *slots[SLOTS];
+	uint64_t seed = 42;
+	for (int i = 0; i < 20000; i++) {
+		uint64_t r = next_random(&seed);
+		void **slot = &slots[r % SLOTS];
+		if (*slot) {
+			free(*slot);
+			*slot = NULL;
+		} else {
+			*slot = malloc(1 + (r >> 32) % 4096);
+			CHECK(*slot != NULL, "malloc failed");
+		}
+		void *object = slitter_allocate(apple_class);
+		slitter_release(apple_class, object);
+	}
+	for (int i = 0; i < SLOTS; i++)
+		free(slots[i]);
+}
+
+/* An address in unmapped memory. */
+static void *unmapped_address(void)
+{
+	void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(p != MAP_FAILED, "mmap failed");
+	CHECK(munmap(p, 1 << 20) == 0, "munmap failed");
+	return (char *)p + 4096;
+}
+
+static void *free_in_thread(void *p)
+{
+	free(p);
+	return NULL;
+}
+
+static void *release_in_thread(void *p)
+{
+	slitter_release(apple_class, p);
+	return NULL;
+}
+
+static void run_in_thread(void *(*body)(void *), void *arg)
+{
+	pthread_t thread;
+	CHECK(pthread_create(&thread, NULL, body, arg) == 0, "pthread_create");
+	CHECK(pthread_join(thread, NULL) == 0, "pthread_join");
+}
+
+/* A large allocation, its usable size in *size. */
+static char *large(size_t *size)
+{
+	*size = 100000;
+	char *p = malloc(*size);
+	CHECK(p != NULL, "malloc failed");
+	return launder(p);
+}
+
+static int malloc_case(const char *c)
+{
+	long local = 0;
+	size_t size;
+	if (strcmp(c, "free-stack") == 0) {
+		void *p = launder(&local);
+		tell(p);
+		free(p);
+	} else if (strcmp(c, "free-global") == 0) {
+		void *p = launder(&a_global);
+		tell(p);
+		free(p);
+	} else if (strcmp(c, "free-private-mmap") == 0) {
+		void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(p != MAP_FAILED, "mmap failed");
+		tell(p);
+		free(launder(p));
+	} else if (strcmp(c, "free-unmapped") == 0) {
+		void *p = unmapped_address();
+		tell(p);
+		free(p);
+	} else if (strcmp(c, "free-null-plus-one") == 0) {
+		void *p = launder((char *)NULL + 1);
+		tell(p);
+		free(p);
+	} else if (strcmp(c, "free-plus-1") == 0) {
+		char *p = launder(malloc(64));
+		tell(p + 1);
+		free(p + 1);
+	} else if (strcmp(c, "free-plus-16") == 0) {
+		char *p = launder(malloc(64));
+		tell(p + 16);
+		free(p + 16);
+	} else if (strcmp(c, "free-large-plus-4096") == 0) {
+		char *p = launder(malloc(1 << 20));
+		tell(p + 4096);
+		free(p + 4096);
+	} else if (strcmp(c, "double-free") == 0) {
+		void *p = launder(malloc(48));
+		tell(p);
+		free(p);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-delayed") == 0) {
+		void *a = launder(malloc(48)), *b = launder(malloc(48));
+		tell(a);
+		free(a);
+		free(b);
+		free(launder(a));
+	} else if (strcmp(c, "double-free-after-churn") == 0) {
+		void *p = launder(malloc(48));
+		tell(p);
+		free(p);
+		churn();
+		free(launder(p));
+	} else if (strcmp(c, "double-free-other-thread") == 0) {
+		void *p = launder(malloc(48));
+		tell(p);
+		run_in_thread(free_in_thread, p);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-large") == 0) {
+		char *p = large(&size);
+		tell(p);
+		free(p);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-large-delayed") == 0) {
+		char *p = large(&size);
+		tell(p);
+		free(p);
+		churn();
+		char *q = large(&size);
+		free(q);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-large-other-thread") == 0) {
+		char *p = large(&size);
+		tell(p);
+		run_in_thread(free_in_thread, p);
+		free(launder(p));
+	} else if (strcmp(c, "stale-after-realloc") == 0) {
+		char *p = launder(malloc(20));
+		char *q = realloc(p, 2000);
+		CHECK(q != NULL && q != p, "realloc did not move");
+		tell(p);
+		free(launder(p));
+	} else if (strcmp(c, "stale-after-large-realloc") == 0) {
+		char *p = large(&size);
+		char *q = realloc(p, 8 << 20);
+		CHECK(q != NULL && q != p, "realloc did not move");
+		tell(p);
+		free(launder(p));
+	} else if (strcmp(c, "realloc-freed") == 0) {
+		void *p = launder(malloc(48));
+		tell(p);
+		free(p);
+		void *volatile r = realloc(launder(p), 100);
+		(void)r;
+	} else if (strcmp(c, "realloc-interior") == 0) {
+		char *p = launder(malloc(64));
+		tell(p + 16);
+		void *volatile r = realloc(p + 16, 100);
+		(void)r;
+	} else if (strcmp(c, "realloc-stack") == 0) {
+		void *p = launder(&local);
+		tell(p);
+		void *volatile r = realloc(p, 100);
+		(void)r;
+	} else if (strcmp(c, "usable-size-freed") == 0) {
+		void *p = launder(malloc(48));
+		tell(p);
+		free(p);
+		printf("%zu\n", malloc_usable_size(launder(p)));
+	} else if (strcmp(c, "usable-size-interior") == 0) {
+		char *p = launder(malloc(64));
+		tell(p + 8);
+		printf("%zu\n", malloc_usable_size(p + 8));
+	} else if (strcmp(c, "usable-size-stack") == 0) {
+		void *p = launder(&local);
+		tell(p);
+		printf("%zu\n", malloc_usable_size(p));
+	} else if (strcmp(c, "usable-size-large-freed") == 0) {
+		char *p = large(&size);
+		tell(p);
+		free(p);
+		printf("%zu\n", malloc_usable_size(launder(p)));
+	} else if (strcmp(c, "free-class-object") == 0) {
+		void *p = launder(slitter_allocate(apple_class));
+		tell(p);
+		free(p);
+	} else if (strcmp(c, "free-sized-larger") == 0) {
+		void *p = launder(malloc(100));
+		tell(p);
+		free_sized(p, 1000);
+	} else if (strcmp(c, "free-sized-smaller") == 0) {
+		void *p = launder(malloc(100));
+		tell(p);
+		free_sized(p, 16);
+	} else if (strcmp(c, "free-sized-large") == 0) {
+		char *p = large(&size);
+		tell(p);
+		free_sized(p, 100);
+	} else if (strcmp(c, "free-sized-freed") == 0) {
+		void *p = launder(malloc(100));
+		tell(p);
+		free(p);
+		free_sized(launder(p), 100);
+	} else if (strcmp(c, "free-aligned-sized") == 0) {
+		void *p = launder(aligned_alloc(64, 256));
+		tell(p);
+		free_aligned_sized(p, 64, 64);
+	} else if (strcmp(c, "free-aligned-sized-alignment") == 0) {
+		void *p = launder(aligned_alloc(4096, 4096));
+		tell(p);
+		free_aligned_sized(p, 16, 4096 * 3);
+	} else if (strcmp(c, "large-write-past-end") == 0) {
+		char *p = large(&size);
+		tell(p + size);
+		p[size] = 1;
+	} else if (strcmp(c, "large-write-before-start") == 0) {
+		char *p = large(&size);
+		tell(p - 1);
+		p[-1] = 1;
+	} else if (strcmp(c, "malloc0-read") == 0) {
+		volatile char *p = launder(malloc(0));
+		CHECK(p != NULL, "malloc(0) gave NULL");
+		tell((void *)p);
+		printf("%d\n", p[0]);
+	} else if (strcmp(c, "malloc0-write") == 0) {
+		volatile char *p = launder(malloc(0));
+		CHECK(p != NULL, "malloc(0) gave NULL");
+		tell((void *)p);
+		p[0] = 1;
+	} else {
+		return 2;
+	}
+	return 0;
+}
+
+static int class_case(const char *c)
+{
+	long local = 0;
+	if (strcmp(c, "release-other-class") == 0) {
+		void *p = launder(slitter_allocate(melon_class));
+		tell(p);
+		slitter_release(apple_class, p);
+	} else if (strcmp(c, "release-same-size-class") == 0) {
+		void *p = launder(slitter_allocate(apple_class));
+		tell(p);
+		slitter_release(banana_class, p);
+	} else if (strcmp(c, "release-malloc-pointer") == 0) {
+		void *p = launder(malloc(32));
+		tell(p);
+		slitter_release(apple_class, p);
+	} else if (strcmp(c, "release-large-malloc-pointer") == 0) {
+		void *p = launder(malloc(1 << 20));
+		tell(p);
+		slitter_release(apple_class, p);
+	} else if (strcmp(c, "release-interior") == 0) {
+		char *p = launder(slitter_allocate(melon_class));
+		tell(p + 8);
+		slitter_release(melon_class, p + 8);
+	} else if (strcmp(c, "release-stack") == 0) {
+		void *p = launder(&local);
+		tell(p);
+		slitter_release(apple_class, p);
+	} else if (strcmp(c, "release-unmapped") == 0) {
+		void *p = unmapped_address();
+		tell(p);
+		slitter_release(apple_class, p);
+	} else if (strcmp(c, "double-release") == 0) {
+		void *p = launder(slitter_allocate(apple_class));
+		tell(p);
+		slitter_release(apple_class, p);
+		slitter_release(apple_class, launder(p));
+	} else if (strcmp(c, "double-release-delayed") == 0) {
+		void *a = launder(slitter_allocate(apple_class));
+		void *b = launder(slitter_allocate(apple_class));
+		tell(a);
+		slitter_release(apple_class, a);
+		slitter_release(apple_class, b);
+		slitter_release(apple_class, launder(a));
+	} else if (strcmp(c, "double-release-after-churn") == 0) {
+		void *p = launder(slitter_allocate(apple_class));
+		tell(p);
+		slitter_release(apple_class, p);
+		churn();
+		slitter_release(apple_class, launder(p));
+	} else if (strcmp(c, "double-release-other-thread") == 0) {
+		void *p = launder(slitter_allocate(apple_class));
+		tell(p);
+		run_in_thread(release_in_thread, p);
+		slitter_release(apple_class, launder(p));
+	} else {
+		return 2;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2)
+		return 2;
+	if (strncmp(argv[1], "release", 7) == 0 ||
+	    strncmp(argv[1], "double-release", 14) == 0)
+		return class_case(argv[1]);
+	return malloc_case(argv[1]);
+}

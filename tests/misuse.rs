@@ -1,0 +1,182 @@
+//! The misuse suite: every heap misuse slitter promises to catch, each run
+//! in a child process that must die the expected way.
+//!
+//! - `tests/c/misuse.c` (linked against libslitter.so, so both the class API
+//!   and malloc are slitter's): one misuse of the malloc API or the class
+//!   API per case.
+//! - `tests/cpp/sized_delete_misuse.cpp` (plain g++ build, run under
+//!   LD_PRELOAD): C++ sized `operator delete` with a wrong size.
+//!
+//! A case that aborts must die of SIGABRT after exactly one `slitter:` line
+//! on stderr, naming the address the program printed (`ptr=...`) and the
+//! kind of error; a case that touches a guard page or inaccessible memory
+//! must die of SIGSEGV. Correct programs never tripping a check is shown by
+//! the stress, container, fork and real-program tests (`tests/malloc.rs`,
+//! `tests/programs.rs`), which run with every check on.
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::OnceLock;
+
+use common::{compile_program, field, slitter_lines, Link};
+
+const GROUP: &str = "misuse";
+
+/// The C misuse program, compiled once for all the tests of this file.
+fn c_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| compile_program(GROUP, "tests/c/misuse.c", Some(Link::Dynamic)))
+}
+
+/// The C++ sized delete program, compiled once.
+fn cpp_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| compile_program(GROUP, "tests/cpp/sized_delete_misuse.cpp", None))
+}
+
+fn run(binary: &PathBuf, case: &str) -> Output {
+    let mut command = common::command(binary);
+    common::preload(&mut command).arg(case);
+    common::output(&mut command)
+}
+
+/// The address the case printed before its misuse.
+fn reported_pointer(case: &str, output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    field(&stdout, "ptr")
+        .unwrap_or_else(|| panic!("case {case} printed no ptr=\n{}", common::describe(output)))
+        .to_owned()
+}
+
+/// Runs `case` and checks that it aborted with one `slitter:` line holding
+/// its pointer and each of `phrases`.
+fn assert_aborts(binary: &PathBuf, case: &str, phrases: &[&str]) {
+    let output = run(binary, case);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "case {case}: expected SIGABRT\n{}",
+        common::describe(&output)
+    );
+    let lines = slitter_lines(&output);
+    assert_eq!(lines.len(), 1, "case {case}\n{}", common::describe(&output));
+    let ptr = reported_pointer(case, &output);
+    for phrase in [ptr.as_str()].iter().chain(phrases) {
+        assert!(
+            lines[0].contains(phrase),
+            "case {case}: expected {phrase:?} in {:?}",
+            lines[0]
+        );
+    }
+}
+
+/// Runs `case` and checks that it died of SIGSEGV after printing its
+/// pointer (so the fault came from the misuse, not the set-up).
+fn assert_faults(case: &str) {
+    let output = run(c_binary(), case);
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGSEGV),
+        "case {case}: expected SIGSEGV\n{}",
+        common::describe(&output)
+    );
+    reported_pointer(case, &output);
+    assert!(slitter_lines(&output).is_empty(), "case {case}");
+}
+
+/// One test per case: `name: "case" => [phrases]` for an abort, or
+/// `name: "case" => fault` for SIGSEGV.
+macro_rules! misuse_tests {
+    ($($name:ident: $case:literal => $expect:tt;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                misuse_tests!(@check $case, $expect);
+            }
+        )*
+    };
+    (@check $case:literal, fault) => { assert_faults($case) };
+    (@check $case:literal, [$($phrase:literal),*]) => {
+        assert_aborts(c_binary(), $case, &[$($phrase),*])
+    };
+}
+
+misuse_tests! {
+    // Pointers slitter never handed out.
+    free_of_a_stack_address: "free-stack" => ["free of", "which slitter did not allocate"];
+    free_of_a_global: "free-global" => ["free of", "which slitter did not allocate"];
+    free_of_a_private_mapping: "free-private-mmap" => ["free of", "which slitter did not allocate"];
+    free_of_unmapped_memory: "free-unmapped" => ["free of", "which slitter did not allocate"];
+    free_of_null_plus_one: "free-null-plus-one" => ["free of 0x1,", "which slitter did not allocate"];
+    // Interior and misaligned pointers.
+    free_of_p_plus_1: "free-plus-1" => ["free of", "not the start of an allocated object", "malloc-64"];
+    free_of_p_plus_16: "free-plus-16" => ["free of", "not the start of an allocated object", "malloc-64"];
+    free_inside_a_large_allocation: "free-large-plus-4096" => ["inside the large allocation"];
+    // Double frees.
+    double_free: "double-free" => ["double free of", "class malloc-48, id"];
+    delayed_double_free: "double-free-delayed" => ["double free of", "malloc-48"];
+    double_free_after_thousands_of_operations: "double-free-after-churn" => ["double free of", "malloc-48"];
+    double_free_after_a_free_in_another_thread: "double-free-other-thread" => ["double free of", "malloc-48"];
+    large_double_free: "double-free-large" => ["double free of", "large allocation"];
+    delayed_large_double_free: "double-free-large-delayed" => ["double free of", "large allocation"];
+    large_double_free_after_another_thread: "double-free-large-other-thread" => ["double free of", "large allocation"];
+    free_of_the_stale_pointer_realloc_moved: "stale-after-realloc" => ["double free of", "malloc-32"];
+    free_of_the_stale_pointer_large_realloc_moved: "stale-after-large-realloc" => ["double free of", "large allocation"];
+    // realloc and malloc_usable_size of bad pointers.
+    realloc_of_a_freed_pointer: "realloc-freed" => ["realloc of", "already freed", "malloc-48"];
+    realloc_of_an_interior_pointer: "realloc-interior" => ["realloc of", "not the start of an allocated object"];
+    realloc_of_a_stack_address: "realloc-stack" => ["realloc of", "which slitter did not allocate"];
+    usable_size_of_a_freed_pointer: "usable-size-freed" => ["malloc_usable_size of", "already freed"];
+    usable_size_of_an_interior_pointer: "usable-size-interior" => ["malloc_usable_size of", "not the start of an allocated object"];
+    usable_size_of_a_stack_address: "usable-size-stack" => ["malloc_usable_size of", "which slitter did not allocate"];
+    usable_size_of_a_freed_large_allocation: "usable-size-large-freed" => ["malloc_usable_size of", "already freed", "large allocation"];
+    // Mixing the APIs.
+    free_of_a_class_object: "free-class-object" => ["class mismatch", "free of", "misuse-apple"];
+    release_of_a_malloc_pointer_into_a_class: "release-malloc-pointer" => ["class mismatch", "misuse-apple", "malloc-32"];
+    release_of_a_large_malloc_pointer_into_a_class: "release-large-malloc-pointer" => ["class mismatch", "misuse-apple", "large allocation"];
+    // Sized frees that disagree with the allocation.
+    free_sized_with_a_larger_size: "free-sized-larger" => ["size mismatch", "free_sized of", "size 1000", "malloc-112"];
+    free_sized_with_a_smaller_size: "free-sized-smaller" => ["size mismatch", "size 16", "malloc-112"];
+    free_sized_of_a_large_allocation_with_a_small_size: "free-sized-large" => ["size mismatch", "size 100,", "large allocation"];
+    free_sized_of_a_freed_pointer: "free-sized-freed" => ["double free of", "malloc-112"];
+    free_aligned_sized_with_a_smaller_size: "free-aligned-sized" => ["size mismatch", "free_aligned_sized of", "malloc-256"];
+    free_aligned_sized_with_a_wrong_alignment: "free-aligned-sized-alignment" => ["size mismatch", "free_aligned_sized of", "malloc-4096"];
+    // Guard pages and inaccessible zero-size objects.
+    write_just_past_a_large_allocation: "large-write-past-end" => fault;
+    write_just_before_a_large_allocation: "large-write-before-start" => fault;
+    read_through_malloc_0: "malloc0-read" => fault;
+    write_through_malloc_0: "malloc0-write" => fault;
+    // The class API.
+    release_into_a_class_of_another_size: "release-other-class" => ["class mismatch", "misuse-apple", "misuse-melon"];
+    release_into_another_class_of_the_same_size: "release-same-size-class" => ["class mismatch", "misuse-apple", "misuse-banana"];
+    release_of_an_interior_pointer: "release-interior" => ["release of", "not the start of an allocated object", "misuse-melon"];
+    release_of_a_stack_address: "release-stack" => ["release of", "which slitter did not allocate", "misuse-apple"];
+    release_of_unmapped_memory: "release-unmapped" => ["release of", "which slitter did not allocate"];
+    double_release: "double-release" => ["double release of", "misuse-apple"];
+    delayed_double_release: "double-release-delayed" => ["double release of", "misuse-apple"];
+    double_release_after_thousands_of_operations: "double-release-after-churn" => ["double release of", "misuse-apple"];
+    double_release_after_a_release_in_another_thread: "double-release-other-thread" => ["double release of", "misuse-apple"];
+}
+
+/// C++ sized delete cases: `name: "case" => [phrases]`.
+macro_rules! sized_delete_tests {
+    ($($name:ident: $case:literal => [$($phrase:literal),*];)*) => {
+        $(
+            #[test]
+            fn $name() {
+                assert_aborts(cpp_binary(), $case, &["size mismatch", $($phrase),*]);
+            }
+        )*
+    };
+}
+
+sized_delete_tests! {
+    cpp_sized_delete_with_a_larger_size: "delete-sized" => ["operator delete of", "size 1000", "malloc-112"];
+    cpp_sized_array_delete_of_a_large_array: "delete-array-sized" => ["operator delete[] of", "size 24,", "malloc-3072"];
+    cpp_aligned_sized_delete_with_a_smaller_size: "delete-aligned-sized" => ["operator delete of", "size 64,", "malloc-256"];
+    cpp_delete_of_a_derived_object_through_its_base: "delete-through-base" => ["operator delete of", "size 8,", "malloc-208"];
+    cpp_aligned_array_delete_with_an_element_size: "delete-aligned-array" => ["operator delete[] of", "size 64,", "malloc-2560"];
+}
