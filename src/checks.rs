@@ -13,6 +13,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::class;
+use crate::large::{self, Known};
 use crate::magazine::Slot;
 use crate::span::{self, record_for, FREE};
 
@@ -134,6 +135,20 @@ fn diagnose(addr: usize) -> Misuse {
 #[inline(never)]
 pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
     let expected = ClassLabel(class_id);
+    match large::known(addr) {
+        Known::Inside(start) if start == addr => crate::fatal::die(format_args!(
+            "class mismatch: release of {addr:#x} into ({expected}), but it is a large \
+             allocation of the malloc API"
+        )),
+        Known::Inside(start) => crate::fatal::die(format_args!(
+            "release of {addr:#x}, which is not the start of an allocated object, into \
+             ({expected}) (inside the large allocation at {start:#x} of the malloc API)"
+        )),
+        Known::Freed => crate::fatal::die(format_args!(
+            "release of {addr:#x}, a freed large allocation of the malloc API, into ({expected})"
+        )),
+        Known::Unknown => {}
+    }
     match diagnose(addr) {
         Misuse::Foreign => crate::fatal::die(format_args!(
             "release of {addr:#x}, which slitter did not allocate, into ({expected})"
@@ -166,25 +181,31 @@ pub struct Operation {
 }
 
 /// Reports why `operation` (free, realloc, ...) of `addr` is wrong, where
-/// `is_malloc_class` tells the malloc size classes from class-API classes,
-/// and `large` is the large allocation containing `addr`, if any; aborts.
+/// `is_malloc_class` tells the malloc size classes from class-API classes;
+/// aborts.
 #[cold]
 #[inline(never)]
 pub fn report_bad_free(
     operation: Operation,
     addr: usize,
     is_malloc_class: impl Fn(u32) -> bool,
-    large: Option<usize>,
 ) -> ! {
     let Operation {
         name: operation,
         frees,
     } = operation;
-    if let Some(start) = large {
-        crate::fatal::die(format_args!(
+    match large::known(addr) {
+        Known::Inside(start) => crate::fatal::die(format_args!(
             "{operation} of {addr:#x}, which is not the start of an allocated object \
              (inside the large allocation at {start:#x})"
-        ))
+        )),
+        Known::Freed if frees => {
+            crate::fatal::die(format_args!("double free of {addr:#x} (large allocation)"))
+        }
+        Known::Freed => crate::fatal::die(format_args!(
+            "{operation} of {addr:#x}, which was already freed (large allocation)"
+        )),
+        Known::Unknown => {}
     }
     match diagnose(addr) {
         Misuse::Foreign => crate::fatal::die(format_args!(

@@ -3,18 +3,24 @@
 //!
 //! Owns: one mapping per large allocation, laid out
 //! `| guard page | data (whole pages) | guard page |` with the guards
-//! inaccessible; the out-of-band table from each data address to its
-//! mapping; a small bounded cache of freed mappings for reuse; and growth
-//! by `mremap`, which moves pages instead of copying bytes.
+//! inaccessible, and the allocation placed at the *end* of the data (at the
+//! highest address aligned as asked, 16 bytes by default), so that a write
+//! just past its end faults on the guard page; the slack around it (before
+//! it in its first page, and its last bytes up to a multiple of 16) kept
+//! zero and checked when it is freed or resized, which catches a write
+//! just before its start or into the rounding; the out-of-band table from
+//! each allocation's address to its mapping; a small bounded cache of freed
+//! mappings for reuse; and the history of the last `HISTORY` freed
+//! addresses, which tells a double free of a large allocation from a free
+//! of a pointer slitter never handed out.
 //!
 //! Invariants: the table holds exactly the live large allocations, keyed by
-//! the address returned to the caller (page-aligned, or aligned as asked);
-//! nothing about an allocation is stored next to its data; every mapping
-//! in the cache is a whole guarded mapping owned by no one, and the cache
-//! never holds more than `CACHE_SLOTS` mappings or `CACHE_BYTES` bytes of
-//! data; freed mappings outside the cache are returned to the operating
-//! system at once. All of it is under one lock: large allocations make
-//! system calls anyway.
+//! the address returned to the caller; nothing about an allocation is
+//! stored next to its data; every mapping in the cache is a whole guarded
+//! mapping owned by no one, and the cache never holds more than
+//! `CACHE_SLOTS` mappings or `CACHE_BYTES` bytes of data; freed mappings
+//! outside the cache are returned to the operating system at once. All of
+//! it is under one lock: large allocations make system calls anyway.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -28,17 +34,82 @@ const GUARD_SIZE: usize = PAGE_SIZE;
 const CACHE_SLOTS: usize = 16;
 const CACHE_BYTES: usize = 32 << 20;
 
+/// How many freed addresses the history remembers.
+const HISTORY: usize = 32 << 10;
+/// The alignment of every allocation.
+const MIN_ALIGN: usize = 16;
+
 /// One mapping: `base` and `total` cover the guards, `data` and `length`
-/// the accessible part.
+/// the accessible part, `user` is the allocation's address (0 while the
+/// mapping is cached), `data <= user < data + length`, and `size` the
+/// bytes asked for, `user + size <= data + length`.
 #[derive(Clone, Copy, Default)]
 struct Mapping {
     base: usize,
     total: usize,
     data: usize,
     length: usize,
+    user: usize,
+    size: usize,
 }
 
-/// A table slot whose `data` is 0 is empty; `TOMBSTONE`, a removed entry.
+impl Mapping {
+    /// The end of the data: where the allocation ends.
+    fn end(&self) -> usize {
+        self.data + self.length
+    }
+
+    /// The highest address aligned to `align` (at least `MIN_ALIGN`) at
+    /// which `size` bytes end by the end of the data.
+    fn place(&self, size: usize, align: usize) -> usize {
+        let size = size.max(1).next_multiple_of(MIN_ALIGN);
+        (self.end() - size) & !(align.max(MIN_ALIGN) - 1)
+    }
+
+    /// The slack of the placed allocation: before it, and after it.
+    fn slack(&self) -> [(usize, usize); 2] {
+        let after = self.user + self.size;
+        [
+            (self.data, self.user - self.data),
+            (after, self.end() - after),
+        ]
+    }
+
+    /// Zeroes the slack around the placed allocation.
+    fn clear_slack(&self) {
+        for (start, len) in self.slack() {
+            // SAFETY: the slack lies in this mapping's accessible data,
+            // which the allocation's owner may not use.
+            unsafe { (start as *mut u8).write_bytes(0, len) };
+        }
+    }
+
+    /// Aborts if the slack around the allocation was written to: the
+    /// program wrote outside its allocation.
+    fn check_slack(&self) {
+        let [before, after] = self.slack().map(|(start, len)| {
+            // SAFETY: as in `clear_slack`; reads only.
+            unsafe { core::slice::from_raw_parts(start as *const u8, len) }
+                .iter()
+                .all(|&b| b == 0)
+        });
+        let (user, size) = (self.user, self.size);
+        if !before {
+            crate::fatal::die(format_args!(
+                "heap underflow: the bytes just before the large allocation at {user:#x} \
+                 (size {size}) were overwritten"
+            ))
+        }
+        if !after {
+            crate::fatal::die(format_args!(
+                "heap overflow: the bytes just after the large allocation at {user:#x} \
+                 (size {size}) were overwritten"
+            ))
+        }
+    }
+}
+
+/// A table slot whose `user` is 0 is empty; `TOMBSTONE`, a removed entry.
 const TOMBSTONE: usize = 1;
 
 /// Open-addressing hash table of live allocations, in memory mapped here.
@@ -51,8 +122,15 @@ struct Table {
     used: usize,
 }
 
+/// The last `HISTORY` freed addresses, oldest overwritten first.
+struct History {
+    entries: *mut usize,
+    next: usize,
+}
+
 struct State {
     table: Table,
+    history: History,
     cache: [Mapping; CACHE_SLOTS],
     cached_bytes: usize,
     /// Live allocations and their data bytes, for statistics.
@@ -70,18 +148,24 @@ static STATE: Lock<State> = Lock::new(State {
         live: 0,
         used: 0,
     },
+    history: History {
+        entries: core::ptr::null_mut(),
+        next: 0,
+    },
     cache: [Mapping {
         base: 0,
         total: 0,
         data: 0,
         length: 0,
+        user: 0,
+        size: 0,
     }; CACHE_SLOTS],
     cached_bytes: 0,
     live_bytes: 0,
 });
 
-fn hash(data: usize, capacity: usize) -> usize {
-    ((data >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (capacity - 1)
+fn hash(user: usize, capacity: usize) -> usize {
+    ((user >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (capacity - 1)
 }
 
 impl Table {
@@ -96,15 +180,15 @@ impl Table {
         unsafe { *self.entries.add(index) = mapping };
     }
 
-    /// The index of the entry for `data`, if present.
-    fn find(&self, data: usize) -> Option<usize> {
-        if self.capacity == 0 {
+    /// The index of the entry for `user`, if present.
+    fn find(&self, user: usize) -> Option<usize> {
+        if self.capacity == 0 || user <= TOMBSTONE {
             return None;
         }
-        let mut index = hash(data, self.capacity);
+        let mut index = hash(user, self.capacity);
         loop {
-            let key = self.get(index).data;
-            if key == data {
+            let key = self.get(index).user;
+            if key == user {
                 return Some(index);
             }
             if key == 0 {
@@ -119,11 +203,11 @@ impl Table {
         if (self.used + 1) * 2 > self.capacity && !self.grow() {
             return false;
         }
-        let mut index = hash(mapping.data, self.capacity);
-        while self.get(index).data > TOMBSTONE {
+        let mut index = hash(mapping.user, self.capacity);
+        while self.get(index).user > TOMBSTONE {
             index = (index + 1) & (self.capacity - 1);
         }
-        if self.get(index).data == 0 {
+        if self.get(index).user == 0 {
             self.used += 1;
         }
         self.set(index, mapping);
@@ -136,7 +220,7 @@ impl Table {
         self.set(
             index,
             Mapping {
-                data: TOMBSTONE,
+                user: TOMBSTONE,
                 ..mapping
             },
         );
@@ -162,7 +246,7 @@ impl Table {
         );
         for index in 0..old.capacity {
             let mapping = old.get(index);
-            if mapping.data > TOMBSTONE {
+            if mapping.user > TOMBSTONE {
                 self.insert(mapping);
             }
         }
@@ -176,6 +260,30 @@ impl Table {
             };
         }
         true
+    }
+}
+
+impl History {
+    /// Remembers that `user` was freed (forgets nothing if the history
+    /// cannot be mapped: it only sharpens reports).
+    fn remember(&mut self, user: usize) {
+        if self.entries.is_null() {
+            match os_map_zeroed(HISTORY * core::mem::size_of::<usize>()) {
+                Some(entries) => self.entries = entries.as_ptr().cast(),
+                None => return,
+            }
+        }
+        // SAFETY: `next < HISTORY`, inside the history's mapping, which
+        // only the lock holder touches.
+        unsafe { *self.entries.add(self.next) = user };
+        self.next = (self.next + 1) % HISTORY;
+    }
+
+    /// Whether `user` is among the remembered freed addresses.
+    fn contains(&self, user: usize) -> bool {
+        // SAFETY: as in `remember`: HISTORY entries once mapped.
+        !self.entries.is_null()
+            && unsafe { core::slice::from_raw_parts(self.entries, HISTORY) }.contains(&user)
     }
 }
 
@@ -226,6 +334,8 @@ fn map(length: usize, align: usize) -> Option<Mapping> {
         total: end - start,
         data,
         length,
+        user: 0,
+        size: 0,
     };
     // SAFETY: the data range lies inside the kept reservation.
     let ret = unsafe {
@@ -267,31 +377,37 @@ fn retire(state: &mut State, mapping: Mapping) {
     if state.cached_bytes + mapping.length <= CACHE_BYTES {
         if let Some(slot) = state.cache.iter_mut().find(|m| m.total == 0) {
             state.cached_bytes += mapping.length;
-            *slot = mapping;
+            *slot = Mapping { user: 0, ..mapping };
             return;
         }
     }
     unmap(mapping);
 }
 
-/// A new large allocation of at least `size` bytes aligned to `align`, and
-/// whether its memory is known to be zero; `None` when out of memory.
+/// A new large allocation of at least `size` bytes aligned to `align`,
+/// ending at its guard page, and whether its memory is known to be zero;
+/// `None` when out of memory.
 pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     let length = page_round(size.max(1))?;
     let mut state = STATE.lock();
-    let (mapping, fresh) = match (align <= PAGE_SIZE)
+    let (mut mapping, fresh) = match (align <= PAGE_SIZE)
         .then(|| take_cached(&mut state, length))
         .flatten()
     {
         Some(mapping) => (mapping, false),
         None => (map(length, align)?, true),
     };
+    mapping.user = mapping.place(size, align);
+    mapping.size = size;
+    if !fresh {
+        mapping.clear_slack();
+    }
     if !state.table.insert(mapping) {
         retire(&mut state, mapping);
         return None;
     }
     state.live_bytes += mapping.length;
-    Some((NonNull::new(mapping.data as *mut c_void)?, fresh))
+    Some((NonNull::new(mapping.user as *mut c_void)?, fresh))
 }
 
 /// Frees the large allocation at `ptr`; `false` if there is none there.
@@ -300,92 +416,89 @@ pub fn free(ptr: *mut c_void) -> bool {
     let Some(index) = state.table.find(ptr as usize) else {
         return false;
     };
-    let mapping = state.table.remove(index);
+    let mapping = state.table.get(index);
+    mapping.check_slack();
+    state.table.remove(index);
     state.live_bytes -= mapping.length;
+    state.history.remember(mapping.user);
     retire(&mut state, mapping);
     true
 }
 
-/// The usable size of the large allocation at `ptr`, if there is one.
+/// The usable size of the large allocation at `ptr`, if there is one:
+/// exactly the size asked for (the slack around it is checked).
 pub fn usable_size(ptr: *const c_void) -> Option<usize> {
     let state = STATE.lock();
-    let index = state.table.find(ptr as usize)?;
-    Some(state.table.get(index).length)
+    Some(state.table.get(state.table.find(ptr as usize)?).size)
 }
 
-/// The large allocation containing `addr` (its data address), if any: for
-/// diagnosing interior pointers. Scans the table.
-pub fn containing(addr: usize) -> Option<usize> {
+/// What the large path knows of an address that is not a live large
+/// allocation: for reports.
+pub enum Known {
+    /// Inside the live large allocation at this address.
+    Inside(usize),
+    /// Among the last freed large allocations.
+    Freed,
+    /// Nothing.
+    Unknown,
+}
+
+/// What the large path knows of `addr`; scans the table and the history.
+pub fn known(addr: usize) -> Known {
     let state = STATE.lock();
-    (0..state.table.capacity)
+    let inside = (0..state.table.capacity)
         .map(|index| state.table.get(index))
-        .find(|m| m.data > TOMBSTONE && addr >= m.base && addr < m.base + m.total)
-        .map(|m| m.data)
+        .find(|m| m.user > TOMBSTONE && addr >= m.base && addr < m.base + m.total);
+    match inside {
+        Some(mapping) => Known::Inside(mapping.user),
+        None if state.history.contains(addr) => Known::Freed,
+        None => Known::Unknown,
+    }
 }
 
 /// What [`resize`] did.
 pub enum Resized {
     /// The allocation now holds the new size, at this address.
     Done(NonNull<c_void>),
-    /// Out of memory; the allocation is unchanged.
-    OutOfMemory,
+    /// The allocation must move to a new one; it holds this many bytes.
+    Move(usize),
     /// `ptr` is not a large allocation.
     NotLarge,
 }
 
-/// Resizes the large allocation at `ptr` to hold `size` bytes: in place
-/// when its pages suffice and at most half would be unused, else by moving
-/// its pages with `mremap` into a new guarded mapping (no copy).
+/// Resizes the large allocation at `ptr` to hold `size` bytes within its
+/// mapping when the mapping's pages suffice and at most half would be
+/// unused: the bytes move (`memmove`) so that the allocation still ends at
+/// the guard page, and the old address counts as freed. Otherwise the
+/// caller moves it into a new allocation.
 pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
-    let Some(length) = page_round(size.max(1)) else {
-        return Resized::OutOfMemory;
-    };
     let mut state = STATE.lock();
     let Some(index) = state.table.find(ptr as usize) else {
         return Resized::NotLarge;
     };
     let old = state.table.get(index);
-    if length <= old.length && length >= old.length / 2 {
-        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
+    old.check_slack();
+    let usable = old.size;
+    let fits = page_round(size.max(1))
+        .is_some_and(|length| length <= old.length && length >= old.length / 2);
+    if !fits {
+        return Resized::Move(usable);
     }
-    let Some(mapping) = map(length, PAGE_SIZE) else {
-        return Resized::OutOfMemory;
-    };
-    let moved = length.min(old.length);
-    // SAFETY: moves the first `moved` bytes of the old data (owned by this
-    // allocation) over the start of the fresh mapping's data, which the
-    // kernel replaces; nothing else references either range.
-    let ret = unsafe {
-        libc::mremap(
-            old.data as *mut c_void,
-            moved,
-            moved,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            mapping.data as *mut c_void,
-        )
-    };
-    if ret == libc::MAP_FAILED {
-        unmap(mapping);
-        return Resized::OutOfMemory;
+    let user = old.place(size, MIN_ALIGN);
+    let resized = Mapping { user, size, ..old };
+    if user != old.user {
+        // SAFETY: both ranges lie in this allocation's data pages, which
+        // only its owner (the caller) uses; memmove allows the overlap.
+        unsafe { core::ptr::copy(old.user as *const u8, user as *mut u8, usable.min(size)) };
+        state.table.remove(index);
+        // The table has room: one entry was just removed.
+        state.table.insert(resized);
+        state.history.remember(old.user);
+    } else {
+        state.table.set(index, resized);
     }
-    // Unmap what is left of the old mapping: its guards and any tail that
-    // did not move.
-    unmap(Mapping {
-        base: old.base,
-        total: old.data - old.base,
-        ..old
-    });
-    unmap(Mapping {
-        base: old.data + moved,
-        total: old.base + old.total - (old.data + moved),
-        ..old
-    });
-    state.table.remove(index);
-    // Re-insert under the new address; the table has room (one entry was
-    // just removed).
-    state.table.insert(mapping);
-    state.live_bytes = state.live_bytes - old.length + mapping.length;
-    Resized::Done(NonNull::new(mapping.data as *mut c_void).expect("mappings are not null"))
+    resized.clear_slack();
+    Resized::Done(NonNull::new(user as *mut c_void).expect("allocations are not null"))
 }
 
 /// Number of live large allocations and their data bytes, and the number
@@ -401,34 +514,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn allocations_are_aligned_writable_and_tracked() {
+    fn allocations_end_at_their_guard_and_are_tracked() {
         let (p, _) = allocate(100_000, 16).unwrap();
         let addr = p.as_ptr() as usize;
-        assert_eq!(addr % PAGE_SIZE, 0);
-        assert_eq!(usable_size(p.as_ptr()), Some(page_round(100_000).unwrap()));
+        assert_eq!(addr % 16, 0);
+        assert_eq!((addr + 100_000) % PAGE_SIZE, 0, "ends at the guard page");
+        assert_eq!(usable_size(p.as_ptr()), Some(100_000));
         // SAFETY: the allocation holds at least 100,000 bytes.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(0xab, 100_000) };
-        assert_eq!(containing(addr + 5000), Some(addr));
+        assert!(matches!(known(addr + 5000), Known::Inside(a) if a == addr));
         assert!(free(p.as_ptr()));
         assert!(!free(p.as_ptr()));
+        assert!(matches!(known(addr), Known::Freed));
         let (q, _) = allocate(10, 1 << 20).unwrap();
         assert_eq!(q.as_ptr() as usize % (1 << 20), 0);
         assert!(free(q.as_ptr()));
+        let (r, _) = allocate(40_001, 64).unwrap();
+        let end = (r.as_ptr() as usize + 40_001).next_multiple_of(PAGE_SIZE);
+        assert_eq!(r.as_ptr() as usize % 64, 0);
+        assert_eq!(usable_size(r.as_ptr()), Some(40_001));
+        // The allocation ends within the 16-byte rounding and the 64-byte
+        // alignment before the guard page.
+        assert!(end - (r.as_ptr() as usize + 40_001) < 16 + 64);
+        assert!(free(r.as_ptr()));
     }
 
     #[test]
-    fn resize_grows_by_moving_pages_and_keeps_contents() {
+    fn resize_within_the_mapping_keeps_contents_and_the_end() {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), 8 << 20) else {
-            panic!("resize failed");
+        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1024) else {
+            panic!("a shrink by 1024 bytes stays in the mapping");
         };
-        // SAFETY: the resized allocation holds 8 MiB; the first MiB moved.
-        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 8 << 20) };
-        assert!(bytes[..1 << 20].iter().all(|&b| b == 7));
-        assert!(bytes[1 << 20..].iter().all(|&b| b == 0));
-        assert!(usable_size(p.as_ptr()).is_none() || p == q);
+        assert_eq!((q.as_ptr() as usize + (1 << 20) - 1024) % PAGE_SIZE, 0);
+        // SAFETY: the resized allocation holds 1 MiB - 1000 bytes.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), (1 << 20) - 1024) };
+        assert!(bytes.iter().all(|&b| b == 7));
+        // The old address is now inside the moved allocation.
+        assert!(matches!(known(p.as_ptr() as usize), Known::Inside(a) if a == q.as_ptr() as usize));
+        assert!(matches!(resize(q.as_ptr(), 8 << 20), Resized::Move(n) if n == (1 << 20) - 1024));
+        assert!(matches!(resize(q.as_ptr(), 100), Resized::Move(_)));
         assert!(free(q.as_ptr()));
     }
 }

@@ -190,7 +190,7 @@ fn free_slow(ptr: *mut c_void) {
 
 fn report_bad(ptr: *const c_void, operation: Operation) -> ! {
     let addr = ptr as usize;
-    checks::report_bad_free(operation, addr, is_malloc_class, large::containing(addr))
+    checks::report_bad_free(operation, addr, is_malloc_class)
 }
 
 /// A live allocation of slitter's malloc.
@@ -260,12 +260,12 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             }
             move_object(ptr, class_size(id), size)
         }
-        Owner::Large(_) if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
+        Owner::Large(usable) if size <= MAX_SMALL_SIZE => move_object(ptr, usable, size),
+        Owner::Large(_) => match large::resize(ptr, size) {
             Resized::Done(p) => p.as_ptr(),
-            Resized::OutOfMemory => out_of_memory(),
+            Resized::Move(usable) => move_object(ptr, usable, size),
             Resized::NotLarge => report_bad(ptr, REALLOC),
         },
-        Owner::Large(usable) => move_object(ptr, usable, size),
     }
 }
 

@@ -146,7 +146,9 @@ misuse_tests! {
     free_aligned_sized_with_a_wrong_alignment: "free-aligned-sized-alignment" => ["size mismatch", "free_aligned_sized of", "malloc-4096"];
     // Guard pages and inaccessible zero-size objects.
     write_just_past_a_large_allocation: "large-write-past-end" => fault;
-    write_just_before_a_large_allocation: "large-write-before-start" => fault;
+    write_just_before_a_page_multiple_large_allocation: "large-page-write-before-start" => fault;
+    write_just_before_a_large_allocation_caught_at_free: "large-write-before-start" => ["heap underflow", "large allocation", "size 100000"];
+    write_past_the_size_into_the_rounding_caught_at_free: "large-write-into-rounding" => ["heap overflow", "large allocation", "size 100001"];
     read_through_malloc_0: "malloc0-read" => fault;
     write_through_malloc_0: "malloc0-write" => fault;
     // The class API.

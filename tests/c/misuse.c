@@ -266,9 +266,22 @@ static int malloc_case(const char *c)
 		tell(p + size);
 		p[size] = 1;
 	} else if (strcmp(c, "large-write-before-start") == 0) {
+		/* The page holds slack before p: caught when p is freed. */
 		char *p = large(&size);
+		tell(p);
+		((volatile char *)p)[-1] = 1;
+		free(p);
+	} else if (strcmp(c, "large-page-write-before-start") == 0) {
+		/* A whole number of pages: p starts just after the guard. */
+		char *p = launder(malloc(16 * 4096));
 		tell(p - 1);
 		p[-1] = 1;
+	} else if (strcmp(c, "large-write-into-rounding") == 0) {
+		/* The bytes up to the next multiple of 16 before the guard. */
+		char *p = launder(malloc(100001));
+		tell(p);
+		((volatile char *)p)[100001] = 1;
+		free(p);
 	} else if (strcmp(c, "malloc0-read") == 0) {
 		volatile char *p = launder(malloc(0));
 		CHECK(p != NULL, "malloc(0) gave NULL");
