@@ -17,7 +17,7 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
@@ -37,7 +37,7 @@ fn cpp_binary() -> &'static PathBuf {
     BINARY.get_or_init(|| compile_program(GROUP, "tests/cpp/sized_delete_misuse.cpp", None))
 }
 
-fn run(binary: &PathBuf, case: &str) -> Output {
+fn run(binary: &Path, case: &str) -> Output {
     let mut command = common::command(binary);
     common::preload(&mut command).arg(case);
     common::output(&mut command)
@@ -53,7 +53,7 @@ fn reported_pointer(case: &str, output: &Output) -> String {
 
 /// Runs `case` and checks that it aborted with one `slitter:` line holding
 /// its pointer and each of `phrases`.
-fn assert_aborts(binary: &PathBuf, case: &str, phrases: &[&str]) {
+fn assert_aborts(binary: &Path, case: &str, phrases: &[&str]) {
     let output = run(binary, case);
     assert_eq!(
         output.status.signal(),
