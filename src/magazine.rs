@@ -65,10 +65,13 @@ unsafe impl Sync for Magazine {}
 // SAFETY: as above; moving a magazine moves ownership of its objects.
 unsafe impl Send for Magazine {}
 
-const NO_SLOT: Slot = Slot {
-    object: core::ptr::null_mut(),
-    state: core::ptr::null(),
-};
+impl Slot {
+    /// A slot holding no object.
+    pub const EMPTY: Slot = Slot {
+        object: core::ptr::null_mut(),
+        state: core::ptr::null(),
+    };
+}
 
 impl Magazine {
     /// An empty magazine.
@@ -77,7 +80,7 @@ impl Magazine {
             count: 0,
             unused: 0,
             link: AtomicUsize::new(0),
-            slots: [NO_SLOT; MAGAZINE_SIZE],
+            slots: [Slot::EMPTY; MAGAZINE_SIZE],
         }
     }
 

@@ -20,11 +20,12 @@
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use crate::cache;
 use crate::checks::{self, Operation};
 use crate::class::{self, RawConfig, FIRST_USER_ID};
+use crate::hardening;
 use crate::large::{self, Resized, PAGE_SIZE};
 use crate::lock::Lock;
 use crate::mapper::NO_ACCESS_MAPPER_NAME;
@@ -66,6 +67,14 @@ const USABLE_SIZE: Operation = Operation {
 };
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+/// `malloc` requests of at most this many bytes take the fast path: 0
+/// until the size classes are registered, and when hardened (so that every
+/// request takes `allocate_slow`).
+static FAST_MALLOC_LIMIT: AtomicUsize = AtomicUsize::new(0);
+/// `free` releases objects of class ids below this on its fast path: the
+/// malloc classes, or none when hardened. The memory operand costs no more
+/// than the constant it stands for.
+static FAST_FREE_LIMIT: AtomicU32 = AtomicU32::new(FIRST_USER_ID);
 static INIT_LOCK: Lock<()> = Lock::new(());
 
 /// Registers the size classes if that is not done yet; `false` when out of
@@ -87,6 +96,12 @@ fn initialise() -> bool {
                 if class::register_reserved(class_id(index), &config).is_err() {
                     return false;
                 }
+            }
+            if crate::config::harden() {
+                hardening::enable();
+                FAST_FREE_LIMIT.store(0, Ordering::Relaxed);
+            } else {
+                FAST_MALLOC_LIMIT.store(MAX_SMALL_SIZE, Ordering::Relaxed);
             }
             INITIALISED.store(true, Ordering::Release);
         }
@@ -134,26 +149,59 @@ fn allocate_large(size: usize, align: usize) -> Option<(*mut c_void, bool)> {
     large::allocate(size, align).map(|(p, fresh)| (p.as_ptr(), fresh))
 }
 
+/// The size class serving a request of `size` bytes aligned to `align`
+/// (a power of two), with room for the canary when hardened; `None` when
+/// the large path serves it.
+pub fn small_class_for(size: usize, align: usize) -> Option<usize> {
+    if hardening::enabled() {
+        hardening::index_for(size, align)
+    } else if align <= 16 {
+        (size <= MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
+    } else {
+        size_classes::index_for_aligned(size, align)
+    }
+}
+
+/// The bytes a program may use in an object of malloc class `class_id`.
+fn small_usable_size(class_id: u32) -> usize {
+    if hardening::enabled() {
+        hardening::usable_size(class_index(class_id))
+    } else {
+        class_size(class_id)
+    }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two); NULL with
 /// ENOMEM on failure.
 fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
     if align <= 16 {
         return malloc(size);
     }
-    if let Some(index) = size_classes::index_for_aligned(size, align) {
-        return allocate_small(index);
-    }
-    allocate_large_or_null(size, align)
+    allocate_slow(size, align)
 }
 
-/// A large allocation, or NULL with ENOMEM; kept out of line so that
-/// `malloc`'s small path needs no stack frame.
+/// Any allocation that `malloc`'s fast path does not serve: before the
+/// classes exist, when hardened, large or over-aligned. Kept out of line so
+/// that `malloc`'s fast path needs no stack frame.
 #[cold]
 #[inline(never)]
-fn allocate_large_or_null(size: usize, align: usize) -> *mut c_void {
-    match allocate_large(size, align) {
-        Some((p, _)) => p,
-        None => out_of_memory(),
+fn allocate_slow(size: usize, align: usize) -> *mut c_void {
+    if !initialise() {
+        return out_of_memory();
+    }
+    match small_class_for(size, align) {
+        Some(index) if hardening::enabled() => {
+            let id = class_id(index);
+            match cache::allocate(id) {
+                Some(object) => hardening::hand_out(id, index, object),
+                None => out_of_memory(),
+            }
+        }
+        Some(index) => allocate_small(index),
+        None => match allocate_large(size, align) {
+            Some((p, _)) => p,
+            None => out_of_memory(),
+        },
     }
 }
 
@@ -161,10 +209,10 @@ fn allocate_large_or_null(size: usize, align: usize) -> *mut c_void {
 /// pointer into inaccessible memory); NULL with ENOMEM on failure.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
-    if size <= MAX_SMALL_SIZE {
+    if size <= FAST_MALLOC_LIMIT.load(Ordering::Relaxed) {
         return allocate_small(size_classes::index_for(size));
     }
-    allocate_large_or_null(size, 16)
+    allocate_slow(size, 16)
 }
 
 /// Frees `ptr` (NULL is a no-op); aborts with a `slitter:` line if `ptr`
@@ -172,12 +220,24 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn free(ptr: *mut c_void) {
     if let Some((id, slot)) = checks::take_back_any(ptr as usize) {
-        if is_malloc_class(id) {
+        if id < FAST_FREE_LIMIT.load(Ordering::Relaxed) {
             cache::release(id, slot);
             return;
         }
+        return free_taken(ptr, id, slot);
     }
     free_slow(ptr);
+}
+
+/// Frees the object just marked free by `free`'s check, of class `id`
+/// that the fast path does not release: hardened malloc objects, or a
+/// class-API object (a misuse).
+#[cold]
+fn free_taken(ptr: *mut c_void, id: u32, slot: crate::magazine::Slot) {
+    if !is_malloc_class(id) {
+        report_bad(ptr, FREE)
+    }
+    hardening::take_back(id, class_index(id), slot)
 }
 
 #[cold]
@@ -220,7 +280,7 @@ pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
         return out_of_memory();
     };
     if total <= MAX_SMALL_SIZE {
-        let p = allocate_small(size_classes::index_for(total));
+        let p = malloc(total);
         if !p.is_null() {
             // SAFETY: a fresh object of at least `total` bytes.
             unsafe { p.cast::<u8>().write_bytes(0, total) };
@@ -255,10 +315,10 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             // Keep the object while the new size selects its class, so
             // that an object always lives in the class of its last size
             // (which the sized frees check).
-            if size <= MAX_SMALL_SIZE && size_classes::index_for(size) == class_index(id) {
+            if small_class_for(size, 16) == Some(class_index(id)) {
                 return ptr;
             }
-            move_object(ptr, class_size(id), size)
+            move_object(ptr, small_usable_size(id), size)
         }
         Owner::Large(usable) if size <= MAX_SMALL_SIZE => move_object(ptr, usable, size),
         Owner::Large(_) => match large::resize(ptr, size) {
@@ -364,7 +424,7 @@ pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     match owner(ptr, USABLE_SIZE) {
-        Owner::Small(id) => class_size(id),
+        Owner::Small(id) => small_usable_size(id),
         Owner::Large(usable) => usable,
     }
 }

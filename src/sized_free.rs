@@ -24,20 +24,9 @@ use core::ffi::c_void;
 
 use crate::checks::{ClassLabel, Operation};
 use crate::malloc_api::{self, Owner};
-use crate::size_classes::{self, MAX_SMALL_SIZE};
 
 /// The alignment every allocation has without asking (`malloc`'s).
 const DEFAULT_ALIGNMENT: usize = 16;
-
-/// The size class that an allocation of `size` bytes aligned to `align`
-/// comes from, or `None` when the large path serves it.
-fn class_index_for(size: usize, align: usize) -> Option<usize> {
-    if align <= DEFAULT_ALIGNMENT {
-        (size <= MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
-    } else {
-        size_classes::index_for_aligned(size, align)
-    }
-}
 
 /// Frees `ptr`, named by the caller (`operation`) as an allocation of
 /// `size` bytes aligned to `align`; aborts if `ptr` is not live or the
@@ -48,7 +37,7 @@ fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str)
     }
     let operation = Operation { name, frees: true };
     let expected = if align.is_power_of_two() {
-        class_index_for(size, align)
+        malloc_api::small_class_for(size, align)
     } else {
         crate::fatal::die(format_args!(
             "{name} of {ptr:p} with alignment {align}, which is not a power of two"
@@ -136,32 +125,18 @@ pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::size_classes::size_of_class;
+    use crate::size_classes::{size_of_class, MAX_SMALL_SIZE};
 
     #[test]
-    fn plain_sizes_select_the_malloc_class() {
-        for size in 0..=MAX_SMALL_SIZE {
-            let index = class_index_for(size, 8).expect("a small size");
-            assert!(size_of_class(index) >= size);
-            assert_eq!(class_index_for(size, 16), Some(index));
-        }
-        assert_eq!(class_index_for(MAX_SMALL_SIZE + 1, 16), None);
-    }
-
-    #[test]
-    fn aligned_sizes_select_an_aligned_class_or_the_large_path() {
+    fn libstdcxx_rounding_of_aligned_sizes_selects_the_same_class() {
         for align in [32, 64, 4096] {
             for size in (0..=MAX_SMALL_SIZE).step_by(7) {
-                let index = class_index_for(size, align).expect("a class serves it");
+                let index =
+                    malloc_api::small_class_for(cxx_size(size), align).expect("a class serves it");
                 assert!(size_of_class(index).is_multiple_of(align));
-                // libstdc++ rounds the size up to the alignment: same class.
                 let rounded = cxx_size(size).next_multiple_of(align);
-                assert_eq!(
-                    class_index_for(rounded, align),
-                    class_index_for(cxx_size(size), align)
-                );
+                assert_eq!(malloc_api::small_class_for(rounded, align), Some(index));
             }
         }
-        assert_eq!(class_index_for(64, 1 << 20), None);
     }
 }
