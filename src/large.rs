@@ -333,10 +333,11 @@ pub enum Resized {
     NotLarge,
 }
 
-/// Resizes the large allocation at `ptr` to hold `size` bytes: in place
-/// when its pages suffice and at most half would be unused, else by moving
-/// its pages with `mremap` into a new guarded mapping (no copy).
-pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
+/// Resizes the large allocation at `ptr`, aligned to `align` (a power of
+/// two), to hold `size` bytes at that alignment: in place when its pages
+/// suffice and at most half would be unused, else by moving its pages with
+/// `mremap` into a new guarded mapping (no copy).
+pub fn resize(ptr: *mut c_void, size: usize, align: usize) -> Resized {
     let Some(length) = page_round(size.max(1)) else {
         return Resized::OutOfMemory;
     };
@@ -348,7 +349,7 @@ pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
     if length <= old.length && length >= old.length / 2 {
         return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     }
-    let Some(mapping) = map(length, PAGE_SIZE) else {
+    let Some(mapping) = map(length, align) else {
         return Resized::OutOfMemory;
     };
     let moved = length.min(old.length);
@@ -421,7 +422,7 @@ mod tests {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), 8 << 20) else {
+        let Resized::Done(q) = resize(p.as_ptr(), 8 << 20, 16) else {
             panic!("resize failed");
         };
         // SAFETY: the resized allocation holds 8 MiB; the first MiB moved.

@@ -3,14 +3,18 @@
 //! Owns: `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //! `malloc_usable_size`, `cfree`, `free_sized`, `free_aligned_sized` and
-//! glibc's `__libc_*` aliases; the registration of the size classes (ids
-//! `1..FIRST_USER_ID`, one per `size_classes` index) on first use; glibc's
-//! errno and NULL conventions.
+//! glibc's `__libc_*` aliases; the aligned, zeroed and resizing requests
+//! that both these and `global_alloc.rs` (`Slitter`) make; the
+//! registration of the size classes (ids `1..FIRST_USER_ID`, one per
+//! `size_classes` index) on first use; glibc's errno and NULL conventions.
 //!
 //! A request of at most `MAX_SMALL_SIZE` bytes is served by its size class
 //! through the thread cache (`cache.rs`), with no lock and no atomic
 //! read-modify-write; `malloc(0)` by the zero-size class, whose objects lie
-//! in inaccessible memory; larger or over-aligned requests by `large.rs`.
+//! in inaccessible memory; a request aligned beyond 16 bytes by a class
+//! whose size is a multiple of the alignment (up to the span alignment);
+//! larger or more aligned requests by `large.rs`, and a resize keeps the
+//! alignment it was allocated with.
 //! `free` validates every pointer out of band (`checks.rs`).
 //!
 //! Invariants: nothing here allocates through another allocator; failures
@@ -115,19 +119,45 @@ fn allocate_large(size: usize, align: usize) -> Option<(*mut c_void, bool)> {
     large::allocate(size, align).map(|(p, fresh)| (p.as_ptr(), fresh))
 }
 
+/// The size class that serves `size` bytes aligned to `align` (a power of
+/// two), if one can; otherwise the large path does.
+#[inline(always)]
+fn small_index(size: usize, align: usize) -> Option<usize> {
+    if align <= 16 {
+        (size <= MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
+    } else {
+        size_classes::index_for_aligned(size, align)
+    }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two); NULL with
 /// ENOMEM on failure.
-fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
-    if align <= 16 {
-        return malloc(size);
+pub(crate) fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
+    match small_index(size, align) {
+        Some(index) => allocate_small(index),
+        None => match allocate_large(size, align) {
+            Some((p, _)) => p,
+            None => out_of_memory(),
+        },
     }
-    if let Some(index) = size_classes::index_for_aligned(size, align) {
-        return allocate_small(index);
+}
+
+/// Allocates `size` zeroed bytes aligned to `align` (a power of two),
+/// clearing only memory not known to be zero (fresh large mappings are);
+/// NULL with ENOMEM on failure.
+pub(crate) fn allocate_zeroed(size: usize, align: usize) -> *mut c_void {
+    let (p, zero) = match small_index(size, align) {
+        Some(index) => (allocate_small(index), false),
+        None => match allocate_large(size, align) {
+            Some(allocation) => allocation,
+            None => return out_of_memory(),
+        },
+    };
+    if !zero && !p.is_null() {
+        // SAFETY: a new allocation of at least `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(0, size) };
     }
-    match allocate_large(size, align) {
-        Some((p, _)) => p,
-        None => out_of_memory(),
-    }
+    p
 }
 
 /// Allocates `size` bytes, 16-byte aligned (`malloc(0)` gives a unique
@@ -192,24 +222,8 @@ fn owner(ptr: *mut c_void, operation: &str) -> Owner {
 /// failure.
 #[no_mangle]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
-    let Some(total) = count.checked_mul(size) else {
-        return out_of_memory();
-    };
-    if total <= MAX_SMALL_SIZE {
-        let p = allocate_small(size_classes::index_for(total));
-        if !p.is_null() {
-            // SAFETY: a fresh object of at least `total` bytes.
-            unsafe { p.cast::<u8>().write_bytes(0, total) };
-        }
-        return p;
-    }
-    match allocate_large(total, 16) {
-        Some((p, true)) => p,
-        Some((p, false)) => {
-            // SAFETY: a reused large allocation of at least `total` bytes.
-            unsafe { p.cast::<u8>().write_bytes(0, total) };
-            p
-        }
+    match count.checked_mul(size) {
+        Some(total) => allocate_zeroed(total, 16),
         None => out_of_memory(),
     }
 }
@@ -226,6 +240,14 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         free(ptr);
         return null_mut();
     }
+    reallocate(ptr, size, 16)
+}
+
+/// Resizes the live allocation `ptr`, aligned to `align` (a power of two),
+/// to `size` bytes at the same alignment, in place when it fits; aborts if
+/// `ptr` is not a live allocation. On failure returns NULL with ENOMEM and
+/// leaves `ptr` unchanged.
+pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_void {
     match owner(ptr, "realloc") {
         Owner::Small(id) => {
             let old_size = class_size(id);
@@ -234,21 +256,24 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             if size <= old_size && (old_size <= 128 || size > old_size / 2) {
                 return ptr;
             }
-            move_object(ptr, old_size, size)
+            move_object(ptr, old_size, size, align)
         }
-        Owner::Large(_) if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
-            Resized::Done(p) => p.as_ptr(),
-            Resized::OutOfMemory => out_of_memory(),
-            Resized::NotLarge => report_bad(ptr, "realloc"),
-        },
-        Owner::Large(usable) => move_object(ptr, usable, size),
+        Owner::Large(_) if small_index(size, align).is_none() => {
+            match large::resize(ptr, size, align) {
+                Resized::Done(p) => p.as_ptr(),
+                Resized::OutOfMemory => out_of_memory(),
+                Resized::NotLarge => report_bad(ptr, "realloc"),
+            }
+        }
+        Owner::Large(usable) => move_object(ptr, usable, size, align),
     }
 }
 
 /// Moves the `old_size`-byte object at `ptr` into a new allocation of
-/// `size` bytes and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
-fn move_object(ptr: *mut c_void, old_size: usize, size: usize) -> *mut c_void {
-    let new = malloc(size);
+/// `size` bytes aligned to `align` and frees it; NULL with ENOMEM (and
+/// `ptr` kept) on failure.
+fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
+    let new = allocate_aligned(size, align);
     if new.is_null() {
         return new;
     }
