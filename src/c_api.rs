@@ -14,6 +14,41 @@ use crate::class::{self, ClassError, RawConfig};
 use crate::mapper;
 
 /// A registered class, passed by value. Id 0 is never a valid class.
+// The Rust examples are attached for rustdoc only, so that cbindgen keeps
+// them out of the C header.
+#[cfg_attr(
+    any(doc, doctest),
+    doc = r#"
+The C API can be called from Rust too (the crate exports it):
+
+```
+use core::ffi::c_void;
+use slitter::{SlitterClass, SlitterClassConfig};
+
+extern "C" {
+    fn slitter_class_register(config: *const SlitterClassConfig) -> SlitterClass;
+    fn slitter_allocate(class: SlitterClass) -> *mut c_void;
+    fn slitter_release(class: SlitterClass, ptr: *mut c_void);
+}
+
+let config = SlitterClassConfig {
+    name: c"c-api-example".as_ptr(),
+    size: 24,
+    zero_init: true,
+    mapper_name: core::ptr::null(),
+};
+// SAFETY: a valid config with a NUL-terminated name; the object is
+// released once, into its own class.
+unsafe {
+    let class = slitter_class_register(&config);
+    assert_eq!(slitter::Class::from_id(class.id).unwrap().info().name(), "c-api-example");
+    let object = slitter_allocate(class);
+    assert_eq!(*object.cast::<u64>(), 0);
+    slitter_release(class, object);
+}
+```
+"#
+)]
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SlitterClass {
@@ -23,6 +58,42 @@ pub struct SlitterClass {
 
 /// How to create a class. Use designated initialisers: fields added in
 /// later versions default to zero.
+// As for `SlitterClass`: the Rust example is for rustdoc only.
+#[cfg_attr(
+    any(doc, doctest),
+    doc = r#"
+```
+use slitter::{SlitterClass, SlitterClassConfig, SlitterStatus};
+
+extern "C" {
+    fn slitter_class_try_register(
+        config: *const SlitterClassConfig,
+        out: *mut SlitterClass,
+    ) -> SlitterStatus;
+}
+
+let try_register = |size, mapper_name: &core::ffi::CStr, out: *mut SlitterClass| {
+    let config = SlitterClassConfig {
+        name: core::ptr::null(),
+        size,
+        zero_init: false,
+        mapper_name: mapper_name.as_ptr(),
+    };
+    // SAFETY: a valid config whose strings are NULL or NUL-terminated;
+    // `out` is NULL or writable.
+    unsafe { slitter_class_try_register(&config, out) }
+};
+let mut class = SlitterClass { id: 0 };
+assert_eq!(try_register(100, c"file", &mut class), SlitterStatus::SLITTER_OK);
+let info = slitter::Class::from_id(class.id).unwrap().info();
+assert_eq!((info.name(), info.object_size), ("anonymous", 104));
+
+let nowhere = core::ptr::null_mut();
+assert_eq!(try_register(0, c"file", nowhere), SlitterStatus::SLITTER_ZERO_SIZE);
+assert_eq!(try_register(8, c"tape", nowhere), SlitterStatus::SLITTER_UNKNOWN_MAPPER);
+```
+"#
+)]
 #[repr(C)]
 pub struct SlitterClassConfig {
     /// A name for diagnostics (NULL: "anonymous"); copied, at most 63 bytes.
@@ -37,6 +108,27 @@ pub struct SlitterClassConfig {
 }
 
 /// The outcome of `slitter_class_try_register`.
+// As for `SlitterClass`: the Rust example is for rustdoc only.
+#[cfg_attr(
+    any(doc, doctest),
+    doc = r#"
+```
+use slitter::{ClassError, SlitterStatus};
+
+// `slitter_class_try_register` returns these (see `SlitterClassConfig`);
+// the Rust API's errors map to the same statuses.
+assert_eq!(SlitterStatus::SLITTER_OK as i32, 0);
+assert_eq!(
+    SlitterStatus::from(ClassError::ZeroSize),
+    SlitterStatus::SLITTER_ZERO_SIZE
+);
+assert_eq!(
+    SlitterStatus::from(ClassError::SizeTooLarge { size: 1 << 40, max: slitter::MAX_SPAN_SIZE }),
+    SlitterStatus::SLITTER_SIZE_TOO_LARGE
+);
+```
+"#
+)]
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,9 +30,35 @@ use crate::mill;
 use crate::press::Press;
 
 /// Class names longer than this are truncated.
+///
+/// ```
+/// let long = "n".repeat(100);
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     name: Some(&long),
+///     size: 8,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// assert_eq!(class.info().name().len(), slitter::MAX_NAME_LEN);
+/// ```
 pub const MAX_NAME_LEN: usize = 63;
 
 /// Everything slitter knows about one class.
+///
+/// ```
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     name: Some("info-example"),
+///     size: 20,
+///     zero_init: true,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// let info = class.info();
+/// assert_eq!(info.id, class.id());
+/// assert_eq!(info.name(), "info-example");
+/// assert_eq!(info.object_size, 24);
+/// assert!(info.zero_init);
+/// ```
 pub struct ClassInfo {
     /// The class id (index in the class table).
     pub id: u32,
@@ -51,13 +77,36 @@ pub struct ClassInfo {
 }
 
 impl ClassInfo {
-    /// The class name given at registration (possibly truncated).
+    /// The class name given at registration (possibly truncated to
+    /// [`MAX_NAME_LEN`] bytes; "anonymous" if none was given).
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(class.info().name(), "anonymous");
+    /// ```
     pub fn name(&self) -> &str {
         // The name was truncated to a valid UTF-8 prefix at registration.
         core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
     }
 
     /// The number of bytes to clear in each object handed out (0: none).
+    ///
+    /// ```
+    /// let class = |zero_init| {
+    ///     slitter::Class::new(slitter::ClassConfig {
+    ///         size: 40,
+    ///         zero_init,
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap()
+    /// };
+    /// assert_eq!(class(true).info().zero_size(), 40);
+    /// assert_eq!(class(false).info().zero_size(), 0);
+    /// ```
     pub fn zero_size(&self) -> u32 {
         if self.zero_init {
             self.object_size as u32
@@ -85,6 +134,21 @@ pub fn info(id: u32) -> Option<&'static ClassInfo> {
 }
 
 /// Why a class could not be registered.
+///
+/// ```
+/// use slitter::{Class, ClassConfig, ClassError};
+///
+/// let error = Class::new(ClassConfig::default()).unwrap_err();
+/// assert_eq!(error, ClassError::ZeroSize);
+/// assert_eq!(error.to_string(), "the object size is 0");
+///
+/// let unknown = ClassConfig {
+///     size: 8,
+///     mapper_name: Some("no-such-mapper"),
+///     ..Default::default()
+/// };
+/// assert_eq!(Class::new(unknown), Err(ClassError::UnknownMapper));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClassError {
     /// The C caller passed a NULL config.
@@ -132,7 +196,25 @@ impl fmt::Display for ClassError {
 
 impl std::error::Error for ClassError {}
 
-/// How to create a [`Class`].
+/// How to create a [`Class`]. Fields not given default to an anonymous
+/// class of non-zeroed objects in anonymous memory (the size has no usable
+/// default).
+///
+/// ```
+/// use slitter::{Class, ClassConfig};
+///
+/// let config = ClassConfig {
+///     name: Some("file-backed"),
+///     size: 4096,
+///     mapper_name: Some("file"),
+///     ..Default::default()
+/// };
+/// let class = Class::new(config).unwrap();
+/// let page = class.allocate().unwrap();
+/// // SAFETY: a fresh 4096-byte object.
+/// unsafe { page.as_ptr().cast::<u8>().write_bytes(1, 4096) };
+/// class.release(page);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ClassConfig<'a> {
     /// A name for diagnostics (`None`: "anonymous").
@@ -272,7 +354,18 @@ pub struct Class {
 }
 
 impl Class {
-    /// Registers a new class.
+    /// Registers a new class. Classes are never unregistered: create each
+    /// once and keep (or copy) the handle.
+    ///
+    /// ```
+    /// let nodes = slitter::Class::new(slitter::ClassConfig {
+    ///     name: Some("nodes"),
+    ///     size: 48,
+    ///     ..Default::default()
+    /// })
+    /// .expect("a valid config");
+    /// assert_eq!(nodes.info().object_size, 48);
+    /// ```
     pub fn new(config: ClassConfig<'_>) -> Result<Class, ClassError> {
         let raw = RawConfig {
             name: config.name.map(str::as_bytes),
@@ -287,6 +380,19 @@ impl Class {
     }
 
     /// The class with id `id`, if one is registered.
+    ///
+    /// ```
+    /// use slitter::{Class, ClassConfig};
+    ///
+    /// let class = Class::new(ClassConfig {
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(Class::from_id(class.id()), Some(class));
+    /// assert_eq!(Class::from_id(0), None);
+    /// assert_eq!(Class::from_id(slitter::MAX_CLASSES as u32), None);
+    /// ```
     pub fn from_id(id: u32) -> Option<Class> {
         info(id)?;
         Some(Class {
@@ -294,12 +400,35 @@ impl Class {
         })
     }
 
-    /// The class id.
+    /// The class id: what the C API's `SlitterClass` holds.
+    ///
+    /// ```
+    /// let make = || {
+    ///     slitter::Class::new(slitter::ClassConfig {
+    ///         size: 8,
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap()
+    /// };
+    /// let (a, b) = (make(), make());
+    /// assert_ne!(a.id(), b.id());
+    /// assert!(a.id() > 0 && (b.id() as usize) < slitter::MAX_CLASSES);
+    /// ```
     pub fn id(self) -> u32 {
         self.id.get()
     }
 
     /// The class's descriptor.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     name: Some("described"),
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(class.info().name(), "described");
+    /// ```
     pub fn info(self) -> &'static ClassInfo {
         info(self.id.get()).expect("a Class handle always names a registered class")
     }
@@ -307,6 +436,20 @@ impl Class {
     /// A new object of this class (at least 8-byte aligned; 16-byte aligned
     /// when the size is a multiple of 16), or `None` when memory is
     /// exhausted.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 32,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// let a = class.allocate().unwrap();
+    /// let b = class.allocate().unwrap();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.as_ptr() as usize % 16, 0);
+    /// class.release(a);
+    /// class.release(b);
+    /// ```
     #[inline(always)]
     pub fn allocate(self) -> Option<NonNull<c_void>> {
         cache::allocate(self.id.get()).map(NonNull::cast)
@@ -316,6 +459,27 @@ impl Class {
     /// `slitter:` message if `object` is not a live object of this class
     /// (allocated from another class or not by slitter, an interior
     /// pointer, or already released).
+    ///
+    /// A released object keeps its class: the memory is type-stable, and
+    /// only a later allocation from the same class hands it out again.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 64,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// let objects: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
+    /// for &object in &objects {
+    ///     class.release(object);
+    /// }
+    /// // Released objects come back from this class, not from fresh memory.
+    /// let again: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
+    /// assert!(again.iter().any(|object| objects.contains(object)));
+    /// for object in again {
+    ///     class.release(object);
+    /// }
+    /// ```
     #[inline(always)]
     pub fn release(self, object: NonNull<c_void>) {
         let addr = object.as_ptr() as usize;

@@ -50,6 +50,23 @@ pub const MAGAZINE_SIZE: usize = 31;
 pub const MAGAZINE_ALIGNMENT: usize = 512;
 
 /// The largest span the mill hands out, hence the largest object size.
+///
+/// ```
+/// use slitter::{Class, ClassConfig, ClassError, MAX_SPAN_SIZE};
+///
+/// let config = |size| ClassConfig {
+///     size,
+///     ..Default::default()
+/// };
+/// assert!(Class::new(config(MAX_SPAN_SIZE)).is_ok());
+/// assert_eq!(
+///     Class::new(config(MAX_SPAN_SIZE + 1)),
+///     Err(ClassError::SizeTooLarge {
+///         size: MAX_SPAN_SIZE + 1,
+///         max: MAX_SPAN_SIZE
+///     })
+/// );
+/// ```
 pub const MAX_SPAN_SIZE: usize = DATA_ALIGNMENT / 16;
 
 /// Number of span records (and span slots) per chunk.
@@ -67,7 +84,27 @@ pub const CHUNK_RESERVATION_SIZE: usize =
 /// never returns memory above it unless asked with a hint.
 pub const ADDRESS_SPACE_LIMIT: usize = 1 << 47;
 
-/// Class ids are below this bound (id 0 means "no class").
+/// Class ids are below this bound (id 0 means "no class"); the malloc size
+/// classes take some of them, so fewer user classes can be registered.
+///
+/// ```
+/// use slitter::{Class, ClassConfig, ClassError, MAX_CLASSES};
+///
+/// let config = ClassConfig {
+///     size: 8,
+///     ..Default::default()
+/// };
+/// let registered = (0..MAX_CLASSES)
+///     .map_while(|_| match Class::new(config) {
+///         Ok(class) => Some(class.id()),
+///         Err(error) => {
+///             assert_eq!(error, ClassError::TooManyClasses);
+///             None
+///         }
+///     })
+///     .count();
+/// assert!(registered > 0 && registered < MAX_CLASSES);
+/// ```
 pub const MAX_CLASSES: usize = 1024;
 
 const_assert!(DATA_ALIGNMENT.is_power_of_two());

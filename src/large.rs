@@ -466,12 +466,13 @@ pub enum Resized {
     NotLarge,
 }
 
-/// Resizes the large allocation at `ptr` to hold `size` bytes within its
-/// mapping when the mapping's pages suffice and at most half would be
-/// unused: the bytes move (`memmove`) so that the allocation still ends at
-/// the guard page, and the old address counts as freed. Otherwise the
-/// caller moves it into a new allocation.
-pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
+/// Resizes the large allocation at `ptr`, aligned to `align` (a power of
+/// two), to hold `size` bytes at that alignment within its mapping when the
+/// mapping's pages suffice and at most half would be unused: the bytes move
+/// (`memmove`) so that the allocation still ends at the guard page, and
+/// the old address counts as freed. Otherwise the caller moves it into a
+/// new allocation.
+pub fn resize(ptr: *mut c_void, size: usize, align: usize) -> Resized {
     let mut state = STATE.lock();
     let Some(index) = state.table.find(ptr as usize) else {
         return Resized::NotLarge;
@@ -484,7 +485,7 @@ pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
     if !fits {
         return Resized::Move(usable);
     }
-    let user = old.place(size, MIN_ALIGN);
+    let user = old.place(size, align);
     let resized = Mapping { user, size, ..old };
     if user != old.user {
         // SAFETY: both ranges lie in this allocation's data pages, which
@@ -544,7 +545,7 @@ mod tests {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1024) else {
+        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1024, 16) else {
             panic!("a shrink by 1024 bytes stays in the mapping");
         };
         assert_eq!((q.as_ptr() as usize + (1 << 20) - 1024) % PAGE_SIZE, 0);
@@ -554,8 +555,10 @@ mod tests {
         assert!(bytes.iter().all(|&b| b == 7));
         // The old address is now inside the moved allocation.
         assert!(matches!(known(p.as_ptr() as usize), Known::Inside(a) if a == q.as_ptr() as usize));
-        assert!(matches!(resize(q.as_ptr(), 8 << 20), Resized::Move(n) if n == (1 << 20) - 1024));
-        assert!(matches!(resize(q.as_ptr(), 100), Resized::Move(_)));
+        assert!(
+            matches!(resize(q.as_ptr(), 8 << 20, 16), Resized::Move(n) if n == (1 << 20) - 1024)
+        );
+        assert!(matches!(resize(q.as_ptr(), 100, 16), Resized::Move(_)));
         assert!(free(q.as_ptr()));
     }
 }

@@ -9,6 +9,15 @@
 //! that reserves address space. Class memory is immortal: an address once
 //! used by a class is never used by another class nor unmapped.
 //!
+//! Rust programs use slitter in two ways: [`Class`] for type-stable pools
+//! of their own (below), and [`Slitter`] as the `#[global_allocator]`,
+//! which serves every `Box`, `Vec` and `String` through slitter's malloc
+//! (size classes up to 32 KiB, the large path above).
+//!
+//! C programs use the class API declared in `include/slitter.h` (see
+//! [`SlitterClass`]), or link or `LD_PRELOAD` the library to replace
+//! `malloc`.
+//!
 //! Follow an allocation from the top: [`Class::allocate`] (`class.rs`) →
 //! `cache.rs` (fast path) → `magazine.rs` / `rack.rs` → `press.rs` →
 //! `mill.rs` → `mapper.rs` (mmap). A release goes through `checks.rs` first.
@@ -29,6 +38,7 @@
 //! class.release(object);
 //! ```
 
+#![deny(missing_docs)]
 // The measurement build compiles the checks out, leaving their helpers unused.
 #![cfg_attr(feature = "measure_without_checks", allow(unused))]
 
@@ -41,6 +51,7 @@ mod class;
 mod config;
 mod constants;
 mod fatal;
+mod global_alloc;
 mod hardening;
 mod large;
 mod lock;
@@ -58,5 +69,6 @@ mod stats;
 pub use c_api::{SlitterClass, SlitterClassConfig, SlitterStatus};
 pub use class::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
 pub use constants::{MAX_CLASSES, MAX_SPAN_SIZE};
+pub use global_alloc::Slitter;
 pub use mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
 pub use stats::{internal_counts, InternalCounts};

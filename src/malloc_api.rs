@@ -3,14 +3,19 @@
 //! Owns: `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //! `malloc_usable_size`, `cfree` and glibc's `__libc_*` aliases (the sized
-//! frees, which check their size first, are in `sized_free.rs`); the registration of the size classes (ids
-//! `1..FIRST_USER_ID`, one per `size_classes` index) on first use; glibc's
-//! errno and NULL conventions.
+//! frees, which check their size first, are in `sized_free.rs`); the
+//! aligned, zeroed and resizing requests that both these and
+//! `global_alloc.rs` (`Slitter`) make; the registration of the size
+//! classes (ids `1..FIRST_USER_ID`, one per `size_classes` index) on first
+//! use; glibc's errno and NULL conventions.
 //!
 //! A request of at most `MAX_SMALL_SIZE` bytes is served by its size class
 //! through the thread cache (`cache.rs`), with no lock and no atomic
 //! read-modify-write; `malloc(0)` by the zero-size class, whose objects lie
-//! in inaccessible memory; larger or over-aligned requests by `large.rs`.
+//! in inaccessible memory; a request aligned beyond 16 bytes by a class
+//! whose size is a multiple of the alignment (up to the span alignment);
+//! larger or more aligned requests by `large.rs`, and a resize keeps the
+//! alignment it was allocated with.
 //! `free` validates every pointer out of band (`checks.rs`).
 //!
 //! Invariants: nothing here allocates through another allocator; failures
@@ -173,7 +178,7 @@ fn small_usable_size(class_id: u32) -> usize {
 
 /// Allocates `size` bytes aligned to `align` (a power of two); NULL with
 /// ENOMEM on failure.
-fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
+pub(crate) fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
     if align <= 16 {
         return malloc(size);
     }
@@ -203,6 +208,25 @@ fn allocate_slow(size: usize, align: usize) -> *mut c_void {
             None => out_of_memory(),
         },
     }
+}
+
+/// Allocates `size` zeroed bytes aligned to `align` (a power of two),
+/// clearing only memory not known to be zero (fresh large mappings are);
+/// NULL with ENOMEM on failure.
+pub(crate) fn allocate_zeroed(size: usize, align: usize) -> *mut c_void {
+    let (p, zero) = if small_class_for(size, align).is_some() {
+        (allocate_aligned(size, align), false)
+    } else {
+        match allocate_large(size, align) {
+            Some(allocation) => allocation,
+            None => return out_of_memory(),
+        }
+    };
+    if !zero && !p.is_null() {
+        // SAFETY: a new allocation of at least `size` bytes.
+        unsafe { p.cast::<u8>().write_bytes(0, size) };
+    }
+    p
 }
 
 /// Allocates `size` bytes, 16-byte aligned (`malloc(0)` gives a unique
@@ -276,24 +300,8 @@ pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
 /// failure.
 #[no_mangle]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
-    let Some(total) = count.checked_mul(size) else {
-        return out_of_memory();
-    };
-    if total <= MAX_SMALL_SIZE {
-        let p = malloc(total);
-        if !p.is_null() {
-            // SAFETY: a fresh object of at least `total` bytes.
-            unsafe { p.cast::<u8>().write_bytes(0, total) };
-        }
-        return p;
-    }
-    match allocate_large(total, 16) {
-        Some((p, true)) => p,
-        Some((p, false)) => {
-            // SAFETY: a reused large allocation of at least `total` bytes.
-            unsafe { p.cast::<u8>().write_bytes(0, total) };
-            p
-        }
+    match count.checked_mul(size) {
+        Some(total) => allocate_zeroed(total, 16),
         None => out_of_memory(),
     }
 }
@@ -310,29 +318,40 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         free(ptr);
         return null_mut();
     }
+    reallocate(ptr, size, 16)
+}
+
+/// Resizes the live allocation `ptr`, aligned to `align` (a power of two),
+/// to `size` bytes at the same alignment, in place when it fits; aborts if
+/// `ptr` is not a live allocation. On failure returns NULL with ENOMEM and
+/// leaves `ptr` unchanged.
+pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_void {
     match owner(ptr, REALLOC) {
         Owner::Small(id) => {
             // Keep the object while the new size selects its class, so
             // that an object always lives in the class of its last size
             // (which the sized frees check).
-            if small_class_for(size, 16) == Some(class_index(id)) {
+            if small_class_for(size, align) == Some(class_index(id)) {
                 return ptr;
             }
-            move_object(ptr, small_usable_size(id), size)
+            move_object(ptr, small_usable_size(id), size, align)
         }
-        Owner::Large(usable) if size <= MAX_SMALL_SIZE => move_object(ptr, usable, size),
-        Owner::Large(_) => match large::resize(ptr, size) {
-            Resized::Done(p) => p.as_ptr(),
-            Resized::Move(usable) => move_object(ptr, usable, size),
-            Resized::NotLarge => report_bad(ptr, REALLOC),
-        },
+        Owner::Large(_) if small_class_for(size, align).is_none() => {
+            match large::resize(ptr, size, align) {
+                Resized::Done(p) => p.as_ptr(),
+                Resized::Move(usable) => move_object(ptr, usable, size, align),
+                Resized::NotLarge => report_bad(ptr, REALLOC),
+            }
+        }
+        Owner::Large(usable) => move_object(ptr, usable, size, align),
     }
 }
 
 /// Moves the `old_size`-byte object at `ptr` into a new allocation of
-/// `size` bytes and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
-fn move_object(ptr: *mut c_void, old_size: usize, size: usize) -> *mut c_void {
-    let new = malloc(size);
+/// `size` bytes aligned to `align` and frees it; NULL with ENOMEM (and
+/// `ptr` kept) on failure.
+fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
+    let new = allocate_aligned(size, align);
     if new.is_null() {
         return new;
     }

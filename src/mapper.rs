@@ -17,6 +17,14 @@ use core::ptr::NonNull;
 use crate::lock::Lock;
 
 /// An `errno` value explaining why a mapper call failed.
+///
+/// ```
+/// let error: slitter::Errno = libc::ENOMEM;
+/// assert_eq!(
+///     std::io::Error::from_raw_os_error(error).kind(),
+///     std::io::ErrorKind::OutOfMemory
+/// );
+/// ```
 pub type Errno = i32;
 
 /// A source of address space and memory for one or more mills.
@@ -25,6 +33,50 @@ pub type Errno = i32;
 /// around the aligned chunk, then `allocate_meta` and `allocate_data` on the
 /// chunk's metadata and data regions. Ranges passed in are page-aligned.
 /// Every method but `allocate_data` defaults to private anonymous memory.
+///
+/// A mapper that backs object data with anonymous memory, like the default
+/// one, and counts the bytes it backed; a class takes its memory from it by
+/// naming it:
+///
+/// ```
+/// use core::ffi::c_void;
+/// use core::ptr::NonNull;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+///
+/// use slitter::{Class, ClassConfig, Errno, Mapper};
+///
+/// struct Counting {
+///     backed: AtomicUsize,
+/// }
+///
+/// impl Mapper for Counting {
+///     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+///         let rw = libc::PROT_READ | libc::PROT_WRITE;
+///         // SAFETY: slitter passes part of a reservation this mapper made
+///         // (the default `reserve`: private anonymous memory, zero-filled
+///         // once accessible) that nothing uses yet.
+///         if unsafe { libc::mprotect(base.as_ptr(), size, rw) } != 0 {
+///             return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM));
+///         }
+///         self.backed.fetch_add(size, Ordering::Relaxed);
+///         Ok(())
+///     }
+/// }
+///
+/// static COUNTING: Counting = Counting { backed: AtomicUsize::new(0) };
+///
+/// slitter::register_mapper("counting", &COUNTING).unwrap();
+/// let class = Class::new(ClassConfig {
+///     name: Some("counted"),
+///     size: 64,
+///     mapper_name: Some("counting"),
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// let object = class.allocate().unwrap();
+/// assert!(COUNTING.backed.load(Ordering::Relaxed) >= 64);
+/// class.release(object);
+/// ```
 pub trait Mapper: Sync {
     /// The granularity of this mapper's ranges.
     fn page_size(&self) -> usize {
@@ -229,12 +281,56 @@ impl Mapper for FileBackedMapper {
 }
 
 /// At most this many mappers can be registered, built-ins included.
+///
+/// ```
+/// use slitter::{register_mapper, RegisterMapperError, MAX_MAPPERS};
+///
+/// /// A mapper no class uses: it never has to back memory.
+/// struct Unused;
+/// impl slitter::Mapper for Unused {
+///     fn allocate_data(
+///         &self,
+///         _: core::ptr::NonNull<core::ffi::c_void>,
+///         _: usize,
+///     ) -> Result<(), slitter::Errno> {
+///         Err(libc::ENOMEM)
+///     }
+/// }
+/// static UNUSED: Unused = Unused;
+///
+/// let refused = (0..MAX_MAPPERS)
+///     .map(|i| register_mapper(format!("unused-{i}").leak(), &UNUSED))
+///     .filter(|result| *result == Err(RegisterMapperError::TooManyMappers))
+///     .count();
+/// // The built-in mappers take some of the slots.
+/// assert!(refused > 0 && refused < MAX_MAPPERS);
+/// ```
 pub const MAX_MAPPERS: usize = 16;
 
 /// The position of a mapper in the registry (and of its mill).
 pub type MapperIndex = usize;
 
 /// Why [`register_mapper`] refused a mapper.
+///
+/// ```
+/// # struct Anonymous;
+/// # impl slitter::Mapper for Anonymous {
+/// #     fn allocate_data(
+/// #         &self,
+/// #         _: core::ptr::NonNull<core::ffi::c_void>,
+/// #         _: usize,
+/// #     ) -> Result<(), slitter::Errno> {
+/// #         Err(libc::ENOMEM)
+/// #     }
+/// # }
+/// # static ANONYMOUS: Anonymous = Anonymous;
+/// use slitter::{register_mapper, RegisterMapperError};
+///
+/// // "file" is the built-in file-backed mapper.
+/// let error = register_mapper("file", &ANONYMOUS).unwrap_err();
+/// assert_eq!(error, RegisterMapperError::DuplicateName);
+/// assert_eq!(error.to_string(), "a mapper with this name is already registered");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegisterMapperError {
     /// A mapper with this name is already registered.
@@ -272,7 +368,37 @@ static REGISTRY: Lock<[Entry; MAX_MAPPERS]> = Lock::new({
     entries
 });
 
-/// Makes `mapper` available to classes under `name`.
+/// Makes `mapper` available to classes under `name` (their
+/// [`ClassConfig::mapper_name`](crate::ClassConfig::mapper_name)); see
+/// [`Mapper`] for a complete example.
+///
+/// ```
+/// # struct Anonymous;
+/// # impl slitter::Mapper for Anonymous {
+/// #     fn allocate_data(
+/// #         &self,
+/// #         base: core::ptr::NonNull<core::ffi::c_void>,
+/// #         size: usize,
+/// #     ) -> Result<(), slitter::Errno> {
+/// #         let rw = libc::PROT_READ | libc::PROT_WRITE;
+/// #         // SAFETY: part of this mapper's own anonymous reservation.
+/// #         match unsafe { libc::mprotect(base.as_ptr(), size, rw) } {
+/// #             0 => Ok(()),
+/// #             _ => Err(libc::ENOMEM),
+/// #         }
+/// #     }
+/// # }
+/// static MINE: Anonymous = Anonymous;
+///
+/// assert_eq!(slitter::register_mapper("mine", &MINE), Ok(()));
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     size: 32,
+///     mapper_name: Some("mine"),
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// class.release(class.allocate().unwrap());
+/// ```
 pub fn register_mapper(
     name: &'static str,
     mapper: &'static dyn Mapper,

@@ -3,13 +3,15 @@
 //!
 //! The C case runs `tests/c/class_mismatch.c`. The Rust cases re-run this
 //! test binary, filtered to the `death_child` test, with `SLITTER_DEATH_CASE`
-//! naming the misuse; `death_child` does nothing when the variable is unset.
+//! naming the misuse (class API releases, and `dealloc` of
+//! `slitter::Slitter`); `death_child` does nothing when the variable is unset.
 //! Programs report the addresses and class ids they use as `key=value`
 //! words on stdout (flushed before the misuse) so the parent can check that
 //! the report names them.
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +19,7 @@ use std::process::{Command, Output};
 use std::ptr::NonNull;
 
 use common::Link;
-use slitter::{Class, ClassConfig, SlitterClass};
+use slitter::{Class, ClassConfig, Slitter, SlitterClass};
 
 const CASE_VAR: &str = "SLITTER_DEATH_CASE";
 
@@ -223,6 +225,28 @@ fn misuse(case: &str) {
             .join()
             .expect("the releasing thread aborts the process first");
         }
+        "dealloc-stack" => {
+            let layout = Layout::new::<[u64; 4]>();
+            let mut local = [0u64; 4];
+            let ptr = local.as_mut_ptr().cast::<u8>();
+            tell(&[("ptr", format!("{ptr:p}"))]);
+            // SAFETY: none; handing slitter a stack address is the misuse
+            // under test, which it must catch before touching the memory.
+            unsafe { Slitter.dealloc(ptr, layout) };
+        }
+        "dealloc-double" => {
+            let layout = Layout::from_size_align(48, 16).expect("valid layout");
+            // SAFETY: a non-zero size.
+            let ptr = unsafe { Slitter.alloc(layout) };
+            assert!(!ptr.is_null(), "memory available");
+            tell(&[("ptr", format!("{ptr:p}"))]);
+            // SAFETY: the first dealloc is valid; the second is the misuse
+            // under test.
+            unsafe {
+                Slitter.dealloc(ptr, layout);
+                Slitter.dealloc(ptr, layout);
+            }
+        }
         _ => {
             let id: u32 = case
                 .strip_prefix("unknown-id=")
@@ -288,6 +312,24 @@ fn delayed_double_release_aborts() {
 #[test]
 fn double_release_from_another_thread_aborts() {
     check_bad_release("other-thread", "double release");
+}
+
+/// Runs a `dealloc` misuse case of the global allocator and checks that
+/// its one report names the pointer and `phrase`.
+fn check_bad_dealloc(case: &str, phrase: &str) {
+    let output = run_case(case);
+    let line = assert_aborted(&output);
+    assert_mentions(&line, &[reported(&output, "ptr"), phrase], &output);
+}
+
+#[test]
+fn global_allocator_dealloc_of_a_stack_address_aborts() {
+    check_bad_dealloc("dealloc-stack", "which slitter did not allocate");
+}
+
+#[test]
+fn global_allocator_double_dealloc_aborts() {
+    check_bad_dealloc("dealloc-double", "double free");
 }
 
 fn check_unknown_id(id: u32) {
