@@ -143,3 +143,26 @@ fn thread_churn_keeps_rss_bounded_under_preload() {
     let output = common::run_preloaded(&binary, &["10000"]);
     assert_ok_under_slitter(&output, "thread_churn");
 }
+
+/// Correct programs never trip a check with the opt-in hardening on either
+/// (`SLITTER_HARDEN=1`: canaries, zero on free, quarantine): the C API
+/// edge cases, the 4-thread stress and the C++ containers.
+#[test]
+fn correct_programs_pass_hardened() {
+    for (source, name, args) in [
+        ("tests/c/malloc_api.c", "malloc_api", &[][..]),
+        ("tests/c/malloc_stress.c", "malloc_stress", &["50000"][..]),
+        ("tests/cpp/containers.cpp", "containers", &["10"][..]),
+    ] {
+        let binary = common::compile_program(GROUP, source, None);
+        let mut command = common::preloaded_command(&binary);
+        command.args(args).env("SLITTER_HARDEN", "1");
+        let output = common::output(&mut command);
+        assert_ok_under_slitter(&output, name);
+        assert!(
+            common::slitter_lines(&output).is_empty(),
+            "{name} hardened\n{}",
+            common::describe(&output)
+        );
+    }
+}

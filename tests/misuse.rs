@@ -38,8 +38,14 @@ fn cpp_binary() -> &'static PathBuf {
 }
 
 fn run(binary: &Path, case: &str) -> Output {
+    run_with(binary, case, &[])
+}
+
+fn run_with(binary: &Path, case: &str, env: &[(&str, &str)]) -> Output {
     let mut command = common::command(binary);
-    common::preload(&mut command).arg(case);
+    common::preload(&mut command)
+        .arg(case)
+        .envs(env.iter().copied());
     common::output(&mut command)
 }
 
@@ -54,7 +60,11 @@ fn reported_pointer(case: &str, output: &Output) -> String {
 /// Runs `case` and checks that it aborted with one `slitter:` line holding
 /// its pointer and each of `phrases`.
 fn assert_aborts(binary: &Path, case: &str, phrases: &[&str]) {
-    let output = run(binary, case);
+    assert_aborts_with(binary, case, &[], phrases)
+}
+
+fn assert_aborts_with(binary: &Path, case: &str, env: &[(&str, &str)], phrases: &[&str]) {
+    let output = run_with(binary, case, env);
     assert_eq!(
         output.status.signal(),
         Some(libc::SIGABRT),
@@ -181,4 +191,71 @@ sized_delete_tests! {
     cpp_aligned_sized_delete_with_a_smaller_size: "delete-aligned-sized" => ["operator delete of", "size 64,", "malloc-256"];
     cpp_delete_of_a_derived_object_through_its_base: "delete-through-base" => ["operator delete of", "size 8,", "malloc-208"];
     cpp_aligned_array_delete_with_an_element_size: "delete-aligned-array" => ["operator delete[] of", "size 64,", "malloc-2560"];
+}
+
+/// The opt-in hardening of the malloc API (`SLITTER_HARDEN=1`).
+const HARDENED: &[(&str, &str)] = &[("SLITTER_HARDEN", "1")];
+
+#[test]
+fn hardened_write_after_free_is_caught_at_reuse() {
+    assert_aborts_with(
+        c_binary(),
+        "harden-write-after-free",
+        HARDENED,
+        &["write after free", "byte 3 of", "malloc-48"],
+    );
+}
+
+#[test]
+fn hardened_overflow_into_the_canary_is_caught_at_free() {
+    assert_aborts_with(
+        c_binary(),
+        "harden-canary",
+        HARDENED,
+        &[
+            "heap overflow",
+            "canary after the 40 usable bytes",
+            "malloc-48",
+        ],
+    );
+}
+
+#[test]
+fn hardened_double_free_is_caught_in_quarantine() {
+    assert_aborts_with(
+        c_binary(),
+        "harden-double-free",
+        HARDENED,
+        &["double free of", "malloc-64"],
+    );
+}
+
+#[test]
+fn hardened_correct_program_passes_and_reuse_is_delayed() {
+    let output = run_with(c_binary(), "harden-correct", HARDENED);
+    common::assert_success_ending_with(&output, "harden-correct: ok");
+}
+
+#[test]
+fn without_hardening_the_write_after_free_goes_unnoticed() {
+    // The same program without the switch: the default checks do not look
+    // at freed bytes, which is what the opt-in adds.
+    let output = run(c_binary(), "harden-write-after-free");
+    assert!(output.status.success(), "{}", common::describe(&output));
+}
+
+#[test]
+fn an_invalid_harden_value_warns_and_keeps_the_default() {
+    let output = run_with(
+        c_binary(),
+        "harden-write-after-free",
+        &[("SLITTER_HARDEN", "maybe")],
+    );
+    assert!(output.status.success(), "{}", common::describe(&output));
+    let lines = slitter_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", common::describe(&output));
+    assert!(
+        lines[0].contains("warning: SLITTER_HARDEN=maybe"),
+        "{lines:?}"
+    );
 }

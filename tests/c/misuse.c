@@ -292,6 +292,46 @@ static int malloc_case(const char *c)
 		CHECK(p != NULL, "malloc(0) gave NULL");
 		tell((void *)p);
 		p[0] = 1;
+	} else if (strcmp(c, "harden-write-after-free") == 0) {
+		/* Run with SLITTER_HARDEN=1: freed objects are zeroed, and checked
+		 * when handed out again, after the quarantine let them go. */
+		char *p = launder(malloc(40));
+		tell(p);
+		free(p);
+		((volatile char *)p)[3] = 1;
+		for (int i = 0; i < 20000; i++)
+			free(launder(malloc(40)));
+	} else if (strcmp(c, "harden-canary") == 0) {
+		/* Run with SLITTER_HARDEN=1: 40 bytes plus the canary fill a
+		 * 48-byte slot; writing byte 40 hits the canary. */
+		char *p = launder(malloc(40));
+		CHECK(malloc_usable_size(p) == 40, "usable size %zu",
+		      malloc_usable_size(p));
+		tell(p);
+		((volatile char *)p)[40] = 1;
+		free(p);
+	} else if (strcmp(c, "harden-double-free") == 0) {
+		/* Run with SLITTER_HARDEN=1: still caught in quarantine. */
+		void *p = launder(malloc(48));
+		tell(p);
+		free(p);
+		free(launder(p));
+	} else if (strcmp(c, "harden-correct") == 0) {
+		/* Run with SLITTER_HARDEN=1: a correct program passes, freed
+		 * objects are not reused at once, reused ones read as zero. */
+		char *first = malloc(100);
+		CHECK(first != NULL, "malloc");
+		memset(first, 0xab, malloc_usable_size(first));
+		free(first);
+		for (int i = 0; i < 1000; i++) {
+			char *q = malloc(100);
+			CHECK(q != NULL && q != first, "reused at once (%d)", i);
+			for (size_t j = 0; j < 100; j++)
+				CHECK(q[j] == 0, "byte %zu not zero", j);
+			memset(q, 0xcd, 100);
+			free(q);
+		}
+		printf("harden-correct: ok\n");
 	} else {
 		return 2;
 	}
