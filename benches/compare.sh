@@ -70,6 +70,11 @@ cd "$root"
 # --- configuration -----------------------------------------------------------
 all_workloads=(churn trees prodcons server strings large python)
 all_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
+# Variants of slitter, selectable with ALLOCATORS, for measuring what its
+# safety costs: the misuse checks compiled out (cargo feature
+# measure_without_checks, built into $CARGO_TARGET_DIR/unchecked), and the
+# opt-in hardening on (SLITTER_HARDEN=1, same library as slitter).
+slitter_variants=(slitter-unchecked slitter-hardened)
 
 rounds="${ROUNDS:-5}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$rounds'"
@@ -115,7 +120,8 @@ for w in "${workloads[@]}"; do
 	contains "$w" "${all_workloads[@]}" || die "unknown workload '$w' (known: ${all_workloads[*]})"
 done
 for a in "${allocators[@]}"; do
-	contains "$a" "${all_allocators[@]}" || die "unknown allocator '$a' (known: ${all_allocators[*]})"
+	contains "$a" "${all_allocators[@]}" "${slitter_variants[@]}" ||
+		die "unknown allocator '$a' (known: ${all_allocators[*]} ${slitter_variants[*]})"
 done
 
 if [[ -n "${REFERENCE:-}" ]]; then
@@ -192,7 +198,7 @@ command -v "$cc" >/dev/null || die "no C compiler '$cc'"
 declare -A preload=()
 for a in "${allocators[@]}"; do
 	case "$a" in
-	glibc | slitter) ;;
+	glibc | slitter*) ;;
 	*)
 		pkg="${package_of[$a]}"
 		dpkg -s "$pkg" >/dev/null 2>&1 || die "$a: package $pkg is not installed"
@@ -205,11 +211,19 @@ for a in "${allocators[@]}"; do
 done
 
 # --- build -------------------------------------------------------------------
-if contains slitter "${allocators[@]}"; then
+if contains slitter "${allocators[@]}" || contains slitter-hardened "${allocators[@]}"; then
 	log "== cargo build --release (target dir: $target_dir)"
 	CARGO_TARGET_DIR="$target_dir" cargo build --release >&2
-	preload[slitter]="$target_dir/release/libslitter.so"
-	[[ -f "${preload[slitter]}" ]] || die "no ${preload[slitter]} after the build"
+	for a in slitter slitter-hardened; do
+		contains "$a" "${allocators[@]}" && preload[$a]="$target_dir/release/libslitter.so"
+	done
+	[[ -f "$target_dir/release/libslitter.so" ]] || die "no $target_dir/release/libslitter.so after the build"
+fi
+if contains slitter-unchecked "${allocators[@]}"; then
+	log "== cargo build --release --features measure_without_checks (target dir: $target_dir/unchecked)"
+	CARGO_TARGET_DIR="$target_dir/unchecked" cargo build --release --features measure_without_checks >&2
+	preload[slitter-unchecked]="$target_dir/unchecked/release/libslitter.so"
+	[[ -f "${preload[slitter-unchecked]}" ]] || die "no ${preload[slitter-unchecked]} after the build"
 fi
 
 log "== compiling the workloads into $bin_dir"
@@ -331,6 +345,7 @@ run() {
 	local base="$results_dir/runs/$w.$a.t$threads.$round"
 	local -a envs=() pre=()
 	[[ "$round" != warmup ]] || envs=(WORKLOAD_PROBE=1)
+	[[ "$a" != slitter-hardened ]] || envs+=(SLITTER_HARDEN=1)
 	[[ -z "${preload[$a]:-}" ]] || pre=(-p "${preload[$a]}")
 	workload_command "$w" "$threads"
 	local attempt wall rss user sys other

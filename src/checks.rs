@@ -34,6 +34,20 @@ pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
     Some((class_id, mark_free(addr, state)))
 }
 
+/// The class of the live object starting at `addr`, if there is one (no
+/// change to its state).
+#[cfg(not(feature = "measure_without_checks"))]
+pub fn live_class(addr: usize) -> Option<u32> {
+    span::live_object(addr).map(|(class_id, _)| class_id)
+}
+
+/// Without checks (for measuring their cost only): the class of the span
+/// holding `addr`.
+#[cfg(feature = "measure_without_checks")]
+pub fn live_class(addr: usize) -> Option<u32> {
+    span::class_of(addr)
+}
+
 /// Marks the live object at `addr` free; returns its magazine slot.
 #[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]

@@ -287,8 +287,8 @@ pub enum Owner {
 
 /// What holds the live allocation at `ptr`; aborts if nothing does.
 pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
-    match crate::span::live_object(ptr as usize) {
-        Some((id, _)) if is_malloc_class(id) => Owner::Small(id),
+    match checks::live_class(ptr as usize) {
+        Some(id) if is_malloc_class(id) => Owner::Small(id),
         _ => match large::usable_size(ptr) {
             Some(usable) => Owner::Large(usable),
             None => report_bad(ptr, operation),
