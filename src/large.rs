@@ -388,7 +388,33 @@ fn retire(state: &mut State, mapping: Mapping) {
 /// ending at its guard page, and whether its memory is known to be zero;
 /// `None` when out of memory.
 pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
-    let length = page_round(size.max(1))?;
+    allocate_placed(size, align, page_round(size.max(1))?, Placement::End)
+}
+
+/// A new large allocation of at least `size` bytes aligned to `align`, for
+/// a block that `realloc` is growing: placed at the *start* of a mapping
+/// with room for half as much again, so that the next growths happen in
+/// place (a write past its size lands in checked slack, not yet on the
+/// guard page).
+pub fn allocate_to_grow(size: usize, align: usize) -> Option<NonNull<c_void>> {
+    let length = page_round(size.max(1).checked_add(size / 2)?)?;
+    allocate_placed(size, align, length, Placement::Start).map(|(p, _)| p)
+}
+
+/// Where an allocation sits in its mapping's data.
+enum Placement {
+    /// Ending at the guard page.
+    End,
+    /// At the start of the data.
+    Start,
+}
+
+fn allocate_placed(
+    size: usize,
+    align: usize,
+    length: usize,
+    placement: Placement,
+) -> Option<(NonNull<c_void>, bool)> {
     let mut state = STATE.lock();
     let (mut mapping, fresh) = match (align <= PAGE_SIZE)
         .then(|| take_cached(&mut state, length))
@@ -397,7 +423,10 @@ pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
         Some(mapping) => (mapping, false),
         None => (map(length, align)?, true),
     };
-    mapping.user = mapping.place(size, align);
+    mapping.user = match placement {
+        Placement::End => mapping.place(size, align),
+        Placement::Start => mapping.data,
+    };
     mapping.size = size;
     if !fresh {
         mapping.clear_slack();
@@ -466,40 +495,30 @@ pub enum Resized {
     NotLarge,
 }
 
-/// Resizes the large allocation at `ptr`, aligned to `align` (a power of
-/// two), to hold `size` bytes at that alignment within its mapping when the
-/// mapping's pages suffice and at most half would be unused: the bytes move
-/// (`memmove`) so that the allocation still ends at the guard page, and
-/// the old address counts as freed. Otherwise the caller moves it into a
-/// new allocation.
-pub fn resize(ptr: *mut c_void, size: usize, align: usize) -> Resized {
+/// Resizes the large allocation at `ptr` to `size` bytes in place when
+/// they fit between it and its guard page and at least half the mapping
+/// stays in use; the bytes past a shrunk size become checked slack again.
+/// Otherwise the caller moves it into a new allocation (with room to grow
+/// when it grows: [`allocate_to_grow`]).
+pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
     let mut state = STATE.lock();
     let Some(index) = state.table.find(ptr as usize) else {
         return Resized::NotLarge;
     };
     let old = state.table.get(index);
     old.check_slack();
-    let usable = old.size;
-    let fits = page_round(size.max(1))
-        .is_some_and(|length| length <= old.length && length >= old.length / 2);
+    let fits = old
+        .user
+        .checked_add(size)
+        .is_some_and(|end| end <= old.end())
+        && page_round(size.max(1)).is_some_and(|length| length >= old.length / 2);
     if !fits {
-        return Resized::Move(usable);
+        return Resized::Move(old.size);
     }
-    let user = old.place(size, align);
-    let resized = Mapping { user, size, ..old };
-    if user != old.user {
-        // SAFETY: both ranges lie in this allocation's data pages, which
-        // only its owner (the caller) uses; memmove allows the overlap.
-        unsafe { core::ptr::copy(old.user as *const u8, user as *mut u8, usable.min(size)) };
-        state.table.remove(index);
-        // The table has room: one entry was just removed.
-        state.table.insert(resized);
-        state.history.remember(old.user);
-    } else {
-        state.table.set(index, resized);
-    }
+    let resized = Mapping { size, ..old };
+    state.table.set(index, resized);
     resized.clear_slack();
-    Resized::Done(NonNull::new(user as *mut c_void).expect("allocations are not null"))
+    Resized::Done(NonNull::new(ptr).expect("allocations are not null"))
 }
 
 /// Number of live large allocations and their data bytes, and the number
@@ -541,24 +560,22 @@ mod tests {
     }
 
     #[test]
-    fn resize_within_the_mapping_keeps_contents_and_the_end() {
+    fn resize_in_place_keeps_the_address_and_checks_the_new_slack() {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1024, 16) else {
-            panic!("a shrink by 1024 bytes stays in the mapping");
+        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1000) else {
+            panic!("a shrink by 1000 bytes stays in place");
         };
-        assert_eq!((q.as_ptr() as usize + (1 << 20) - 1024) % PAGE_SIZE, 0);
-        // SAFETY: the resized allocation holds 1 MiB - 1000 bytes.
-        let bytes =
-            unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), (1 << 20) - 1024) };
-        assert!(bytes.iter().all(|&b| b == 7));
-        // The old address is now inside the moved allocation.
-        assert!(matches!(known(p.as_ptr() as usize), Known::Inside(a) if a == q.as_ptr() as usize));
-        assert!(
-            matches!(resize(q.as_ptr(), 8 << 20, 16), Resized::Move(n) if n == (1 << 20) - 1024)
-        );
-        assert!(matches!(resize(q.as_ptr(), 100, 16), Resized::Move(_)));
-        assert!(free(q.as_ptr()));
+        assert_eq!(p, q);
+        assert_eq!(usable_size(p.as_ptr()), Some((1 << 20) - 1000));
+        // The 1000 bytes given up were cleared: the slack check passes.
+        assert!(matches!(resize(p.as_ptr(), 1 << 20), Resized::Done(r) if r == p));
+        assert!(matches!(resize(p.as_ptr(), (1 << 20) + 1), Resized::Move(n) if n == 1 << 20));
+        assert!(matches!(resize(p.as_ptr(), 100), Resized::Move(_)));
+        assert!(free(p.as_ptr()));
+        let grown = allocate_to_grow(100_000, 16).unwrap();
+        assert!(matches!(resize(grown.as_ptr(), 140_000), Resized::Done(r) if r == grown));
+        assert!(free(grown.as_ptr()));
     }
 }

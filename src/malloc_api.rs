@@ -336,13 +336,13 @@ pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_
             }
             move_object(ptr, small_usable_size(id), size, align)
         }
-        Owner::Large(_) if small_class_for(size, align).is_none() => {
-            match large::resize(ptr, size, align) {
-                Resized::Done(p) => p.as_ptr(),
-                Resized::Move(usable) => move_object(ptr, usable, size, align),
-                Resized::NotLarge => report_bad(ptr, REALLOC),
-            }
-        }
+        Owner::Large(_) if small_class_for(size, align).is_none() => match large::resize(ptr, size)
+        {
+            Resized::Done(p) => p.as_ptr(),
+            Resized::Move(usable) if size > usable => grow_large(ptr, usable, size, align),
+            Resized::Move(usable) => move_object(ptr, usable, size, align),
+            Resized::NotLarge => report_bad(ptr, REALLOC),
+        },
         Owner::Large(usable) => move_object(ptr, usable, size, align),
     }
 }
@@ -361,6 +361,20 @@ fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> 
     };
     free(ptr);
     new
+}
+
+/// Moves the large allocation `ptr` of `old_size` bytes, which a realloc
+/// grows to `size`, into a large allocation with room to grow further.
+fn grow_large(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
+    let Some(new) = large::allocate_to_grow(size, align) else {
+        return out_of_memory();
+    };
+    // SAFETY: both allocations are live, distinct and hold `old_size`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.as_ptr().cast::<u8>(), old_size)
+    };
+    free(ptr);
+    new.as_ptr()
 }
 
 /// `realloc(ptr, count * size)`, with NULL and ENOMEM on overflow.
