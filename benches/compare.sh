@@ -453,7 +453,7 @@ versions=""
 for a in "${allocators[@]}"; do
 	case "$a" in
 	glibc) versions+=" glibc $(ldd --version | awk 'NR == 1 { print $NF }');" ;;
-	slitter) versions+=" slitter $commit;" ;;
+	slitter*) versions+=" $a $commit;" ;;
 	*) versions+=" $a $(dpkg-query -W -f '${Version}' "${package_of[$a]}");" ;;
 	esac
 done
