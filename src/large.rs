@@ -5,10 +5,12 @@
 //! `| guard page | data (whole pages) | guard page |` with the guards
 //! inaccessible, and the allocation placed at the *end* of the data (at the
 //! highest address aligned as asked, 16 bytes by default), so that a write
-//! just past its end faults on the guard page; the slack around it (before
-//! it in its first page, and its last bytes up to a multiple of 16) kept
-//! zero and checked when it is freed or resized, which catches a write
-//! just before its start or into the rounding; the out-of-band table from
+//! just past its end faults on the guard page (a block `realloc` grows is
+//! placed at the start of a mapping with room to grow in place instead);
+//! the slack around it (before it in its first page, and after its size)
+//! kept zero, and the `SLACK_CHECKED` bytes next to it on each side checked
+//! when it is freed or resized, which catches a write just before its
+//! start or just past its size when no guard page is there; the out-of-band table from
 //! each allocation's address to its mapping; a small bounded cache of freed
 //! mappings for reuse; and the history of the last `HISTORY` freed
 //! addresses, which tells a double free of a large allocation from a free
@@ -38,6 +40,9 @@ const CACHE_BYTES: usize = 32 << 20;
 const HISTORY: usize = 32 << 10;
 /// The alignment of every allocation.
 const MIN_ALIGN: usize = 16;
+/// Bytes of slack checked on each side of an allocation: a stray write
+/// just before or after it lands there.
+const SLACK_CHECKED: usize = 256;
 
 /// One mapping: `base` and `total` cover the guards, `data` and `length`
 /// the accessible part, `user` is the allocation's address (0 while the
@@ -84,11 +89,18 @@ impl Mapping {
         }
     }
 
-    /// Aborts if the slack around the allocation was written to: the
-    /// program wrote outside its allocation.
+    /// Aborts if the slack next to the allocation (up to `SLACK_CHECKED`
+    /// bytes on each side, so that the cost stays constant) was written
+    /// to: the program wrote outside its allocation.
     fn check_slack(&self) {
-        let [before, after] = self.slack().map(|(start, len)| {
-            // SAFETY: as in `clear_slack`; reads only.
+        let [(head, head_len), (tail, tail_len)] = self.slack();
+        let checked = head_len.min(SLACK_CHECKED);
+        let windows = [
+            (head + head_len - checked, checked),
+            (tail, tail_len.min(SLACK_CHECKED)),
+        ];
+        let [before, after] = windows.map(|(start, len)| {
+            // SAFETY: inside the slack, as in `clear_slack`; reads only.
             unsafe { core::slice::from_raw_parts(start as *const u8, len) }
                 .iter()
                 .all(|&b| b == 0)
