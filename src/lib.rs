@@ -35,8 +35,10 @@ mod cache;
 mod checks;
 mod chunk_registry;
 mod class;
+mod config;
 mod constants;
 mod fatal;
+mod glibc_compat;
 mod large;
 mod lock;
 mod magazine;
@@ -44,13 +46,24 @@ mod malloc_api;
 mod mapper;
 mod mill;
 mod press;
+mod process_hooks;
 mod rack;
 mod size_classes;
 mod span;
 mod stats;
+mod stats_c_api;
+mod stats_report;
+mod tally;
+mod writer;
 
 pub use c_api::{SlitterClass, SlitterClassConfig, SlitterStatus};
 pub use class::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
+pub use config::{current as configuration, Config};
 pub use constants::{MAX_CLASSES, MAX_SPAN_SIZE};
 pub use mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
-pub use stats::{internal_counts, InternalCounts};
+pub use stats::{
+    all_class_stats, class_stats, internal_counts, mapper_stats, process_stats, ClassStats,
+    InternalCounts, MapperStats, ProcessStats, UNCOUNTED_BOUND,
+};
+pub use stats_c_api::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
+pub use stats_report::print_stats;
