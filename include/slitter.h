@@ -127,7 +127,7 @@ struct slitter_class_stats {
    */
   uint32_t id;
   /**
-   * The class name, NUL-terminated (malloc size classes: "malloc-<size>").
+   * The class name, NUL-terminated (malloc size classes: `malloc-<size>`).
    */
   char name[64];
   /**

@@ -30,16 +30,16 @@
 //! Counting (for `tally.rs`), without a single instruction on the fast
 //! paths: they only pop from the allocation magazine and push into the
 //! release magazine, so a thread's entry for a class records the objects
-//! it held in each (`alloc_mark`, `release_mark`) when it last counted,
-//! and `swapped`, the objects that changed from the release to the
-//! allocation magazine in swaps since then (kept as a budget of slot bytes
-//! that each swap lowers, which costs it four instructions). Its
-//! allocations since are `swapped + alloc_mark - held(alloc)` and its
-//! releases `swapped + held(release) - release_mark`. A fold adds them to
-//! the class's tallies and resets the marks; it runs on every slow path
-//! that goes through `with_entry`, when `swapped` passes `FOLD_THRESHOLD`,
-//! at thread exit, and for the calling thread before a statistics
-//! snapshot.
+//! it held in each (`alloc_mark`, `release_mark`; a sentinel holds none)
+//! when it last counted, and `swapped`, the objects that changed from the
+//! release to the allocation magazine in swaps since then (kept as a
+//! budget of slot bytes that each swap lowers, which costs it four
+//! instructions). Its allocations since are
+//! `swapped + alloc_mark - held(alloc)` and its releases
+//! `swapped + held(release) - release_mark`. A fold adds them to the
+//! class's tallies and resets the marks; it runs on every slow path that
+//! goes through `with_entry`, when `swapped` passes `FOLD_THRESHOLD`, at
+//! thread exit, and for the calling thread before a statistics snapshot.
 //! So a running thread has at most [`UNCOUNTED_BOUND`] allocations and as
 //! many releases per class not yet in the tallies.
 
@@ -49,8 +49,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::arena;
 use crate::class::{self, ClassInfo};
-use crate::constants::MAGAZINE_SIZE;
-use crate::constants::{MAGAZINE_ALIGNMENT, MAX_CLASSES};
+use crate::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE, MAX_CLASSES};
 use crate::lock::Lock;
 use crate::magazine::{
     count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
@@ -114,9 +113,10 @@ impl CacheEntry {
         self.settle();
     }
 
-    /// Starts counting from the magazines as they are now: a slow path
-    /// calls this after moving magazines or filling one from the press,
-    /// right after a fold, so that nothing done is dropped.
+    /// Starts counting from the magazines as they are now, dropping what
+    /// is pending: a slow path calls this after a fold, once it has moved
+    /// magazines or filled one from the press (changes of what the thread
+    /// holds that are not allocations or releases).
     fn settle(&mut self) {
         self.alloc_mark = held(self.alloc);
         self.release_mark = held(self.release);
@@ -423,7 +423,8 @@ fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
         let slot = release_top.sub(1);
         *alloc = slot;
         (*(*slot).state).store(LIVE, Ordering::Relaxed);
-        // The entries are the thread's own array's, not the initial ones.
+        // The thread has an entry array of its own (its release top is not
+        // the full sentinel), where `fold_budget` follows `alloc`.
         let budget = alloc.byte_add(BUDGET_FROM_ALLOC).cast::<i64>();
         // The bytes of the slots below `release_top`, from the first one:
         // the offset of the top one, `slot`, in its aligned magazine.

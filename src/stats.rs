@@ -140,7 +140,20 @@ impl ClassStats {
     }
 }
 
-/// A snapshot of `class`'s statistics.
+/// A snapshot of `class`'s statistics (see [`ClassStats`] for what is
+/// exact).
+///
+/// ```
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     size: 8,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// let object = class.allocate().unwrap();
+/// assert_eq!(slitter::class_stats(class).live, 1);
+/// class.release(object);
+/// assert_eq!(slitter::class_stats(class).live, 0);
+/// ```
 pub fn class_stats(class: Class) -> ClassStats {
     ClassStats::of(class.info())
 }
@@ -243,6 +256,12 @@ pub struct ProcessStats {
 }
 
 /// A snapshot of the whole process's statistics.
+///
+/// ```
+/// let stats = slitter::process_stats();
+/// assert!(stats.live <= stats.allocations);
+/// assert!(stats.span_bytes <= stats.reserved_bytes);
+/// ```
 pub fn process_stats() -> ProcessStats {
     let mut stats = ProcessStats {
         internal: internal_counts(),

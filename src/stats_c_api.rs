@@ -45,7 +45,7 @@ pub struct SlitterClassStats {
     pub version: u32,
     /// The class id.
     pub id: u32,
-    /// The class name, NUL-terminated (malloc size classes: "malloc-<size>").
+    /// The class name, NUL-terminated (malloc size classes: `malloc-<size>`).
     pub name: [c_char; 64],
     /// Object size in bytes.
     pub object_size: u64,
