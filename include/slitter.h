@@ -67,6 +67,16 @@ enum slitter_status {
 };
 
 /**
+ * The version of the statistics structs that this library fills.
+ */
+enum slitter_stats_version {
+  /**
+   * Version 1: the fields of this header's structs.
+   */
+  SLITTER_STATS_VERSION = 1,
+};
+
+/**
  * A registered class, passed by value. Id 0 is never a valid class.
  */
 struct slitter_class {
@@ -98,6 +108,173 @@ struct slitter_class_config {
    * memory, "file" for file-backed memory.
    */
   const char *mapper_name;
+};
+
+/**
+ * Statistics of one class (see `slitter_class_stats`).
+ */
+struct slitter_class_stats {
+  /**
+   * In: `sizeof(struct slitter_class_stats)`; out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: `SLITTER_STATS_VERSION`.
+   */
+  uint32_t version;
+  /**
+   * The class id.
+   */
+  uint32_t id;
+  /**
+   * The class name, NUL-terminated (malloc size classes: `malloc-<size>`).
+   */
+  char name[64];
+  /**
+   * Object size in bytes.
+   */
+  uint64_t object_size;
+  /**
+   * Objects handed out.
+   */
+  uint64_t allocations;
+  /**
+   * Objects taken back.
+   */
+  uint64_t releases;
+  /**
+   * Objects handed out and not taken back: exact when the process
+   * stats' `uncounted_threads` is 0, else an estimate (see
+   * `uncounted_bound`).
+   */
+  uint64_t live;
+  /**
+   * Spans taken from the mill.
+   */
+  uint64_t spans;
+  /**
+   * Bytes of those spans.
+   */
+  uint64_t span_bytes;
+};
+
+/**
+ * Statistics of one mapper (see `slitter_mapper_stats`).
+ */
+struct slitter_mapper_stats {
+  /**
+   * In: `sizeof(struct slitter_mapper_stats)`; out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: `SLITTER_STATS_VERSION`.
+   */
+  uint32_t version;
+  /**
+   * The mapper's index in the registry.
+   */
+  uint32_t index;
+  /**
+   * The mapper's name, NUL-terminated ("default", "file", ...).
+   */
+  char name[64];
+  /**
+   * Chunks reserved.
+   */
+  uint64_t chunks;
+  /**
+   * Bytes of address space those chunks keep reserved.
+   */
+  uint64_t reserved_bytes;
+  /**
+   * Bytes of chunk data handed out as spans.
+   */
+  uint64_t span_bytes;
+};
+
+/**
+ * Statistics of the whole process (see `slitter_stats`).
+ */
+struct slitter_stats {
+  /**
+   * In: `sizeof(struct slitter_stats)`; out: the bytes filled.
+   */
+  uint32_t size;
+  /**
+   * Out: `SLITTER_STATS_VERSION`.
+   */
+  uint32_t version;
+  /**
+   * Registered classes (malloc size classes included once malloc was
+   * used).
+   */
+  uint64_t classes;
+  /**
+   * Classes that handed out an object or took memory.
+   */
+  uint64_t classes_used;
+  /**
+   * Objects handed out, all classes together.
+   */
+  uint64_t allocations;
+  /**
+   * Objects taken back, all classes together.
+   */
+  uint64_t releases;
+  /**
+   * Live objects, all classes together.
+   */
+  uint64_t live;
+  /**
+   * Spans the classes took.
+   */
+  uint64_t spans;
+  /**
+   * Bytes of those spans.
+   */
+  uint64_t span_bytes;
+  /**
+   * Chunks the mappers reserved.
+   */
+  uint64_t chunks;
+  /**
+   * Bytes of address space those chunks keep reserved.
+   */
+  uint64_t reserved_bytes;
+  /**
+   * Live large allocations (malloc requests above 32 KiB).
+   */
+  uint64_t large_live;
+  /**
+   * Bytes of those.
+   */
+  uint64_t large_bytes;
+  /**
+   * Freed large mappings kept for reuse.
+   */
+  uint64_t large_cached;
+  /**
+   * Bytes mapped for slitter's own records.
+   */
+  uint64_t arena_bytes;
+  /**
+   * Magazines created.
+   */
+  uint64_t magazines;
+  /**
+   * Per-thread caches created.
+   */
+  uint64_t thread_caches;
+  /**
+   * Running threads other than the caller whose latest operations may
+   * not be counted yet: 0 means every count is exact.
+   */
+  uint64_t uncounted_threads;
+  /**
+   * The most allocations, and the most releases, of one class that one
+   * such thread may have made without them being counted yet.
+   */
+  uint64_t uncounted_bound;
 };
 
 #ifdef __cplusplus
@@ -150,6 +327,45 @@ void slitter_release(struct slitter_class class_, void *ptr);
  * `path` is NULL or a NUL-terminated string.
  */
 int32_t slitter_set_file_backed_slab_directory(const char *path);
+
+/**
+ * Fills `*out` with the statistics of `class`. Returns 0; EINVAL if `out`
+ * is NULL or `out->size` is below 8; ENOENT if no such class exists.
+ * The calling thread's own operations are always counted.
+ *
+ * # Safety
+ * `out` is NULL or points to a `struct slitter_class_stats` (or a prefix
+ * of one, `out->size` bytes long) whose `size` is set.
+ */
+int slitter_class_stats(struct slitter_class class_, struct slitter_class_stats *out);
+
+/**
+ * Fills `*out` with the statistics of the mapper at `index` (0: the
+ * default mapper, 1: "file", then mappers registered later, up to 15).
+ * Returns 0; EINVAL if `out` is NULL or `out->size` is below 8; ENOENT if
+ * no mapper is registered at `index`.
+ *
+ * # Safety
+ * As for `slitter_class_stats`, with `struct slitter_mapper_stats`.
+ */
+int slitter_mapper_stats(uint32_t index, struct slitter_mapper_stats *out);
+
+/**
+ * Fills `*out` with the statistics of the whole process. Returns 0, or
+ * EINVAL if `out` is NULL or `out->size` is below 8.
+ *
+ * # Safety
+ * As for `slitter_class_stats`, with `struct slitter_stats`.
+ */
+int slitter_stats(struct slitter_stats *out);
+
+/**
+ * Writes the statistics table (one line per used class, totals, mappers,
+ * large allocations, internal records; as `SLITTER_STATS=1` prints it at
+ * exit) to the file descriptor `fd`, without allocating. Returns 0, or
+ * the errno of a failed write.
+ */
+int slitter_stats_print(int fd);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -26,6 +26,22 @@
 //! or come fresh from the press); after a thread's exit destructor ran, its
 //! later calls go through a temporary entry that is flushed at once, so
 //! nothing is cached for a dead thread.
+//!
+//! Counting (for `tally.rs`), without a single instruction on the fast
+//! paths: they only pop from the allocation magazine and push into the
+//! release magazine, so a thread's entry for a class records the objects
+//! it held in each (`alloc_mark`, `release_mark`; a sentinel holds none)
+//! when it last counted, and `swapped`, the objects that changed from the
+//! release to the allocation magazine in swaps since then (kept as a
+//! budget of slot bytes that each swap lowers, which costs it four
+//! instructions). Its allocations since are
+//! `swapped + alloc_mark - held(alloc)` and its releases
+//! `swapped + held(release) - release_mark`. A fold adds them to the
+//! class's tallies and resets the marks; it runs on every slow path that
+//! goes through `with_entry`, when `swapped` passes `FOLD_THRESHOLD`, at
+//! thread exit, and for the calling thread before a statistics snapshot.
+//! So a running thread has at most [`UNCOUNTED_BOUND`] allocations and as
+//! many releases per class not yet in the tallies.
 
 use core::arch::asm;
 use core::ptr::NonNull;
@@ -34,19 +50,78 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::arena;
 use crate::checks;
 use crate::class::{self, ClassInfo};
-use crate::constants::{MAGAZINE_ALIGNMENT, MAX_CLASSES};
+use crate::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE, MAX_CLASSES};
 use crate::lock::Lock;
 use crate::magazine::{
     count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
 };
 use crate::rack;
+use crate::tally;
+
+/// A swap folds the counts of its entry when `swapped` passes this many
+/// objects: rarely enough that folds cost nothing measurable on top of the
+/// swaps, often enough that a running thread's counts are never far
+/// behind.
+const FOLD_THRESHOLD: u64 = 8192;
+
+/// The bytes of one magazine slot.
+const SLOT_BYTES: i64 = core::mem::size_of::<Slot>() as i64;
+
+/// `CacheEntry::fold_budget` right after a fold.
+const FOLD_BUDGET: i64 = FOLD_THRESHOLD as i64 * SLOT_BYTES;
+
+/// The most allocations, and the most releases, of one class that one
+/// running thread other than the caller may have made without the
+/// statistics counting them yet: slitter counts a thread's operations on
+/// its slow paths, not on its fast paths (see [`ClassStats`]).
+///
+/// [`ClassStats`]: crate::ClassStats
+pub const UNCOUNTED_BOUND: u64 = FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
 
 /// One class's magazines in one thread, as the slow paths handle them
-/// (with exact counts, unlike the tops of the fast paths).
+/// (with exact counts, unlike the tops of the fast paths), and what the
+/// tallies do not count yet (see "Counting" above).
 #[derive(Clone, Copy)]
 struct CacheEntry {
     alloc: *mut Magazine,
     release: *mut Magazine,
+    alloc_mark: u8,
+    release_mark: u8,
+    /// `FOLD_BUDGET` minus the slot bytes of the objects swapped since
+    /// the last fold.
+    fold_budget: i64,
+}
+
+/// The objects a thread holds in `magazine`, for counting: a sentinel
+/// holds none (nothing is ever popped from or pushed into one).
+fn held(magazine: *mut Magazine) -> u8 {
+    if is_sentinel(magazine) {
+        return 0;
+    }
+    // SAFETY: a non-sentinel magazine of an entry is owned by the thread.
+    unsafe { (*magazine).count as u8 }
+}
+
+impl CacheEntry {
+    /// Adds what the thread did since the last fold to the tallies of
+    /// class `class_id`, and starts counting afresh.
+    fn fold(&mut self, class_id: u32) {
+        let swapped = ((FOLD_BUDGET - self.fold_budget) / SLOT_BYTES) as u64;
+        let allocations = swapped + u64::from(self.alloc_mark) - u64::from(held(self.alloc));
+        let releases = swapped + u64::from(held(self.release)) - u64::from(self.release_mark);
+        tally::add(class_id, allocations, releases);
+        self.settle();
+    }
+
+    /// Starts counting from the magazines as they are now, dropping what
+    /// is pending: a slow path calls this after a fold, once it has moved
+    /// magazines or filled one from the press (changes of what the thread
+    /// holds that are not allocations or releases).
+    fn settle(&mut self) {
+        self.alloc_mark = held(self.alloc);
+        self.release_mark = held(self.release);
+        self.fold_budget = FOLD_BUDGET;
+    }
 }
 
 /// A thread's entries, recycled through a free list when the thread exits.
@@ -55,6 +130,49 @@ struct EntryArray {
     next_free: *mut EntryArray,
     alloc: [*mut Slot; MAX_CLASSES],
     release: [*mut Slot; MAX_CLASSES],
+    /// `CacheEntry::fold_budget`, `BUDGET_FROM_ALLOC` bytes after `alloc`.
+    fold_budget: [i64; MAX_CLASSES],
+    alloc_mark: [u8; MAX_CLASSES],
+    release_mark: [u8; MAX_CLASSES],
+}
+
+/// The distance from a class's allocation top to its `fold_budget` in an
+/// entry array (both are 8 bytes per class).
+const BUDGET_FROM_ALLOC: usize =
+    core::mem::offset_of!(EntryArray, fold_budget) - core::mem::offset_of!(EntryArray, alloc);
+static_assertions::const_assert_eq!(core::mem::size_of::<*mut Slot>(), 8);
+static_assertions::const_assert!(MAGAZINE_SIZE <= u8::MAX as usize);
+
+/// Reads the entry of class `index` from `array`, with up-to-date counts.
+///
+/// # Safety
+/// `array` is this thread's entry array and `index < MAX_CLASSES`.
+unsafe fn load_entry(array: *mut EntryArray, index: usize) -> CacheEntry {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        CacheEntry {
+            alloc: load((*array).alloc[index]),
+            release: load((*array).release[index]),
+            alloc_mark: (*array).alloc_mark[index],
+            release_mark: (*array).release_mark[index],
+            fold_budget: (*array).fold_budget[index],
+        }
+    }
+}
+
+/// Writes `entry` back as the entry of class `index` in `array`.
+///
+/// # Safety
+/// As for [`load_entry`].
+unsafe fn store_entry(array: *mut EntryArray, index: usize, entry: &CacheEntry) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (*array).alloc[index] = Magazine::top(entry.alloc);
+        (*array).release[index] = Magazine::top(entry.release);
+        (*array).alloc_mark[index] = entry.alloc_mark;
+        (*array).release_mark[index] = entry.release_mark;
+        (*array).fold_budget[index] = entry.fold_budget;
+    }
 }
 
 /// The thread-local cache header (layout shared with C's
@@ -141,6 +259,9 @@ fn sentinel_entry() -> CacheEntry {
     CacheEntry {
         alloc: empty_sentinel(),
         release: full_sentinel(),
+        alloc_mark: 0,
+        release_mark: 0,
+        fold_budget: FOLD_BUDGET,
     }
 }
 
@@ -242,9 +363,11 @@ fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
         return Some(object);
     }
     with_entry(info, |entry| {
+        let magazine = refill(entry, info);
+        entry.settle();
         // SAFETY: `refill` leaves a real, non-empty magazine of this thread
         // in `entry.alloc`.
-        let slot = unsafe { (*refill(entry, info)?).pop() };
+        let slot = unsafe { (*magazine?).pop() };
         // SAFETY: the slot came out of a magazine.
         unsafe { checks::mark_live(&slot) };
         NonNull::new(slot.object)
@@ -256,7 +379,9 @@ fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
 fn release_slow(class_id: u32, slot: Slot) {
     let info = class_or_die(class_id);
     let pushed = with_entry(info, |entry| {
-        let magazine = make_room(entry, info)?;
+        let magazine = make_room(entry, info);
+        entry.settle();
+        let magazine = magazine?;
         // SAFETY: `make_room` returns this thread's non-full release magazine.
         unsafe { (*magazine).push(slot) };
         Some(())
@@ -277,9 +402,9 @@ fn release_slow(class_id: u32, slot: Slot) {
 /// magazine holds objects, the release magazine becomes the allocation
 /// magazine (its objects cleared first for a `zero_init` class) and the
 /// empty one takes releases; then allocates. Works on the tops directly,
-/// without the entry bookkeeping of `with_entry`. `None` when that does
-/// not apply.
-fn swap_and_allocate(info: &ClassInfo) -> Option<NonNull<u8>> {
+/// without the entry bookkeeping of `with_entry`, except for counting the
+/// objects that changed roles. `None` when that does not apply.
+fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
     let first_slot = |top: *mut Slot| (top as usize) % MAGAZINE_ALIGNMENT == FIRST_SLOT_OFFSET;
     // SAFETY: class ids are below MAX_CLASSES; the entries are this
     // thread's (a thread still on the read-only initial arrays has the full
@@ -308,8 +433,25 @@ fn swap_and_allocate(info: &ClassInfo) -> Option<NonNull<u8>> {
         let slot = release_top.sub(1);
         *alloc = slot;
         checks::mark_live(slot);
+        // The thread has an entry array of its own (its release top is not
+        // the full sentinel), where `fold_budget` follows `alloc`.
+        let budget = alloc.byte_add(BUDGET_FROM_ALLOC).cast::<i64>();
+        // The bytes of the slots below `release_top`, from the first one:
+        // the offset of the top one, `slot`, in its aligned magazine.
+        *budget -= (slot as usize % MAGAZINE_ALIGNMENT) as i64;
+        if *budget < 0 {
+            fold_entry(info);
+        }
         NonNull::new((*slot).object)
     }
+}
+
+/// Folds this thread's counts for `info` into its tallies.
+#[cold]
+#[inline(never)]
+fn fold_entry(info: &'static ClassInfo) {
+    // `with_entry` folds before running its closure.
+    let _ = with_entry(info, |_| ());
 }
 
 /// The magazine whose top is `top`, with its count brought up to date.
@@ -340,25 +482,21 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
         adopt_entry_array(state)?;
     }
     let index = info.id as usize;
-    // SAFETY: class ids are below MAX_CLASSES, and the arrays are the
+    // SAFETY: class ids are below MAX_CLASSES, and the array is the
     // thread's own.
-    unsafe {
-        let alloc = state.alloc.add(index);
-        let release = state.release.add(index);
-        let mut entry = CacheEntry {
-            alloc: load(*alloc),
-            release: load(*release),
-        };
-        let result = f(&mut entry);
-        *alloc = Magazine::top(entry.alloc);
-        *release = Magazine::top(entry.release);
-        Some(result)
-    }
+    let mut entry = unsafe { load_entry(state.array, index) };
+    entry.fold(info.id);
+    let result = f(&mut entry);
+    // SAFETY: as above.
+    unsafe { store_entry(state.array, index, &entry) };
+    Some(result)
 }
 
 /// Head of the free list of entry arrays (an address; 0 when empty).
 static FREE_ARRAYS: Lock<usize> = Lock::new(0);
 static ENTRY_ARRAYS_CREATED: AtomicUsize = AtomicUsize::new(0);
+/// Entry arrays owned by threads (not on the free list).
+static ENTRY_ARRAYS_IN_USE: AtomicUsize = AtomicUsize::new(0);
 
 /// Gives this thread an entry array of its own, with every entry on the
 /// sentinels, and registers its exit hook.
@@ -370,10 +508,14 @@ fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
     unsafe {
         (*array).alloc.fill(empty);
         (*array).release.fill(full);
+        (*array).fold_budget.fill(FOLD_BUDGET);
+        (*array).alloc_mark.fill(0);
+        (*array).release_mark.fill(0);
         state.alloc = (*array).alloc.as_mut_ptr();
         state.release = (*array).release.as_mut_ptr();
     }
     state.array = array;
+    ENTRY_ARRAYS_IN_USE.fetch_add(1, Ordering::Relaxed);
     register_exit_hook(array);
     Some(())
 }
@@ -476,6 +618,7 @@ fn retire(magazine: *mut Magazine, info: &ClassInfo) {
 }
 
 fn flush_entry(entry: &mut CacheEntry, info: &ClassInfo) {
+    entry.fold(info.id);
     retire(entry.alloc, info);
     retire(entry.release, info);
     *entry = sentinel_entry();
@@ -523,14 +666,9 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     }
     for index in 1..MAX_CLASSES {
         if let Some(info) = class::info(index as u32) {
-            // SAFETY: index < MAX_CLASSES, inside this thread's arrays,
+            // SAFETY: index < MAX_CLASSES, in this thread's own array,
             // whose magazines it owns; the entries go with the array.
-            let mut entry = unsafe {
-                CacheEntry {
-                    alloc: load(*state.alloc.add(index)),
-                    release: load(*state.release.add(index)),
-                }
-            };
+            let mut entry = unsafe { load_entry(array, index) };
             flush_entry(&mut entry, info);
         }
     }
@@ -541,6 +679,7 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     }
     state.array = core::ptr::null_mut();
     state.flags |= EXITED;
+    ENTRY_ARRAYS_IN_USE.fetch_sub(1, Ordering::Relaxed);
     let mut head = FREE_ARRAYS.lock();
     // SAFETY: the array is no longer reachable from this thread.
     unsafe { (*array).next_free = *head as *mut EntryArray };
@@ -551,4 +690,23 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
 /// threads alive at once).
 pub fn entry_arrays_created() -> usize {
     ENTRY_ARRAYS_CREATED.load(Ordering::Relaxed)
+}
+
+/// Adds what this thread did with its magazines of `info` to the class's
+/// tallies, so that a snapshot taken next counts the calling thread's
+/// operations exactly.
+pub fn fold_this_thread(info: &'static ClassInfo) {
+    // SAFETY: `state` is this thread's header, only touched by this thread.
+    if unsafe { !(*state()).array.is_null() } {
+        fold_entry(info);
+    }
+}
+
+/// Number of threads other than the caller that hold magazines and so
+/// may have uncounted operations (see "Counting" above).
+pub fn other_threads_with_caches() -> usize {
+    let in_use = ENTRY_ARRAYS_IN_USE.load(Ordering::Relaxed);
+    // SAFETY: as in `fold_this_thread`.
+    let mine = unsafe { !(*state()).array.is_null() };
+    in_use.saturating_sub(usize::from(mine))
 }

@@ -276,6 +276,7 @@ fn register_as(
     reserved: Option<u32>,
 ) -> Result<&'static ClassInfo, ClassError> {
     constants::check_against_c();
+    crate::process_hooks::keep();
     if config.size == 0 {
         return Err(ClassError::ZeroSize);
     }

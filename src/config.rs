@@ -1,123 +1,333 @@
-//! Configuration from the environment, read without allocating.
+//! Configuration from environment variables, read without allocating.
 //!
-//! Owns: the `SLITTER_*` switches and their parsing. The variables are
-//! found by scanning `environ` directly (`getenv` may not be usable while
-//! the C library starts, when malloc is already being called), once, the
-//! first time a switch is asked for; a value that is not understood gives
-//! one `slitter: warning:` line on stderr and the default.
+//! Owns: the switches below, their parsing, their warnings, and the line
+//! that `SLITTER_VERBOSE` prints at start-up.
 //!
-//! | variable | values | default | effect |
-//! |---|---|---|---|
-//! | `SLITTER_HARDEN` | `0`/`1` (also `off`/`on`, `false`/`true`, `no`/`yes`) | `0` | opt-in hardening of the malloc API (`hardening.rs`) |
+//! | variable | default | when on |
+//! |---|---|---|
+//! | `SLITTER_STATS` | off | print the statistics table to stderr at exit |
+//! | `SLITTER_VERBOSE` | off | print the version and this configuration to stderr at start-up |
+//! | `SLITTER_HARDEN` | off | opt-in hardening of the malloc API |
 //!
-//! Invariants: the settings are read once and never change afterwards; if
-//! `environ` is not set up yet when they are first asked for, the defaults
-//! hold for the whole run.
+//! Each accepts, in any ASCII case, `1`, `on`, `true` or `yes` to turn it
+//! on and `0`, `off`, `false` or `no` to turn it off. Any other value,
+//! the empty one included, prints one `slitter: warning:` line to stderr
+//! and leaves the switch at its default. When a variable appears twice in
+//! the environment, the first one counts (as for `getenv`).
+//!
+//! The environment is found by scanning `environ` directly (or the `envp`
+//! that the C library passes to slitter's constructor, see
+//! `process_hooks.rs`): `getenv` may not be usable when the first malloc
+//! arrives, and nothing here may allocate.
+//!
+//! Invariants: the configuration is settled once, by the first read that
+//! finds an environment (at the latest by slitter's constructor, before
+//! `main` or as the library is loaded), and never changes afterwards;
+//! before that (a NULL `environ`, which a malloc made by the dynamic loader
+//! before the C library is initialised would see) readers get the defaults
+//! without settling anything; the warnings are printed once, by the thread
+//! that settled.
 
 use core::ffi::{c_char, CStr};
+use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-extern "C" {
-    static environ: *const *const c_char;
-}
-
-const UNREAD: u8 = 0;
-const READING: u8 = 1;
-const READ: u8 = 2;
-
-static STATE: AtomicU8 = AtomicU8::new(UNREAD);
-static HARDEN: AtomicU8 = AtomicU8::new(0);
-
-/// A boolean switch.
+/// One switch: its variable and its bit in [`Config`].
 struct Switch {
     name: &'static str,
-    value: &'static AtomicU8,
+    bit: u8,
 }
 
-const SWITCHES: [Switch; 1] = [Switch {
+const STATS: Switch = Switch {
+    name: "SLITTER_STATS",
+    bit: 1,
+};
+const VERBOSE: Switch = Switch {
+    name: "SLITTER_VERBOSE",
+    bit: 2,
+};
+const HARDEN: Switch = Switch {
     name: "SLITTER_HARDEN",
-    value: &HARDEN,
-}];
+    bit: 4,
+};
+const SWITCHES: [Switch; 3] = [STATS, VERBOSE, HARDEN];
 
-/// Parses a boolean switch's value.
-fn parse_bool(value: &[u8]) -> Option<bool> {
-    match value {
-        b"1" | b"on" | b"true" | b"yes" => Some(true),
-        b"0" | b"off" | b"false" | b"no" => Some(false),
-        _ => None,
+/// slitter's configuration: which of its environment switches are on.
+///
+/// ```
+/// let config = slitter::configuration();
+/// let shown = config.to_string();
+/// assert!(shown.starts_with("SLITTER_STATS="));
+/// assert_eq!(shown.contains("SLITTER_HARDEN=1"), config.harden());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config(u8);
+
+impl Config {
+    fn is_on(self, switch: &Switch) -> bool {
+        self.0 & switch.bit != 0
+    }
+
+    /// Whether `SLITTER_STATS` is on.
+    pub fn stats(self) -> bool {
+        self.is_on(&STATS)
+    }
+
+    /// Whether `SLITTER_VERBOSE` is on.
+    pub fn verbose(self) -> bool {
+        self.is_on(&VERBOSE)
+    }
+
+    /// Whether `SLITTER_HARDEN` is on.
+    pub fn harden(self) -> bool {
+        self.is_on(&HARDEN)
     }
 }
 
-/// Applies one `NAME=value` entry of the environment.
-fn apply(entry: &[u8]) {
-    let Some(switch) = SWITCHES.iter().find(|switch| {
-        entry.len() > switch.name.len()
-            && entry.starts_with(switch.name.as_bytes())
-            && entry[switch.name.len()] == b'='
-    }) else {
-        return;
-    };
-    let value = &entry[switch.name.len() + 1..];
-    match parse_bool(value) {
-        Some(on) => switch.value.store(u8::from(on), Ordering::Relaxed),
-        None => crate::fatal::report(format_args!(
-            "warning: {}={} is not 0 or 1 (nor off/on, false/true, no/yes); using 0",
-            switch.name,
-            value.escape_ascii()
-        )),
-    }
-}
-
-/// Reads the environment once; later callers wait for the first.
-fn read() {
-    if STATE.load(Ordering::Acquire) == READ {
-        return;
-    }
-    if STATE
-        .compare_exchange(UNREAD, READING, Ordering::Acquire, Ordering::Acquire)
-        .is_ok()
-    {
-        // SAFETY: `environ` is the C library's, NULL or a NULL-terminated
-        // array of C strings; nothing here changes it.
-        let mut entry = unsafe { environ };
-        while !entry.is_null() {
-            // SAFETY: `entry` points into that array, before its end.
-            let string = unsafe { *entry };
-            if string.is_null() {
-                break;
-            }
-            // SAFETY: a C string of the environment.
-            apply(unsafe { CStr::from_ptr(string) }.to_bytes());
-            // SAFETY: not past the terminating NULL.
-            entry = unsafe { entry.add(1) };
+/// Writes `SLITTER_STATS=0 SLITTER_VERBOSE=1 ...`.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, switch) in SWITCHES.iter().enumerate() {
+            let separator = if index == 0 { "" } else { " " };
+            write!(
+                f,
+                "{separator}{}={}",
+                switch.name,
+                u8::from(self.is_on(switch))
+            )?;
         }
-        STATE.store(READ, Ordering::Release);
-    }
-    while STATE.load(Ordering::Acquire) != READ {
-        core::hint::spin_loop();
+        Ok(())
     }
 }
 
-/// `SLITTER_HARDEN`: whether the malloc API is hardened.
-pub fn harden() -> bool {
-    read();
-    HARDEN.load(Ordering::Relaxed) != 0
+/// `STATE` bit: the configuration is settled (the other bits are it).
+const SETTLED: u8 = 0x80;
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+/// slitter's configuration, read from the environment variables
+/// `SLITTER_STATS`, `SLITTER_VERBOSE` and `SLITTER_HARDEN` (values `1`,
+/// `on`, `true`, `yes` or `0`, `off`, `false`, `no`, in any case; all
+/// default to off). It is read once, before `main` at the latest, and
+/// never changes afterwards.
+pub fn current() -> Config {
+    let state = STATE.load(Ordering::Acquire);
+    if state & SETTLED != 0 {
+        return Config(state & !SETTLED);
+    }
+    // SAFETY: reads the C library's `environ` pointer (a plain load; a
+    // concurrent `setenv` would race just as it races with `getenv`).
+    let environ = unsafe { (&raw const libc::environ).read() };
+    settle(environ.cast_const().cast())
+}
+
+/// Settles the configuration from `envp` unless it is settled already,
+/// and returns it.
+///
+/// # Safety
+/// `envp` is NULL or a NULL-terminated array of NUL-terminated strings.
+pub unsafe fn settle_from(envp: *const *const c_char) -> Config {
+    let state = STATE.load(Ordering::Acquire);
+    if state & SETTLED != 0 {
+        return Config(state & !SETTLED);
+    }
+    settle(envp)
+}
+
+fn settle(envp: *const *const c_char) -> Config {
+    if envp.is_null() {
+        return Config::default();
+    }
+    // SAFETY: a non-null `environ` or `envp` is such an array.
+    let parsed = unsafe { parse_environment(envp) };
+    match STATE.compare_exchange(
+        0,
+        parsed.config.0 | SETTLED,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            parsed.warn();
+            parsed.config
+        }
+        Err(state) => Config(state & !SETTLED),
+    }
+}
+
+/// Prints the line `SLITTER_VERBOSE` asks for: the version, the process
+/// and `config`.
+pub fn print_effective(config: Config) {
+    crate::fatal::report(format_args!(
+        "version {}, pid {}: {config}",
+        env!("CARGO_PKG_VERSION"),
+        // SAFETY: getpid has no preconditions.
+        unsafe { libc::getpid() }
+    ));
+}
+
+/// The value of a switch: `Some(on)`, or `None` if it is not valid.
+fn parse_switch(value: &[u8]) -> Option<bool> {
+    let is_any = |words: [&[u8]; 4]| words.iter().any(|word| value.eq_ignore_ascii_case(word));
+    if is_any([b"1", b"on", b"true", b"yes"]) {
+        Some(true)
+    } else if is_any([b"0", b"off", b"false", b"no"]) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A configuration read from an environment, with the invalid values seen.
+struct Parsed<'a> {
+    config: Config,
+    invalid: [Option<&'a [u8]>; SWITCHES.len()],
+}
+
+impl Parsed<'_> {
+    /// Prints one warning per invalid value.
+    fn warn(&self) {
+        for (switch, value) in SWITCHES.iter().zip(self.invalid) {
+            if let Some(value) = value {
+                crate::fatal::report(format_args!(
+                    "warning: {}=\"{}\" is not 1, on, true, yes, 0, off, false or no; \
+                     {} stays off",
+                    switch.name,
+                    Escaped(value),
+                    switch.name
+                ));
+            }
+        }
+    }
+}
+
+/// Reads the switches from their values (`None`: the variable is unset).
+fn parse_values(values: [Option<&[u8]>; SWITCHES.len()]) -> Parsed<'_> {
+    let mut parsed = Parsed {
+        config: Config::default(),
+        invalid: [None; SWITCHES.len()],
+    };
+    for ((switch, value), invalid) in SWITCHES.iter().zip(values).zip(&mut parsed.invalid) {
+        match value.map(parse_switch) {
+            Some(Some(true)) => parsed.config.0 |= switch.bit,
+            Some(None) => *invalid = value,
+            Some(Some(false)) | None => {}
+        }
+    }
+    parsed
+}
+
+/// Reads the switches from `envp`.
+///
+/// # Safety
+/// `envp` is a NULL-terminated array of NUL-terminated strings that stay
+/// valid and unchanged for `'a`.
+unsafe fn parse_environment<'a>(mut envp: *const *const c_char) -> Parsed<'a> {
+    let mut values = [None; SWITCHES.len()];
+    // SAFETY: guaranteed by the caller: every entry up to the NULL one is
+    // a valid string.
+    unsafe {
+        while !(*envp).is_null() {
+            let entry: &'a [u8] = CStr::from_ptr(*envp).to_bytes();
+            if entry.starts_with(b"SLITTER_") {
+                for (switch, value) in SWITCHES.iter().zip(&mut values) {
+                    if value.is_none() {
+                        *value = entry
+                            .strip_prefix(switch.name.as_bytes())
+                            .and_then(|rest| rest.strip_prefix(b"="));
+                    }
+                }
+            }
+            envp = envp.add(1);
+        }
+    }
+    parse_values(values)
+}
+
+/// Displays bytes as they are when printable ASCII, else as `\xNN`.
+struct Escaped<'a>(&'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &byte in self.0 {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                write!(f, "{}", byte as char)?;
+            } else {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
 
     #[test]
-    fn booleans_parse() {
-        for on in ["1", "on", "true", "yes"] {
-            assert_eq!(parse_bool(on.as_bytes()), Some(true));
+    fn switch_values_are_documented_words_in_any_case() {
+        for on in ["1", "on", "ON", "true", "True", "yes", "YES"] {
+            assert_eq!(parse_switch(on.as_bytes()), Some(true), "{on}");
         }
-        for off in ["0", "off", "false", "no"] {
-            assert_eq!(parse_bool(off.as_bytes()), Some(false));
+        for off in ["0", "off", "Off", "false", "FALSE", "no", "No"] {
+            assert_eq!(parse_switch(off.as_bytes()), Some(false), "{off}");
         }
-        for bad in ["", "2", "On", "enable"] {
-            assert_eq!(parse_bool(bad.as_bytes()), None);
+        for bad in ["", " 1", "1 ", "2", "01", "enable", "y", "n", "truee"] {
+            assert_eq!(parse_switch(bad.as_bytes()), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn invalid_values_keep_the_default_and_are_reported() {
+        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None]);
+        assert!(parsed.config.stats());
+        assert!(!parsed.config.verbose());
+        assert!(!parsed.config.harden());
+        assert_eq!(parsed.invalid, [None, Some(&b"maybe"[..]), None]);
+        let parsed = parse_values([Some(b"off"), Some(b"yes"), Some(b"")]);
+        assert_eq!(parsed.config, Config(VERBOSE.bit));
+        assert_eq!(parsed.invalid, [None, None, Some(&b""[..])]);
+    }
+
+    /// A NULL-terminated `envp` over `entries`.
+    fn with_envp<R>(entries: &[&str], f: impl FnOnce(*const *const c_char) -> R) -> R {
+        let strings: Vec<CString> = entries.iter().map(|e| CString::new(*e).unwrap()).collect();
+        let mut pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        pointers.push(core::ptr::null());
+        f(pointers.as_ptr())
+    }
+
+    #[test]
+    fn the_environment_is_scanned_for_exact_names_first_one_wins() {
+        let config = with_envp(
+            &[
+                "PATH=/bin",
+                "SLITTER_STATSX=0",
+                "XSLITTER_VERBOSE=1",
+                "SLITTER_HARDEN=on",
+                "SLITTER_STATS=true",
+                "SLITTER_STATS=0",
+                "SLITTER_VERBOSE",
+            ],
+            // SAFETY: a valid envp, alive during the call.
+            |envp| unsafe { parse_environment(envp) }.config,
+        );
+        assert!(config.stats());
+        assert!(config.harden());
+        assert!(!config.verbose());
+    }
+
+    #[test]
+    fn without_an_environment_the_defaults_apply() {
+        assert_eq!(settle(core::ptr::null()), Config::default());
+    }
+
+    #[test]
+    fn the_configuration_displays_every_switch() {
+        let config = Config(STATS.bit | HARDEN.bit);
+        assert_eq!(
+            config.to_string(),
+            "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1"
+        );
+        assert_eq!(Escaped(b"a\x01 \xff").to_string(), "a\\x01 \\xff");
     }
 }

@@ -39,21 +39,8 @@ pub fn report(message: fmt::Arguments<'_>) {
     let _ = line.write_fmt(message);
     line.bytes[line.len] = b'\n';
     line.len += 1;
-    let mut written = 0;
-    while written < line.len {
-        // SAFETY: the range [written, len) lies inside `line.bytes`.
-        let ret = unsafe {
-            libc::write(
-                libc::STDERR_FILENO,
-                line.bytes[written..].as_ptr().cast(),
-                line.len - written,
-            )
-        };
-        if ret <= 0 {
-            break;
-        }
-        written += ret as usize;
-    }
+    // Nothing better can be done when stderr fails.
+    let _ = crate::writer::write_all(libc::STDERR_FILENO, &line.bytes[..line.len]);
 }
 
 /// Reports `message` and aborts the process.

@@ -51,6 +51,7 @@ mod class;
 mod config;
 mod constants;
 mod fatal;
+mod glibc_compat;
 mod global_alloc;
 mod hardening;
 mod large;
@@ -60,15 +61,26 @@ mod malloc_api;
 mod mapper;
 mod mill;
 mod press;
+mod process_hooks;
 mod rack;
 mod size_classes;
 mod sized_free;
 mod span;
 mod stats;
+mod stats_c_api;
+mod stats_report;
+mod tally;
+mod writer;
 
 pub use c_api::{SlitterClass, SlitterClassConfig, SlitterStatus};
 pub use class::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
+pub use config::{current as configuration, Config};
 pub use constants::{MAX_CLASSES, MAX_SPAN_SIZE};
 pub use global_alloc::Slitter;
 pub use mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
-pub use stats::{internal_counts, InternalCounts};
+pub use stats::{
+    all_class_stats, class_stats, internal_counts, mapper_stats, process_stats, ClassStats,
+    InternalCounts, MapperStats, ProcessStats, UNCOUNTED_BOUND,
+};
+pub use stats_c_api::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
+pub use stats_report::print_stats;

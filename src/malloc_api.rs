@@ -102,7 +102,7 @@ fn initialise() -> bool {
                     return false;
                 }
             }
-            if crate::config::harden() {
+            if crate::config::current().harden() {
                 hardening::enable();
                 FAST_FREE_LIMIT.store(0, Ordering::Relaxed);
             } else {

@@ -415,6 +415,16 @@ pub fn register_mapper(
     Ok(())
 }
 
+/// The name of the mapper registered at `index`, if any.
+pub fn mapper_name(index: MapperIndex) -> Option<&'static str> {
+    REGISTRY
+        .lock()
+        .get(index)
+        .copied()
+        .flatten()
+        .map(|(name, _)| name)
+}
+
 /// Finds a registered mapper by name (`None` means the default mapper).
 pub fn find_mapper(name: Option<&[u8]>) -> Option<(MapperIndex, &'static dyn Mapper)> {
     let name = name.unwrap_or(DEFAULT_MAPPER_NAME.as_bytes());
@@ -439,6 +449,8 @@ mod tests {
         assert_eq!(find_mapper(Some(b"file")).unwrap().0, 1);
         assert_eq!(find_mapper(Some(b"noaccess")).unwrap().0, 2);
         assert!(find_mapper(Some(b"no-such-mapper")).is_none());
+        assert_eq!(mapper_name(1), Some("file"));
+        assert_eq!(mapper_name(MAX_MAPPERS), None);
     }
 
     #[test]

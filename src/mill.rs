@@ -88,11 +88,16 @@ struct MillState {
     end: usize,
 }
 
+/// The bytes of a chunk kept from its reservation: its data region, its
+/// metadata region and the three guards around them.
+pub const CHUNK_KEPT_SIZE: usize = 3 * GUARD_PAGE_SIZE + METADATA_PAGE_SIZE + DATA_ALIGNMENT;
+
 /// Span allocation for one mapper.
 pub struct Mill {
     mapper: &'static dyn Mapper,
     state: Lock<MillState>,
     chunks: AtomicUsize,
+    span_bytes: AtomicUsize,
 }
 
 fn as_ptr(addr: usize) -> NonNull<c_void> {
@@ -106,12 +111,18 @@ impl Mill {
             mapper,
             state: Lock::new(MillState { next: 0, end: 0 }),
             chunks: AtomicUsize::new(0),
+            span_bytes: AtomicUsize::new(0),
         }
     }
 
     /// Number of chunks this mill has mapped.
     pub fn chunk_count(&self) -> usize {
         self.chunks.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of chunk data handed out as spans so far.
+    pub fn span_bytes(&self) -> usize {
+        self.span_bytes.load(Ordering::Relaxed)
     }
 
     /// Reserves and backs a new chunk; returns its data region's start.
@@ -172,6 +183,7 @@ impl Mill {
             }
             let begin = state.next;
             state.next += span_size;
+            self.span_bytes.fetch_add(span_size, Ordering::Relaxed);
             begin
         };
         for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
@@ -185,19 +197,21 @@ static MILLS: [AtomicPtr<Mill>; MAX_MAPPERS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_MAPPERS];
 static MILLS_LOCK: Lock<()> = Lock::new(());
 
+/// The mill of the mapper at `index`, if it was created.
+pub fn existing_mill(index: MapperIndex) -> Option<&'static Mill> {
+    // SAFETY: published mills are initialised and immortal.
+    unsafe { MILLS.get(index)?.load(Ordering::Acquire).as_ref() }
+}
+
 /// The mill of the mapper at `index`, created on first use; `None` if
 /// internal memory is exhausted.
 pub fn mill_for(index: MapperIndex, mapper: &'static dyn Mapper) -> Option<&'static Mill> {
-    let existing = MILLS[index].load(Ordering::Acquire);
-    if !existing.is_null() {
-        // SAFETY: published mills are initialised and immortal.
-        return Some(unsafe { &*existing });
+    if let Some(mill) = existing_mill(index) {
+        return Some(mill);
     }
     let _guard = MILLS_LOCK.lock();
-    let existing = MILLS[index].load(Ordering::Acquire);
-    if !existing.is_null() {
-        // SAFETY: as above.
-        return Some(unsafe { &*existing });
+    if let Some(mill) = existing_mill(index) {
+        return Some(mill);
     }
     let slot = arena::allocate(core::mem::size_of::<Mill>(), core::mem::align_of::<Mill>())?
         .cast::<Mill>()
@@ -227,6 +241,7 @@ mod tests {
             layout.meta + METADATA_PAGE_SIZE + GUARD_PAGE_SIZE,
             layout.data
         );
+        assert_eq!(layout.keep_end - layout.keep_start, CHUNK_KEPT_SIZE);
         layout
     }
 
@@ -326,5 +341,6 @@ mod tests {
             last_end = begin + span;
         }
         assert_eq!(mill.chunk_count(), 2);
+        assert_eq!(mill.span_bytes(), (per_chunk + 2) * span);
     }
 }

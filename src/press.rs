@@ -9,7 +9,7 @@
 //! from the mill under the press's refill lock, so concurrent refills take
 //! one span, not one each.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::constants::MAGAZINE_SIZE;
 use crate::lock::Lock;
@@ -27,6 +27,8 @@ pub struct Press {
     /// First record of the span being carved (null before the first span).
     current: AtomicPtr<SpanRecord>,
     refill: Lock<()>,
+    /// Spans taken from the mill so far.
+    spans: AtomicUsize,
 }
 
 impl Press {
@@ -39,7 +41,15 @@ impl Press {
             mill,
             current: AtomicPtr::new(core::ptr::null_mut()),
             refill: Lock::new(()),
+            spans: AtomicUsize::new(0),
         }
+    }
+
+    /// The number of spans this press has taken from its mill, and their
+    /// bytes.
+    pub fn spans_taken(&self) -> (usize, usize) {
+        let spans = self.spans.load(Ordering::Relaxed);
+        (spans, spans * self.span_size)
     }
 
     /// Fills the free slots of `magazine` with fresh objects, taking at
@@ -77,6 +87,7 @@ impl Press {
                     fresh as *const SpanRecord as *mut SpanRecord,
                     Ordering::Release,
                 );
+                self.spans.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -119,5 +130,9 @@ mod tests {
             }
         }
         assert!(spans.len() >= 3);
+        assert_eq!(
+            press.spans_taken(),
+            (spans.len(), spans.len() * span_size_for(size))
+        );
     }
 }

@@ -255,7 +255,7 @@ fn an_invalid_harden_value_warns_and_keeps_the_default() {
     let lines = slitter_lines(&output);
     assert_eq!(lines.len(), 1, "{}", common::describe(&output));
     assert!(
-        lines[0].contains("warning: SLITTER_HARDEN=maybe"),
+        lines[0].contains("warning: SLITTER_HARDEN=\"maybe\""),
         "{lines:?}"
     );
 }

@@ -231,32 +231,9 @@ fn binding_check_rejects_the_c_library_malloc() {
 
 // ---- python3 -------------------------------------------------------------
 
-/// The real python3 interpreter: `sys.executable`, so that a wrapper on
-/// `$PATH` (pyenv's shims are shell scripts) is not what runs the workload.
-fn python3() -> PathBuf {
-    let python = common::ensure_tool("python3", "python3");
-    let output = common::output(
-        Command::new(&python)
-            .args(["-c", "import sys; print(sys.executable)"])
-            .env_remove("LD_PRELOAD"),
-    );
-    assert!(
-        output.status.success(),
-        "cannot run {}\n{}",
-        python.display(),
-        common::describe(&output)
-    );
-    let executable = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if executable.is_empty() {
-        python
-    } else {
-        PathBuf::from(executable)
-    }
-}
-
 #[test]
 fn python3_allocation_heavy_script() {
-    let python = python3();
+    let python = common::python3();
     let script = common::manifest_dir().join("tests/programs/alloc_heavy.py");
     check_program("python3", |run| {
         run.set_env("PYTHONMALLOC", "malloc");

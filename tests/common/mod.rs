@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests that build C programs against
 //! the slitter cdylib or staticlib and run them (`tests/c_api.rs`,
-//! `tests/death.rs`, `tests/examples.rs`), or build C and C++ programs
-//! without slitter and run them, and real programs, with
-//! `LD_PRELOAD=libslitter.so` (`tests/malloc.rs`, `tests/programs.rs`).
+//! `tests/death.rs`, `tests/examples.rs`, `tests/stats.rs`), or build C and
+//! C++ programs without slitter and run them, and real programs, with
+//! `LD_PRELOAD=libslitter.so` (`tests/malloc.rs`, `tests/programs.rs`,
+//! `tests/stats.rs`).
 //!
 //! `cargo test` compiles the library with all its crate types into
 //! `target/<profile>/deps/`, next to the test binary, so the freshly built
@@ -350,6 +351,29 @@ pub fn ensure_tool(program: &str, package: &str) -> PathBuf {
     find_in_path(program).unwrap_or_else(|| {
         panic!("installed the `{package}` package but `{program}` is still not on $PATH")
     })
+}
+
+/// The real python3 interpreter: `sys.executable`, so that a wrapper on
+/// `$PATH` (pyenv's shims are shell scripts) is not what runs the workload.
+pub fn python3() -> PathBuf {
+    let python = ensure_tool("python3", "python3");
+    let output = output(
+        Command::new(&python)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .env_remove("LD_PRELOAD"),
+    );
+    assert!(
+        output.status.success(),
+        "cannot run {}\n{}",
+        python.display(),
+        describe(&output)
+    );
+    let executable = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if executable.is_empty() {
+        python
+    } else {
+        PathBuf::from(executable)
+    }
 }
 
 /// The `libslitter.so` that `LD_PRELOAD` names.

@@ -1,0 +1,247 @@
+//! Statistics and configuration as programs see them.
+//!
+//! - `tests/c/stats_api.c`, compiled against `include/slitter.h` and
+//!   linked with the cdylib and the staticlib: the statistics C API; then
+//!   the same program with `SLITTER_STATS=1`, whose table at exit must hold
+//!   its class's exact counts.
+//! - `tests/c/glibc_stats.c`, built without slitter and run under
+//!   `LD_PRELOAD`: `mallinfo2`, `mallinfo`, `malloc_info`, `mallopt`,
+//!   `malloc_trim` and `malloc_stats`.
+//! - python3 under `LD_PRELOAD` with `SLITTER_STATS=1`: a table whose
+//!   totals add up.
+//! - `SLITTER_VERBOSE` and invalid values of every switch, with `true`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::Link;
+
+const GROUP: &str = "stats";
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// One class line of the table: name and the five counts.
+#[derive(Debug)]
+struct ClassLine {
+    name: String,
+    counts: [u64; 5],
+}
+
+/// The class lines and the totals line of the statistics table in
+/// `stderr` (which must hold exactly one table), checking the layout.
+fn parse_table(stderr: &str) -> (Vec<ClassLine>, [u64; 5]) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("slitter: "))
+        .collect();
+    let starts = lines
+        .iter()
+        .filter(|l| l.starts_with("slitter: statistics of pid "))
+        .count();
+    assert_eq!(starts, 1, "expected one table in:\n{stderr}");
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("slitter: class "))
+        .unwrap_or_else(|| panic!("no header line in:\n{stderr}"));
+    let numbers = |words: &[&str]| -> [u64; 5] {
+        let values: Vec<u64> = words
+            .iter()
+            .map(|w| {
+                w.parse()
+                    .unwrap_or_else(|_| panic!("{w:?} is not a count in:\n{stderr}"))
+            })
+            .collect();
+        values
+            .try_into()
+            .unwrap_or_else(|_| panic!("not five counts in:\n{stderr}"))
+    };
+    let mut classes = Vec::new();
+    for line in &lines[header + 1..] {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        if words[0] == "total" {
+            assert!(
+                lines.last() == Some(&"slitter: counts are exact"),
+                "the table does not end with exact counts:\n{stderr}"
+            );
+            return (classes, numbers(&words[1..]));
+        }
+        assert_eq!(words.len(), 8, "unexpected class line {line:?}");
+        classes.push(ClassLine {
+            name: words[0].to_owned(),
+            counts: numbers(&words[3..]),
+        });
+    }
+    panic!("no totals line in:\n{stderr}");
+}
+
+/// Checks each class line (live = allocations - releases) and that the
+/// totals are the sums of the class lines.
+fn check_sums(classes: &[ClassLine], totals: [u64; 5]) {
+    let mut sums = [0u64; 5];
+    for class in classes {
+        let [allocations, releases, live, _, _] = class.counts;
+        assert_eq!(allocations - releases, live, "{class:?}");
+        assert!(allocations > 0 || class.counts[3] > 0, "unused: {class:?}");
+        for (sum, count) in sums.iter_mut().zip(class.counts) {
+            *sum += count;
+        }
+    }
+    assert_eq!(sums, totals, "the totals are not the sums of {classes:?}");
+}
+
+fn check_stats_api(link: Link) {
+    let binary = common::compile_c(GROUP, "tests/c/stats_api.c", link);
+    let output = common::run(&binary);
+    common::assert_success_ending_with(&output, "stats_api: ok");
+    assert!(
+        common::slitter_lines(&output).is_empty(),
+        "slitter printed without SLITTER_STATS\n{}",
+        common::describe(&output)
+    );
+
+    let output = common::output(common::command(&binary).env("SLITTER_STATS", "1"));
+    common::assert_success_ending_with(&output, "stats_api: ok");
+    let (classes, totals) = parse_table(&stderr_of(&output));
+    check_sums(&classes, totals);
+    let node = classes
+        .iter()
+        .find(|c| c.name == "stats-node")
+        .unwrap_or_else(|| panic!("no stats-node line\n{}", common::describe(&output)));
+    // 1000 + 500 allocations, 300 + 200 releases (tests/c/stats_api.c).
+    assert_eq!(node.counts[..3], [1500, 500, 1000], "{node:?}");
+}
+
+#[test]
+fn stats_api_with_cdylib() {
+    check_stats_api(Link::Dynamic);
+}
+
+#[test]
+fn stats_api_with_staticlib() {
+    check_stats_api(Link::Static);
+}
+
+#[test]
+fn glibc_introspection_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/glibc_stats.c", None);
+    let output = common::run_preloaded(&binary, &[]);
+    common::assert_success_ending_with(&output, "glibc_stats: ok");
+    common::assert_allocator_is_slitter(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("introspection: "))
+        .unwrap_or_default();
+    for key in ["mallinfo2", "malloc_info"] {
+        assert!(
+            common::field(line, key).is_some_and(|object| object.contains("libslitter")),
+            "{key} does not resolve to libslitter.so: {line:?}"
+        );
+    }
+    // malloc_stats printed the table, with the 48-byte class in use.
+    let stderr = stderr_of(&output);
+    let (classes, totals) = parse_table(&stderr);
+    check_sums(&classes, totals);
+    assert!(
+        classes
+            .iter()
+            .any(|c| c.name == "malloc-48" && c.counts[0] >= 1000),
+        "no malloc-48 line with the program's allocations in:\n{stderr}"
+    );
+}
+
+#[test]
+fn stats_table_at_exit_of_python_under_preload() {
+    let python = common::python3();
+    let mut command = common::preloaded_command(&python);
+    command
+        .args([
+            "-c",
+            "x = [str(i) * 3 for i in range(20000)]; print('done')",
+        ])
+        .env("SLITTER_STATS", "1")
+        // Every object through malloc, not pymalloc's arenas.
+        .env("PYTHONMALLOC", "malloc");
+    let output = common::output(&mut command);
+    common::assert_success_ending_with(&output, "done");
+    let (classes, totals) = parse_table(&stderr_of(&output));
+    check_sums(&classes, totals);
+    assert!(
+        classes.iter().all(|c| c.name.starts_with("malloc-")),
+        "python3 used classes other than malloc's: {classes:?}"
+    );
+    assert!(totals[0] >= 20000, "too few allocations: {totals:?}");
+}
+
+/// `true`, run under `LD_PRELOAD` with the `SLITTER_*` variables `vars`.
+fn run_true(vars: &[(&str, &str)]) -> Output {
+    let program: PathBuf = common::find_in_path("true").expect("`true` is on $PATH");
+    let mut command: Command = common::preloaded_command(program);
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    let output = common::output(&mut command);
+    assert!(output.status.success(), "{}", common::describe(&output));
+    output
+}
+
+fn verbose_line(stats: u8, verbose: u8, harden: u8) -> String {
+    format!("SLITTER_STATS={stats} SLITTER_VERBOSE={verbose} SLITTER_HARDEN={harden}")
+}
+
+#[test]
+fn verbose_prints_the_version_and_configuration_once() {
+    let output = run_true(&[("SLITTER_VERBOSE", "1")]);
+    let lines = common::slitter_lines(&output);
+    let prefix = format!("slitter: version {}, pid ", env!("CARGO_PKG_VERSION"));
+    assert_eq!(lines.len(), 1, "{}", common::describe(&output));
+    let rest = lines[0].strip_prefix(&prefix).unwrap_or_else(|| {
+        panic!("unexpected line {:?}", lines[0]);
+    });
+    let (pid, config) = rest.split_once(": ").expect("pid: configuration");
+    assert!(pid.parse::<u32>().is_ok(), "{:?}", lines[0]);
+    assert_eq!(config, verbose_line(0, 1, 0));
+
+    let output = run_true(&[("SLITTER_VERBOSE", "On"), ("SLITTER_HARDEN", "YES")]);
+    let lines = common::slitter_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", common::describe(&output));
+    assert!(lines[0].ends_with(&verbose_line(0, 1, 1)), "{:?}", lines[0]);
+}
+
+fn warning(name: &str, value: &str) -> String {
+    format!(
+        "slitter: warning: {name}=\"{value}\" is not 1, on, true, yes, 0, off, false or no; \
+         {name} stays off"
+    )
+}
+
+#[test]
+fn invalid_values_warn_once_each_and_keep_the_defaults() {
+    let output = run_true(&[
+        ("SLITTER_STATS", "maybe"),
+        ("SLITTER_VERBOSE", ""),
+        ("SLITTER_HARDEN", "2"),
+    ]);
+    assert_eq!(
+        common::slitter_lines(&output),
+        [
+            warning("SLITTER_STATS", "maybe"),
+            warning("SLITTER_VERBOSE", ""),
+            warning("SLITTER_HARDEN", "2"),
+        ],
+        "{}",
+        common::describe(&output)
+    );
+
+    // A bad switch leaves the others working: the verbose line shows the
+    // effective configuration, and the table comes at exit.
+    let output = run_true(&[("SLITTER_VERBOSE", "true"), ("SLITTER_STATS", "1\u{1}")]);
+    let lines = common::slitter_lines(&output);
+    assert_eq!(lines[0], warning("SLITTER_STATS", "1\\x01"));
+    assert!(lines[1].ends_with(&verbose_line(0, 1, 0)), "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
