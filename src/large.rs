@@ -1,41 +1,52 @@
 //! Large allocations: requests above the largest size class, or aligned
 //! beyond what a class can serve.
 //!
-//! Owns: one mapping per large allocation, laid out
-//! `| guard page | data (whole pages) | guard page |` with the guards
-//! inaccessible; the out-of-band table from each data address to its
-//! mapping; a small bounded cache of freed mappings for reuse; and growth
-//! by `mremap`, which moves pages instead of copying bytes.
+//! Owns: the out-of-band table from each large allocation's data address
+//! to its memory, and the choice of that memory: an extent of the large
+//! arena (`large_arena.rs`, which reuses freed pages) for requests up to
+//! [`MAX_EXTENT`] aligned to at most a page, else a mapping of its own laid
+//! out `| guard page | data (whole pages) | guard page |`, unmapped on
+//! free and grown by `mremap`, which moves pages instead of copying bytes.
 //!
 //! Invariants: the table holds exactly the live large allocations, keyed by
 //! the address returned to the caller (page-aligned, or aligned as asked);
-//! nothing about an allocation is stored next to its data; every mapping
-//! in the cache is a whole guarded mapping owned by no one, and the cache
-//! never holds more than `CACHE_SLOTS` mappings or `CACHE_BYTES` bytes of
-//! data; freed mappings outside the cache are returned to the operating
-//! system at once. All of it is under one lock: large allocations make
-//! system calls anyway.
+//! nothing about an allocation is stored next to its data; the pages just
+//! below and above every live allocation's data are inaccessible. All of
+//! it is under one lock: large allocations make system calls anyway.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
+pub use crate::large_arena::PAGE_SIZE;
+use crate::large_arena::{Arena, MAX_EXTENT};
 use crate::lock::Lock;
 use crate::mapper::os_map_zeroed;
 
-/// The page size (x86-64).
-pub const PAGE_SIZE: usize = 4096;
 const GUARD_SIZE: usize = PAGE_SIZE;
-const CACHE_SLOTS: usize = 16;
-const CACHE_BYTES: usize = 32 << 20;
 
-/// One mapping: `base` and `total` cover the guards, `data` and `length`
-/// the accessible part.
+/// One allocation's memory: `base` and `total` cover its guards (for an
+/// arena extent, only the guard above: the one below belongs to what lies
+/// below), `data` and `length` the accessible part.
 #[derive(Clone, Copy, Default)]
 struct Mapping {
     base: usize,
     total: usize,
     data: usize,
     length: usize,
+    /// An extent of the arena, rather than a mapping of its own.
+    in_arena: bool,
+}
+
+impl Mapping {
+    fn extent(data: usize, length: usize) -> Mapping {
+        Mapping {
+            base: data,
+            total: length + GUARD_SIZE,
+            data,
+            length,
+            in_arena: true,
+        }
+    }
 }
 
 /// A table slot whose `data` is 0 is empty; `TOMBSTONE`, a removed entry.
@@ -53,9 +64,8 @@ struct Table {
 
 struct State {
     table: Table,
-    cache: [Mapping; CACHE_SLOTS],
-    cached_bytes: usize,
-    /// Live allocations and their data bytes, for statistics.
+    arena: Arena,
+    /// Data bytes of the live allocations, for statistics.
     live_bytes: usize,
 }
 
@@ -70,13 +80,7 @@ static STATE: Lock<State> = Lock::new(State {
         live: 0,
         used: 0,
     },
-    cache: [Mapping {
-        base: 0,
-        total: 0,
-        data: 0,
-        length: 0,
-    }; CACHE_SLOTS],
-    cached_bytes: 0,
+    arena: Arena::new(),
     live_bytes: 0,
 });
 
@@ -114,11 +118,15 @@ impl Table {
         }
     }
 
-    /// Adds `mapping`; `false` if the table cannot grow.
-    fn insert(&mut self, mapping: Mapping) -> bool {
-        if (self.used + 1) * 2 > self.capacity && !self.grow() {
-            return false;
-        }
+    /// Ensures one more entry can be inserted; `false` if the table
+    /// cannot grow.
+    fn make_room(&mut self) -> bool {
+        (self.used + 1) * 2 <= self.capacity || self.grow()
+    }
+
+    /// Adds `mapping`, after [`Table::make_room`].
+    fn insert(&mut self, mapping: Mapping) {
+        debug_assert!((self.used + 1) * 2 <= self.capacity);
         let mut index = hash(mapping.data, self.capacity);
         while self.get(index).data > TOMBSTONE {
             index = (index + 1) & (self.capacity - 1);
@@ -128,7 +136,6 @@ impl Table {
         }
         self.set(index, mapping);
         self.live += 1;
-        true
     }
 
     fn remove(&mut self, index: usize) -> Mapping {
@@ -163,6 +170,7 @@ impl Table {
         for index in 0..old.capacity {
             let mapping = old.get(index);
             if mapping.data > TOMBSTONE {
+                // Room: the new table holds four times the live entries.
                 self.insert(mapping);
             }
         }
@@ -226,6 +234,7 @@ fn map(length: usize, align: usize) -> Option<Mapping> {
         total: end - start,
         data,
         length,
+        in_arena: false,
     };
     // SAFETY: the data range lies inside the kept reservation.
     let ret = unsafe {
@@ -247,51 +256,26 @@ fn unmap(mapping: Mapping) {
     unsafe { libc::munmap(mapping.base as *mut c_void, mapping.total) };
 }
 
-/// Takes from the cache a mapping whose data holds `length` bytes without
-/// wasting more than a quarter of it.
-fn take_cached(state: &mut State, length: usize) -> Option<Mapping> {
-    let index = state
-        .cache
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.length >= length && m.length - length <= m.length / 4)
-        .min_by_key(|(_, m)| m.length)
-        .map(|(index, _)| index)?;
-    let mapping = core::mem::take(&mut state.cache[index]);
-    state.cached_bytes -= mapping.length;
-    Some(mapping)
-}
-
-/// Keeps a freed mapping in the cache if it fits, else unmaps it.
-fn retire(state: &mut State, mapping: Mapping) {
-    if state.cached_bytes + mapping.length <= CACHE_BYTES {
-        if let Some(slot) = state.cache.iter_mut().find(|m| m.total == 0) {
-            state.cached_bytes += mapping.length;
-            *slot = mapping;
-            return;
-        }
-    }
-    unmap(mapping);
-}
-
 /// A new large allocation of at least `size` bytes aligned to `align`, and
 /// whether its memory is known to be zero; `None` when out of memory.
 pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     let length = page_round(size.max(1))?;
     let mut state = STATE.lock();
-    let (mapping, fresh) = match (align <= PAGE_SIZE)
-        .then(|| take_cached(&mut state, length))
-        .flatten()
-    {
-        Some(mapping) => (mapping, false),
-        None => (map(length, align)?, true),
-    };
-    if !state.table.insert(mapping) {
-        retire(&mut state, mapping);
+    if !state.table.make_room() {
         return None;
     }
+    let placed = (align <= PAGE_SIZE && length <= MAX_EXTENT)
+        .then(|| state.arena.place(length))
+        .flatten();
+    let (mapping, zeroed) = match placed {
+        Some((data, length, zeroed)) => (Mapping::extent(data, length), zeroed),
+        // Too large or too aligned for the arena, or it is out of
+        // reservations: a mapping of its own.
+        None => (map(length, align)?, true),
+    };
+    state.table.insert(mapping);
     state.live_bytes += mapping.length;
-    Some((NonNull::new(mapping.data as *mut c_void)?, fresh))
+    Some((NonNull::new(mapping.data as *mut c_void)?, zeroed))
 }
 
 /// Frees the large allocation at `ptr`; `false` if there is none there.
@@ -302,7 +286,11 @@ pub fn free(ptr: *mut c_void) -> bool {
     };
     let mapping = state.table.remove(index);
     state.live_bytes -= mapping.length;
-    retire(&mut state, mapping);
+    if mapping.in_arena {
+        state.arena.release(mapping.data, mapping.length);
+    } else {
+        unmap(mapping);
+    }
     true
 }
 
@@ -331,13 +319,21 @@ pub enum Resized {
     OutOfMemory,
     /// `ptr` is not a large allocation.
     NotLarge,
+    /// The allocation (an arena extent with no free room above it) cannot
+    /// grow where it is: the caller moves it; it is unchanged.
+    Move,
 }
 
-/// Resizes the large allocation at `ptr` to hold `size` bytes: in place
-/// when its pages suffice and at most half would be unused, else by moving
-/// its pages with `mremap` into a new guarded mapping (no copy).
-pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
-    let Some(length) = page_round(size.max(1)) else {
+/// Resizes the large allocation at `ptr` to hold `size` bytes, growing it
+/// to `room` bytes (at least `size`) where that costs no copy:
+/// - in place when its pages suffice and at most half would be unused;
+/// - an arena extent shrinks by freeing its tail, and grows into the free
+///   range above it (to `room` if that fits, else to `size`), or asks the
+///   caller to move it;
+/// - a mapping of its own moves its pages with `mremap` into a new guarded
+///   mapping (no copy).
+pub fn resize(ptr: *mut c_void, size: usize, room: usize) -> Resized {
+    let (Some(length), Some(room)) = (page_round(size.max(1)), page_round(room.max(size))) else {
         return Resized::OutOfMemory;
     };
     let mut state = STATE.lock();
@@ -345,9 +341,35 @@ pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
         return Resized::NotLarge;
     };
     let old = state.table.get(index);
+    let unchanged = Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     if length <= old.length && length >= old.length / 2 {
-        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
+        return unchanged;
     }
+    if old.in_arena {
+        let new_length = if length < old.length {
+            if !state.arena.shrink(old.data, old.length, length) {
+                // The kernel refused to split the mapping: keep it whole.
+                return unchanged;
+            }
+            length
+        } else {
+            match state.arena.grow(old.data, old.length, length, room) {
+                Some(new_length) => new_length,
+                None => return Resized::Move,
+            }
+        };
+        state
+            .table
+            .set(index, Mapping::extent(old.data, new_length));
+        state.live_bytes = state.live_bytes - old.length + new_length;
+        return unchanged;
+    }
+    let length = if length > old.length { room } else { length };
+    // Room to re-insert under the new address (growing rehashes the table).
+    if !state.table.make_room() {
+        return Resized::OutOfMemory;
+    }
+    let index = state.table.find(ptr as usize).expect("still live");
     let Some(mapping) = map(length, PAGE_SIZE) else {
         return Resized::OutOfMemory;
     };
@@ -381,24 +403,22 @@ pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
         ..old
     });
     state.table.remove(index);
-    // Re-insert under the new address; the table has room (one entry was
-    // just removed).
     state.table.insert(mapping);
     state.live_bytes = state.live_bytes - old.length + mapping.length;
     Resized::Done(NonNull::new(mapping.data as *mut c_void).expect("mappings are not null"))
 }
 
 /// Number of live large allocations and their data bytes, and the number
-/// of cached mappings.
+/// of freed ranges kept for reuse with their pages.
 pub fn counts() -> (usize, usize, usize) {
     let state = STATE.lock();
-    let cached = state.cache.iter().filter(|m| m.total != 0).count();
-    (state.table.live, state.live_bytes, cached)
+    (state.table.live, state.live_bytes, state.arena.retained().0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::large_arena::protection;
 
     #[test]
     fn allocations_are_aligned_writable_and_tracked() {
@@ -417,17 +437,61 @@ mod tests {
     }
 
     #[test]
-    fn resize_grows_by_moving_pages_and_keeps_contents() {
+    fn every_allocation_has_inaccessible_neighbours() {
+        for (size, align) in [
+            (40_000, 16),
+            (MAX_EXTENT, 16),
+            (MAX_EXTENT + 1, 16),
+            (10, 1 << 20),
+        ] {
+            let (p, _) = allocate(size, align).unwrap();
+            let addr = p.as_ptr() as usize;
+            let usable = usable_size(p.as_ptr()).unwrap();
+            assert_eq!(protection(addr - PAGE_SIZE), "--", "below {size}");
+            assert_eq!(protection(addr), "rw");
+            assert_eq!(protection(addr + usable - 1), "rw");
+            assert_eq!(protection(addr + usable), "--", "above {size}");
+            assert!(free(p.as_ptr()));
+        }
+    }
+
+    #[test]
+    fn an_extent_shrinks_in_place_behind_a_new_guard() {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
-        unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), 8 << 20) else {
+        unsafe { p.as_ptr().cast::<u8>().write_bytes(5, 1 << 20) };
+        let Resized::Done(q) = resize(p.as_ptr(), 100_000, 100_000) else {
+            panic!("shrink failed");
+        };
+        assert_eq!(p, q);
+        let usable = page_round(100_000).unwrap();
+        assert_eq!(usable_size(q.as_ptr()), Some(usable));
+        assert_eq!(protection(q.as_ptr() as usize + usable), "--");
+        // SAFETY: the allocation holds `usable` bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), usable) };
+        assert!(bytes.iter().all(|&b| b == 5));
+        assert!(free(q.as_ptr()));
+    }
+
+    #[test]
+    fn a_mapping_of_its_own_grows_by_moving_pages_and_keeps_contents() {
+        let size = MAX_EXTENT + PAGE_SIZE;
+        let (p, _) = allocate(size, 16).unwrap();
+        // SAFETY: the allocation holds `size` bytes.
+        unsafe { p.as_ptr().cast::<u8>().write_bytes(7, size) };
+        let Resized::Done(q) = resize(p.as_ptr(), 2 * size, 3 * size) else {
             panic!("resize failed");
         };
-        // SAFETY: the resized allocation holds 8 MiB; the first MiB moved.
-        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 8 << 20) };
-        assert!(bytes[..1 << 20].iter().all(|&b| b == 7));
-        assert!(bytes[1 << 20..].iter().all(|&b| b == 0));
+        assert_eq!(
+            usable_size(q.as_ptr()),
+            Some(3 * size),
+            "grown to the room asked"
+        );
+        // SAFETY: the resized allocation holds 3 * size bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 3 * size) };
+        assert!(bytes[..size].iter().step_by(1000).all(|&b| b == 7));
+        assert!(bytes[size..].iter().step_by(PAGE_SIZE).all(|&b| b == 0));
+        assert_eq!(protection(q.as_ptr() as usize + 3 * size), "--");
         assert!(usable_size(p.as_ptr()).is_none() || p == q);
         assert!(free(q.as_ptr()));
     }

@@ -92,7 +92,7 @@ fn out_of_memory() -> *mut c_void {
 /// Allocates from malloc class `id`, registering the classes if needed.
 #[cold]
 fn allocate_small_slow(id: u32) -> *mut c_void {
-    if !initialise() {
+    if !INITIALISED.load(Ordering::Acquire) && !initialise() {
         return out_of_memory();
     }
     match cache::allocate(id) {
@@ -236,19 +236,40 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             }
             move_object(ptr, old_size, size)
         }
-        Owner::Large(_) if size > MAX_SMALL_SIZE => match large::resize(ptr, size) {
-            Resized::Done(p) => p.as_ptr(),
-            Resized::OutOfMemory => out_of_memory(),
-            Resized::NotLarge => report_bad(ptr, "realloc"),
-        },
+        Owner::Large(usable) if size > MAX_SMALL_SIZE => {
+            match large::resize(ptr, size, room(usable, size)) {
+                Resized::Done(p) => p.as_ptr(),
+                Resized::OutOfMemory => out_of_memory(),
+                Resized::NotLarge => report_bad(ptr, "realloc"),
+                Resized::Move => move_object(ptr, usable, size),
+            }
+        }
         Owner::Large(usable) => move_object(ptr, usable, size),
     }
 }
 
+/// The size to give an allocation of `old_size` bytes that must grow to
+/// `size`: half as much again, so that an object grown a little at a time
+/// (a string appended to) moves a logarithmic number of times rather than
+/// once per size class; but a request that fits a size class stays in one.
+fn room(old_size: usize, size: usize) -> usize {
+    let room = old_size.saturating_add(old_size / 2);
+    if size <= MAX_SMALL_SIZE {
+        room.clamp(size, MAX_SMALL_SIZE)
+    } else {
+        room.max(size)
+    }
+}
+
 /// Moves the `old_size`-byte object at `ptr` into a new allocation of
-/// `size` bytes and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
+/// `size` bytes (with [`room`] to grow, when it grows) and frees it; NULL
+/// with ENOMEM (and `ptr` kept) on failure.
 fn move_object(ptr: *mut c_void, old_size: usize, size: usize) -> *mut c_void {
-    let new = malloc(size);
+    let new = malloc(if size > old_size {
+        room(old_size, size)
+    } else {
+        size
+    });
     if new.is_null() {
         return new;
     }

@@ -1,0 +1,263 @@
+//! Page states of the large arena's reservations.
+//!
+//! Owns: per arena reservation, two bitmaps with one bit per page:
+//! - *accessible*: the page is readable and writable (else inaccessible),
+//!   so the arena changes a protection only when it differs;
+//! - *resident*: the page was resident when freed (asked of the kernel
+//!   with `mincore`, so pages of an extent the program never touched cost
+//!   nothing), cleared when the page is handed out again or given back to
+//!   the operating system.
+//!
+//! Invariants: the accessible bit of a page is set exactly when its
+//! protection is read/write (the arena changes protections only through
+//! [`PageStates::protect`]); a resident bit is set only for a page of a free
+//! range, and every page of a free range that was resident when freed has
+//! it set (it may have been swapped out since, so the count is an upper
+//! bound of the resident memory, exact on a machine that does not swap).
+//! The bitmaps come from memory mapped here and live as long as their
+//! reservations (forever).
+
+use core::ffi::c_void;
+
+use crate::mapper::os_map_zeroed;
+
+/// The page size (x86-64).
+pub const PAGE_SIZE: usize = 4096;
+
+/// The most reservations tracked.
+pub const MAX_RESERVATIONS: usize = 64;
+
+const BITS: usize = u64::BITS as usize;
+
+/// One bit per page of a reservation.
+#[derive(Clone, Copy)]
+struct Bitmap(*mut u64);
+
+impl Bitmap {
+    /// Applies `f` to each word of pages `[first, end)` with the mask of
+    /// those pages; returns the sum of its results.
+    fn for_words(
+        self,
+        first: usize,
+        end: usize,
+        mut f: impl FnMut(&mut u64, u64) -> usize,
+    ) -> usize {
+        let mut sum = 0;
+        let mut bit = first;
+        while bit < end {
+            let word = bit / BITS;
+            let low = bit % BITS;
+            let high = (end - word * BITS).min(BITS);
+            let mask = (u64::MAX >> (BITS - (high - low))) << low;
+            // SAFETY: callers pass pages of the bitmap's reservation, so
+            // `word` lies inside the bitmap, which only the arena (under
+            // its lock) touches.
+            sum += f(unsafe { &mut *self.0.add(word) }, mask);
+            bit = (word + 1) * BITS;
+        }
+        sum
+    }
+
+    /// The number of set bits among pages `[first, end)`.
+    fn count(self, first: usize, end: usize) -> usize {
+        self.for_words(first, end, |word, mask| {
+            (*word & mask).count_ones() as usize
+        })
+    }
+
+    /// Sets (or clears) the bits of pages `[first, end)`; returns how many
+    /// were set before.
+    fn assign(self, first: usize, end: usize, value: bool) -> usize {
+        self.for_words(first, end, |word, mask| {
+            let before = (*word & mask).count_ones() as usize;
+            if value {
+                *word |= mask;
+            } else {
+                *word &= !mask;
+            }
+            before
+        })
+    }
+}
+
+/// The bitmaps of the reservations, each covering `size` bytes.
+pub struct PageStates {
+    size: usize,
+    bases: [usize; MAX_RESERVATIONS],
+    accessible: [Bitmap; MAX_RESERVATIONS],
+    resident: [Bitmap; MAX_RESERVATIONS],
+    count: usize,
+}
+
+// SAFETY: the bitmaps are owned by the value and only touched through it.
+unsafe impl Send for PageStates {}
+
+impl PageStates {
+    /// Bitmaps for reservations of `size` bytes (a multiple of 64 pages).
+    pub const fn new(size: usize) -> PageStates {
+        PageStates {
+            size,
+            bases: [0; MAX_RESERVATIONS],
+            accessible: [Bitmap(core::ptr::null_mut()); MAX_RESERVATIONS],
+            resident: [Bitmap(core::ptr::null_mut()); MAX_RESERVATIONS],
+            count: 0,
+        }
+    }
+
+    /// Adds the bitmaps of the (inaccessible) reservation at `base`;
+    /// `false` when [`MAX_RESERVATIONS`] are tracked already or out of
+    /// memory.
+    pub fn add_reservation(&mut self, base: usize) -> bool {
+        if self.count == MAX_RESERVATIONS {
+            return false;
+        }
+        let bytes = self.size / PAGE_SIZE / 8;
+        let Some(bitmaps) = os_map_zeroed(2 * bytes) else {
+            return false;
+        };
+        let bitmaps = bitmaps.as_ptr();
+        self.bases[self.count] = base;
+        self.accessible[self.count] = Bitmap(bitmaps.cast());
+        // SAFETY: the second half of the mapping just made.
+        self.resident[self.count] = Bitmap(unsafe { bitmaps.add(bytes) }.cast());
+        self.count += 1;
+        true
+    }
+
+    /// The index of the reservation holding `[start, start + length)` and
+    /// the range of its pages.
+    fn locate(&self, start: usize, length: usize) -> (usize, usize, usize) {
+        let index = (0..self.count)
+            .find(|&i| start.wrapping_sub(self.bases[i]) < self.size)
+            .expect("arena addresses lie in a tracked reservation");
+        let first = (start - self.bases[index]) / PAGE_SIZE;
+        debug_assert!(first * PAGE_SIZE + length <= self.size);
+        (index, first, first + length / PAGE_SIZE)
+    }
+
+    /// Makes the `length` bytes (whole pages) at `start` accessible or
+    /// not, with one `mprotect` if any page differs; `false` if the kernel
+    /// refused (then nothing changed).
+    pub fn protect(&mut self, start: usize, length: usize, accessible: bool) -> bool {
+        let (index, first, end) = self.locate(start, length);
+        let bitmap = self.accessible[index];
+        let matching = bitmap.count(first, end);
+        if matching == if accessible { end - first } else { 0 } {
+            return true;
+        }
+        let prot = if accessible {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: the range lies in an arena reservation and is not part
+        // of any live extent's data, or is being handed to one.
+        if unsafe { libc::mprotect(start as *mut c_void, length, prot) } != 0 {
+            return false;
+        }
+        bitmap.assign(first, end, accessible);
+        true
+    }
+
+    /// Sets the resident bits of the resident pages among the `length`
+    /// bytes (whole pages) at `start`; returns their bytes. Counts every
+    /// page if the kernel cannot tell.
+    pub fn mark_resident(&mut self, start: usize, length: usize) -> usize {
+        const CHUNK: usize = 4096;
+        let (index, first, end) = self.locate(start, length);
+        let bitmap = self.resident[index];
+        let mut vector = [0u8; CHUNK];
+        let mut resident = 0;
+        let mut page = first;
+        while page < end {
+            let n = (end - page).min(CHUNK);
+            let at = start + (page - first) * PAGE_SIZE;
+            // SAFETY: the range lies in a reservation (mapped); `vector`
+            // holds one byte per page of it.
+            let known =
+                unsafe { libc::mincore(at as *mut c_void, n * PAGE_SIZE, vector.as_mut_ptr()) }
+                    == 0;
+            for (offset, &state) in vector[..n].iter().enumerate() {
+                if !known || state & 1 != 0 {
+                    bitmap.assign(page + offset, page + offset + 1, true);
+                    resident += 1;
+                }
+            }
+            page += n;
+        }
+        resident * PAGE_SIZE
+    }
+
+    /// Clears the resident bits of the `length` bytes (whole pages) at
+    /// `start`; returns the bytes whose bits were set.
+    pub fn clear_resident(&mut self, start: usize, length: usize) -> usize {
+        let (index, first, end) = self.locate(start, length);
+        self.resident[index].assign(first, end, false) * PAGE_SIZE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::large_arena::protection;
+
+    /// A reservation of `size` bytes, inaccessible, with its states.
+    fn reservation(size: usize) -> (usize, PageStates) {
+        // SAFETY: a fresh inaccessible mapping owned by the test.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        } as usize;
+        let mut states = PageStates::new(size);
+        assert!(states.add_reservation(base));
+        (base, states)
+    }
+
+    #[test]
+    fn only_resident_pages_are_counted_and_cleared_once() {
+        let (base, mut states) = reservation(1 << 20);
+        assert!(states.protect(base, 1 << 20, true));
+        // Touch pages 3, 70 and 71.
+        for page in [3, 70, 71] {
+            // SAFETY: inside the mapping, now accessible.
+            unsafe { *((base + page * PAGE_SIZE) as *mut u8) = 1 };
+        }
+        assert_eq!(states.mark_resident(base, 128 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(
+            states.clear_resident(base + 4 * PAGE_SIZE, 66 * PAGE_SIZE),
+            0
+        );
+        assert_eq!(
+            states.clear_resident(base + 3 * PAGE_SIZE, 68 * PAGE_SIZE),
+            2 * PAGE_SIZE
+        );
+        assert_eq!(states.clear_resident(base, 256 * PAGE_SIZE), PAGE_SIZE);
+        assert_eq!(states.clear_resident(base, 256 * PAGE_SIZE), 0);
+    }
+
+    #[test]
+    fn protections_follow_the_bits() {
+        let (base, mut states) = reservation(1 << 20);
+        assert!(states.protect(base + PAGE_SIZE, 100 * PAGE_SIZE, true));
+        assert_eq!(protection(base), "--");
+        assert_eq!(protection(base + PAGE_SIZE), "rw");
+        assert_eq!(protection(base + 100 * PAGE_SIZE), "rw");
+        assert_eq!(protection(base + 101 * PAGE_SIZE), "--");
+        assert!(states.protect(base + 64 * PAGE_SIZE, PAGE_SIZE, false));
+        assert_eq!(protection(base + 63 * PAGE_SIZE), "rw");
+        assert_eq!(protection(base + 64 * PAGE_SIZE), "--");
+        assert_eq!(protection(base + 65 * PAGE_SIZE), "rw");
+        // A range spanning both states is made accessible throughout.
+        assert!(states.protect(base, 200 * PAGE_SIZE, true));
+        for page in [0, 64, 150, 199] {
+            assert_eq!(protection(base + page * PAGE_SIZE), "rw", "page {page}");
+        }
+        assert_eq!(protection(base + 200 * PAGE_SIZE), "--");
+    }
+}
