@@ -8,11 +8,12 @@
 //! An extent is `| data (whole pages, read/write) | guard page |`. Each
 //! reservation begins with a guard page that is never handed out. A freed
 //! extent keeps its pages, so reusing it costs no page fault, until the
-//! resident bytes of the free ranges (counted by `page_states.rs`)
-//! exceed the budget ([`Arena::budget`]); then the least recently freed
-//! ranges are given back with `MADV_DONTNEED`, which frees them at once (so
-//! the resident set really shrinks, unlike with `MADV_FREE`) and makes them
-//! read as zero.
+//! bytes of the free ranges that hold memory (an upper bound kept by
+//! `page_states.rs`, made exact with `mincore` when it exceeds the budget,
+//! [`Arena::budget`]) still exceed the budget; then the least recently
+//! freed ranges are given back with `MADV_DONTNEED`, which frees them at
+//! once (so the resident set really shrinks, unlike with `MADV_FREE`) and
+//! makes them read as zero.
 //!
 //! Invariants:
 //! - free ranges are sorted by address, disjoint, never adjacent (they are
@@ -24,9 +25,9 @@
 //!   below an extent (the reservation's guard, or the last page of the
 //!   extent or free range below) and the page above it stay inaccessible
 //!   for as long as the extent lives;
-//! - a range's `dirty` is the bytes of its pages whose resident bit is set,
-//!   and the arena's `dirty` is their sum; a range marked `zero` reads as
-//!   zero throughout;
+//! - a range's `dirty` is the bytes of its pages counted as holding memory
+//!   (freed or resident bits set), and the arena's `dirty` is their sum; a
+//!   range marked `zero` reads as zero throughout;
 //! - there are at most as many free ranges as extents plus reservations
 //!   (ranges of one reservation are separated by extents), and the range
 //!   array always has room for that many, so freeing never needs memory.
@@ -65,7 +66,7 @@ pub const MAX_EXTENT: usize = RESERVATION_SIZE / 16;
 struct FreeRange {
     start: usize,
     length: usize,
-    /// Bytes of its pages that were resident when freed.
+    /// Bytes of its pages that may hold memory.
     dirty: usize,
     /// Whether the whole range reads as zero (never used, or given back).
     zero: bool,
@@ -256,7 +257,7 @@ impl Arena {
     /// Takes the first `taken` bytes of range `index`.
     fn take_prefix(&mut self, index: usize, taken: usize) {
         let start = self.slice()[index].start;
-        let cleared = self.pages.clear_resident(start, taken);
+        let cleared = self.pages.forget(start, taken);
         self.dirty -= cleared;
         let range = &mut self.slice_mut()[index];
         debug_assert!(taken <= range.length && cleared <= range.dirty);
@@ -311,7 +312,7 @@ impl Arena {
     fn add_free(&mut self, start: usize, length: usize) {
         self.frees += 1;
         let index = self.position(start);
-        let dirty = self.pages.mark_resident(start, length);
+        let dirty = self.pages.free(start, length);
         let mut range = FreeRange {
             start,
             length,
@@ -339,9 +340,24 @@ impl Arena {
         self.keep_budget();
     }
 
-    /// Gives back the least recently freed ranges until the resident
-    /// bytes of the free ranges fit the budget.
+    /// Keeps the bytes of the free ranges that hold memory within the
+    /// budget: when the upper bound exceeds it, asks the kernel which
+    /// freed pages really hold memory, then gives back the least recently
+    /// freed ranges until the rest fits.
     fn keep_budget(&mut self) {
+        if self.dirty <= self.budget() {
+            return;
+        }
+        let mut dirty = 0;
+        for index in 0..self.count {
+            let range = self.slice()[index];
+            if range.dirty > 0 {
+                let verified = self.pages.verify(range.start, range.length);
+                self.slice_mut()[index].dirty = verified;
+                dirty += verified;
+            }
+        }
+        self.dirty = dirty;
         while self.dirty > self.budget() {
             let Some(index) = (0..self.count)
                 .filter(|&i| self.slice()[i].dirty > 0)
@@ -362,7 +378,7 @@ impl Arena {
                 // The pages stay; stop rather than spin.
                 return;
             }
-            self.dirty -= self.pages.clear_resident(range.start, range.length);
+            self.dirty -= self.pages.forget(range.start, range.length);
             let range = &mut self.slice_mut()[index];
             range.dirty = 0;
             range.zero = true;

@@ -1,20 +1,26 @@
 //! Page states of the large arena's reservations.
 //!
-//! Owns: per arena reservation, two bitmaps with one bit per page:
+//! Owns: per arena reservation, three bitmaps with one bit per page:
 //! - *accessible*: the page is readable and writable (else inaccessible),
 //!   so the arena changes a protection only when it differs;
-//! - *resident*: the page was resident when freed (asked of the kernel
-//!   with `mincore`, so pages of an extent the program never touched cost
-//!   nothing), cleared when the page is handed out again or given back to
-//!   the operating system.
+//! - *freed*: the page was freed and may hold memory, not yet asked of the
+//!   kernel;
+//! - *resident*: the page was freed and the kernel said (by `mincore`) that
+//!   it held memory.
+//!
+//! Freeing costs no system call: it only sets freed bits. Only when the
+//! arena's upper bound of resident free bytes exceeds its budget does it
+//! [`PageStates::verify`] its free ranges, asking `mincore` about their
+//! freed pages (and only those), so that pages of an extent the program
+//! never touched (growth room, an oversized buffer) count for nothing.
 //!
 //! Invariants: the accessible bit of a page is set exactly when its
 //! protection is read/write (the arena changes protections only through
-//! [`PageStates::protect`]); a resident bit is set only for a page of a free
-//! range, and every page of a free range that was resident when freed has
-//! it set (it may have been swapped out since, so the count is an upper
-//! bound of the resident memory, exact on a machine that does not swap).
-//! The bitmaps come from memory mapped here and live as long as their
+//! [`PageStates::protect`]); the freed and resident bits are set only for
+//! pages of free ranges and never both; a page of a free range that held
+//! memory when freed has one of them set (it may have been swapped out
+//! since, so the count is an upper bound of the resident memory). The
+//! bitmaps come from memory mapped here and live as long as their
 //! reservations (forever).
 
 use core::ffi::c_void;
@@ -80,12 +86,26 @@ impl Bitmap {
     }
 }
 
+/// The bitmaps of one reservation.
+#[derive(Clone, Copy)]
+struct Bitmaps {
+    base: usize,
+    accessible: Bitmap,
+    freed: Bitmap,
+    resident: Bitmap,
+}
+
+const NO_BITMAPS: Bitmaps = Bitmaps {
+    base: 0,
+    accessible: Bitmap(core::ptr::null_mut()),
+    freed: Bitmap(core::ptr::null_mut()),
+    resident: Bitmap(core::ptr::null_mut()),
+};
+
 /// The bitmaps of the reservations, each covering `size` bytes.
 pub struct PageStates {
     size: usize,
-    bases: [usize; MAX_RESERVATIONS],
-    accessible: [Bitmap; MAX_RESERVATIONS],
-    resident: [Bitmap; MAX_RESERVATIONS],
+    reservations: [Bitmaps; MAX_RESERVATIONS],
     count: usize,
 }
 
@@ -97,9 +117,7 @@ impl PageStates {
     pub const fn new(size: usize) -> PageStates {
         PageStates {
             size,
-            bases: [0; MAX_RESERVATIONS],
-            accessible: [Bitmap(core::ptr::null_mut()); MAX_RESERVATIONS],
-            resident: [Bitmap(core::ptr::null_mut()); MAX_RESERVATIONS],
+            reservations: [NO_BITMAPS; MAX_RESERVATIONS],
             count: 0,
         }
     }
@@ -112,35 +130,39 @@ impl PageStates {
             return false;
         }
         let bytes = self.size / PAGE_SIZE / 8;
-        let Some(bitmaps) = os_map_zeroed(2 * bytes) else {
+        let Some(memory) = os_map_zeroed(3 * bytes) else {
             return false;
         };
-        let bitmaps = bitmaps.as_ptr();
-        self.bases[self.count] = base;
-        self.accessible[self.count] = Bitmap(bitmaps.cast());
-        // SAFETY: the second half of the mapping just made.
-        self.resident[self.count] = Bitmap(unsafe { bitmaps.add(bytes) }.cast());
+        // SAFETY: the three thirds of the mapping just made.
+        let bitmap = |third: usize| Bitmap(unsafe { memory.as_ptr().add(third * bytes) }.cast());
+        self.reservations[self.count] = Bitmaps {
+            base,
+            accessible: bitmap(0),
+            freed: bitmap(1),
+            resident: bitmap(2),
+        };
         self.count += 1;
         true
     }
 
-    /// The index of the reservation holding `[start, start + length)` and
-    /// the range of its pages.
-    fn locate(&self, start: usize, length: usize) -> (usize, usize, usize) {
-        let index = (0..self.count)
-            .find(|&i| start.wrapping_sub(self.bases[i]) < self.size)
+    /// The bitmaps of the reservation holding `[start, start + length)`
+    /// and the range of its pages.
+    fn locate(&self, start: usize, length: usize) -> (Bitmaps, usize, usize) {
+        let bitmaps = *self.reservations[..self.count]
+            .iter()
+            .find(|r| start.wrapping_sub(r.base) < self.size)
             .expect("arena addresses lie in a tracked reservation");
-        let first = (start - self.bases[index]) / PAGE_SIZE;
+        let first = (start - bitmaps.base) / PAGE_SIZE;
         debug_assert!(first * PAGE_SIZE + length <= self.size);
-        (index, first, first + length / PAGE_SIZE)
+        (bitmaps, first, first + length / PAGE_SIZE)
     }
 
     /// Makes the `length` bytes (whole pages) at `start` accessible or
     /// not, with one `mprotect` if any page differs; `false` if the kernel
     /// refused (then nothing changed).
     pub fn protect(&mut self, start: usize, length: usize, accessible: bool) -> bool {
-        let (index, first, end) = self.locate(start, length);
-        let bitmap = self.accessible[index];
+        let (bitmaps, first, end) = self.locate(start, length);
+        let bitmap = bitmaps.accessible;
         let matching = bitmap.count(first, end);
         if matching == if accessible { end - first } else { 0 } {
             return true;
@@ -159,40 +181,55 @@ impl PageStates {
         true
     }
 
-    /// Sets the resident bits of the resident pages among the `length`
-    /// bytes (whole pages) at `start`; returns their bytes. Counts every
-    /// page if the kernel cannot tell.
-    pub fn mark_resident(&mut self, start: usize, length: usize) -> usize {
+    /// Records that the `length` bytes (whole pages) at `start` were
+    /// freed; returns the bytes that may hold memory (all of them).
+    pub fn free(&mut self, start: usize, length: usize) -> usize {
+        let (bitmaps, first, end) = self.locate(start, length);
+        bitmaps.freed.assign(first, end, true);
+        length
+    }
+
+    /// Forgets what was recorded of the `length` bytes (whole pages) at
+    /// `start`, which are handed out again or given back; returns the bytes
+    /// that were counted as holding memory.
+    pub fn forget(&mut self, start: usize, length: usize) -> usize {
+        let (bitmaps, first, end) = self.locate(start, length);
+        (bitmaps.freed.assign(first, end, false) + bitmaps.resident.assign(first, end, false))
+            * PAGE_SIZE
+    }
+
+    /// Asks the kernel which freed pages among the `length` bytes (whole
+    /// pages) at `start` hold memory, keeping only those; returns the bytes
+    /// counted as holding memory afterwards. Pages the kernel cannot tell
+    /// about count as holding memory.
+    pub fn verify(&mut self, start: usize, length: usize) -> usize {
         const CHUNK: usize = 4096;
-        let (index, first, end) = self.locate(start, length);
-        let bitmap = self.resident[index];
+        let (bitmaps, first, end) = self.locate(start, length);
         let mut vector = [0u8; CHUNK];
-        let mut resident = 0;
         let mut page = first;
         while page < end {
+            // Skip whole words without freed pages.
+            if page % BITS == 0 && end - page >= BITS && bitmaps.freed.count(page, page + BITS) == 0
+            {
+                page += BITS;
+                continue;
+            }
             let n = (end - page).min(CHUNK);
-            let at = start + (page - first) * PAGE_SIZE;
+            let at = bitmaps.base + page * PAGE_SIZE;
             // SAFETY: the range lies in a reservation (mapped); `vector`
             // holds one byte per page of it.
             let known =
                 unsafe { libc::mincore(at as *mut c_void, n * PAGE_SIZE, vector.as_mut_ptr()) }
                     == 0;
             for (offset, &state) in vector[..n].iter().enumerate() {
-                if !known || state & 1 != 0 {
-                    bitmap.assign(page + offset, page + offset + 1, true);
-                    resident += 1;
+                let p = page + offset;
+                if bitmaps.freed.assign(p, p + 1, false) == 1 && (!known || state & 1 != 0) {
+                    bitmaps.resident.assign(p, p + 1, true);
                 }
             }
             page += n;
         }
-        resident * PAGE_SIZE
-    }
-
-    /// Clears the resident bits of the `length` bytes (whole pages) at
-    /// `start`; returns the bytes whose bits were set.
-    pub fn clear_resident(&mut self, start: usize, length: usize) -> usize {
-        let (index, first, end) = self.locate(start, length);
-        self.resident[index].assign(first, end, false) * PAGE_SIZE
+        bitmaps.resident.count(first, end) * PAGE_SIZE
     }
 }
 
@@ -220,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn only_resident_pages_are_counted_and_cleared_once() {
+    fn only_pages_holding_memory_count_once_verified() {
         let (base, mut states) = reservation(1 << 20);
         assert!(states.protect(base, 1 << 20, true));
         // Touch pages 3, 70 and 71.
@@ -228,17 +265,21 @@ mod tests {
             // SAFETY: inside the mapping, now accessible.
             unsafe { *((base + page * PAGE_SIZE) as *mut u8) = 1 };
         }
-        assert_eq!(states.mark_resident(base, 128 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(states.free(base, 128 * PAGE_SIZE), 128 * PAGE_SIZE);
+        assert_eq!(states.verify(base, 256 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(states.verify(base, 256 * PAGE_SIZE), 3 * PAGE_SIZE);
+        assert_eq!(states.forget(base + 4 * PAGE_SIZE, 66 * PAGE_SIZE), 0);
         assert_eq!(
-            states.clear_resident(base + 4 * PAGE_SIZE, 66 * PAGE_SIZE),
-            0
-        );
-        assert_eq!(
-            states.clear_resident(base + 3 * PAGE_SIZE, 68 * PAGE_SIZE),
+            states.forget(base + 3 * PAGE_SIZE, 68 * PAGE_SIZE),
             2 * PAGE_SIZE
         );
-        assert_eq!(states.clear_resident(base, 256 * PAGE_SIZE), PAGE_SIZE);
-        assert_eq!(states.clear_resident(base, 256 * PAGE_SIZE), 0);
+        // Freed again, not verified: counted in full until verified.
+        assert_eq!(
+            states.free(base + 128 * PAGE_SIZE, 64 * PAGE_SIZE),
+            64 * PAGE_SIZE
+        );
+        assert_eq!(states.forget(base, 256 * PAGE_SIZE), 65 * PAGE_SIZE);
+        assert_eq!(states.forget(base, 256 * PAGE_SIZE), 0);
     }
 
     #[test]
