@@ -103,6 +103,12 @@ fn allocate_small_slow(id: u32) -> *mut c_void {
 
 #[inline(always)]
 fn allocate_small(index: usize) -> *mut c_void {
+    // SAFETY: size class indices are below `COUNT` (`index_for` and
+    // `index_for_aligned` return one for every size up to `MAX_SMALL_SIZE`,
+    // checked for each size by a unit test), so the id is below
+    // FIRST_USER_ID <= MAX_CLASSES; telling the compiler spares the
+    // allocation fast path its class id bound check.
+    unsafe { core::hint::assert_unchecked(index < size_classes::COUNT) };
     let id = class_id(index);
     match cache::allocate_fast(id) {
         Some(object) => object.as_ptr().cast(),
@@ -115,6 +121,17 @@ fn allocate_large(size: usize, align: usize) -> Option<(*mut c_void, bool)> {
     large::allocate(size, align).map(|(p, fresh)| (p.as_ptr(), fresh))
 }
 
+/// A large allocation of `size` bytes aligned to `align`; NULL with ENOMEM
+/// on failure. Out of line, so that `malloc` needs no stack frame.
+#[cold]
+#[inline(never)]
+fn malloc_large(size: usize, align: usize) -> *mut c_void {
+    match allocate_large(size, align) {
+        Some((p, _)) => p,
+        None => out_of_memory(),
+    }
+}
+
 /// Allocates `size` bytes aligned to `align` (a power of two); NULL with
 /// ENOMEM on failure.
 fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
@@ -124,10 +141,7 @@ fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
     if let Some(index) = size_classes::index_for_aligned(size, align) {
         return allocate_small(index);
     }
-    match allocate_large(size, align) {
-        Some((p, _)) => p,
-        None => out_of_memory(),
-    }
+    malloc_large(size, align)
 }
 
 /// Allocates `size` bytes, 16-byte aligned (`malloc(0)` gives a unique
@@ -137,10 +151,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
     if size <= MAX_SMALL_SIZE {
         return allocate_small(size_classes::index_for(size));
     }
-    match allocate_large(size, 16) {
-        Some((p, _)) => p,
-        None => out_of_memory(),
-    }
+    malloc_large(size, 16)
 }
 
 /// Frees `ptr` (NULL is a no-op); aborts with a `slitter:` line if `ptr`
