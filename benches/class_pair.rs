@@ -13,13 +13,12 @@
 //! run). Measurement times are kept short; override them on the command line
 //! (`-- --measurement-time 10`).
 
+mod common;
+
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::mpsc;
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::{Duration, Instant};
 
+use common::{config, Partner};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use slitter::{Class, ClassConfig};
 
@@ -49,67 +48,6 @@ fn pairs(class: Class, iters: u64) {
     }
 }
 
-/// A second thread that runs `iters` pairs whenever it is sent `iters`,
-/// starting together with the benchmark thread, and sends back its time.
-struct Partner {
-    start: Arc<Barrier>,
-    work: Option<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<Duration>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Partner {
-    fn spawn(class: Class) -> Partner {
-        let start = Arc::new(Barrier::new(2));
-        let (work, work_rx) = mpsc::channel::<u64>();
-        let (done_tx, done) = mpsc::channel();
-        let barrier = Arc::clone(&start);
-        let thread = thread::spawn(move || {
-            // Warm this thread's cache before the first measurement.
-            pairs(class, 1000);
-            for iters in work_rx {
-                barrier.wait();
-                let begin = Instant::now();
-                pairs(class, iters);
-                if done_tx.send(begin.elapsed()).is_err() {
-                    break;
-                }
-            }
-        });
-        Partner {
-            start,
-            work: Some(work),
-            done,
-            thread: Some(thread),
-        }
-    }
-
-    /// Runs `iters` pairs here and in the partner at the same time; returns
-    /// the longer of the two times.
-    fn run(&self, class: Class, iters: u64) -> Duration {
-        self.work
-            .as_ref()
-            .expect("partner running")
-            .send(iters)
-            .expect("partner alive");
-        self.start.wait();
-        let begin = Instant::now();
-        pairs(class, iters);
-        let mine = begin.elapsed();
-        let theirs = self.done.recv().expect("partner alive");
-        mine.max(theirs)
-    }
-}
-
-impl Drop for Partner {
-    fn drop(&mut self) {
-        drop(self.work.take());
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("partner thread panicked");
-        }
-    }
-}
-
 fn bench_class_pair(c: &mut Criterion) {
     let mut group = c.benchmark_group("class_pair");
 
@@ -132,22 +70,15 @@ fn bench_class_pair(c: &mut Criterion) {
     });
 
     let shared = class("bench-pair-2-threads");
-    let partner = Partner::spawn(shared);
+    let partner = Partner::spawn(1000, move |iters| pairs(shared, iters));
     pairs(shared, 1000);
     group.throughput(Throughput::Elements(2));
     group.bench_function("pair_2_threads", |b| {
-        b.iter_custom(|iters| partner.run(shared, iters))
+        b.iter_custom(|iters| partner.run(iters, |iters| pairs(shared, iters)))
     });
     drop(partner);
 
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(50)
 }
 
 criterion_group! {

@@ -8,13 +8,16 @@
 #   benches/compare.sh                                  # everything (~3-4 min)
 #   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
 #   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
+#   ALLOCATORS=mimalloc,slitter,slitter-unchecked benches/compare.sh  # cost of the checks
 #
 # Steps:
 #   1. installs what is missing with apt-get (needs root or sudo): gcc,
 #      libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4 (those selected),
 #      python3 (when the python workload is selected);
-#   2. builds slitter (cargo build --release, when selected) and the
-#      workloads (-O2);
+#   2. builds slitter (cargo build --release, when selected), the
+#      slitter-unchecked variant (cargo build --release --features
+#      measure_without_checks into $CARGO_TARGET_DIR/unchecked, when
+#      selected) and the workloads (-O2);
 #   3. checks, for each allocator, that LD_PRELOAD really makes malloc, free,
 #      calloc and realloc bind to it (benches/tools/malloc_probe.c), and fails
 #      when one did not take over (for slitter: when libslitter.so does not
@@ -39,7 +42,10 @@
 #   WORKLOADS        subset, comma-separated (default: all of
 #                    churn,trees,prodcons,server,strings,large,python)
 #   ALLOCATORS       subset, comma-separated, in run order (default:
-#                    glibc,jemalloc,mimalloc,tcmalloc,slitter)
+#                    glibc,jemalloc,mimalloc,tcmalloc,slitter); also known,
+#                    off by default: slitter-unchecked, slitter with its
+#                    misuse checks compiled out (feature
+#                    measure_without_checks), to measure what they cost
 #   REFERENCE        the allocator the ratios are computed for (default
 #                    slitter, or mimalloc when slitter is not selected)
 #   SERVER_THREADS   threads of the server workload in the table (default 2)
@@ -69,12 +75,12 @@ cd "$root"
 
 # --- configuration -----------------------------------------------------------
 all_workloads=(churn trees prodcons server strings large python)
-all_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
-# Variants of slitter, selectable with ALLOCATORS, for measuring what its
-# safety costs: the misuse checks compiled out (cargo feature
-# measure_without_checks, built into $CARGO_TARGET_DIR/unchecked), and the
-# opt-in hardening on (SLITTER_HARDEN=1, same library as slitter).
-slitter_variants=(slitter-unchecked slitter-hardened)
+default_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
+# Variants of slitter, selectable with ALLOCATORS (off by default), for
+# measuring what its safety costs: the misuse checks compiled out (cargo
+# feature measure_without_checks, built into $CARGO_TARGET_DIR/unchecked),
+# and the opt-in hardening on (SLITTER_HARDEN=1, same library as slitter).
+all_allocators=("${default_allocators[@]}" slitter-unchecked slitter-hardened)
 
 rounds="${ROUNDS:-5}"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, not '$rounds'"
@@ -113,15 +119,14 @@ contains() {
 workloads=()
 allocators=()
 split_list workloads "${WORKLOADS:-${all_workloads[*]}}"
-split_list allocators "${ALLOCATORS:-${all_allocators[*]}}"
+split_list allocators "${ALLOCATORS:-${default_allocators[*]}}"
 ((${#workloads[@]} > 0)) || die "WORKLOADS is empty"
 ((${#allocators[@]} > 0)) || die "ALLOCATORS is empty"
 for w in "${workloads[@]}"; do
 	contains "$w" "${all_workloads[@]}" || die "unknown workload '$w' (known: ${all_workloads[*]})"
 done
 for a in "${allocators[@]}"; do
-	contains "$a" "${all_allocators[@]}" "${slitter_variants[@]}" ||
-		die "unknown allocator '$a' (known: ${all_allocators[*]} ${slitter_variants[*]})"
+	contains "$a" "${all_allocators[@]}" || die "unknown allocator '$a' (known: ${all_allocators[*]})"
 done
 
 if [[ -n "${REFERENCE:-}" ]]; then
@@ -211,19 +216,24 @@ for a in "${allocators[@]}"; do
 done
 
 # --- build -------------------------------------------------------------------
-if contains slitter "${allocators[@]}" || contains slitter-hardened "${allocators[@]}"; then
-	log "== cargo build --release (target dir: $target_dir)"
-	CARGO_TARGET_DIR="$target_dir" cargo build --release >&2
-	for a in slitter slitter-hardened; do
-		contains "$a" "${allocators[@]}" && preload[$a]="$target_dir/release/libslitter.so"
-	done
-	[[ -f "$target_dir/release/libslitter.so" ]] || die "no $target_dir/release/libslitter.so after the build"
+# build_slitter ALLOCATOR TARGET_DIR CARGO_ARGS...: builds libslitter.so
+# into TARGET_DIR and makes it ALLOCATOR's preload.
+build_slitter() {
+	local a="$1" dir="$2"
+	shift 2
+	log "== $a: cargo build --release $* (target dir: $dir)"
+	CARGO_TARGET_DIR="$dir" cargo build --release "$@" >&2
+	preload[$a]="$dir/release/libslitter.so"
+	[[ -f "${preload[$a]}" ]] || die "no ${preload[$a]} after the build"
+}
+if contains slitter "${allocators[@]}"; then
+	build_slitter slitter "$target_dir"
 fi
 if contains slitter-unchecked "${allocators[@]}"; then
-	log "== cargo build --release --features measure_without_checks (target dir: $target_dir/unchecked)"
-	CARGO_TARGET_DIR="$target_dir/unchecked" cargo build --release --features measure_without_checks >&2
-	preload[slitter-unchecked]="$target_dir/unchecked/release/libslitter.so"
-	[[ -f "${preload[slitter-unchecked]}" ]] || die "no ${preload[slitter-unchecked]} after the build"
+	build_slitter slitter-unchecked "$target_dir/unchecked" --features measure_without_checks
+fi
+if contains slitter-hardened "${allocators[@]}"; then
+	build_slitter slitter-hardened "$target_dir"
 fi
 
 log "== compiling the workloads into $bin_dir"
@@ -290,14 +300,14 @@ check_probe() {
 				continue
 			want="${preload[$a]}"
 		fi
-		if [[ "$a" == slitter ]]; then
+		if [[ "$a" == slitter* ]]; then
 			local exports=""
 			if command -v nm >/dev/null; then
-				exports="$(nm -D --defined-only "${preload[slitter]}" 2>/dev/null |
+				exports="$(nm -D --defined-only "${preload[$a]}" 2>/dev/null |
 					awk '$3 ~ /^(malloc|free|calloc|realloc)$/ { printf " %s", $3 }')"
 				exports="; libslitter.so exports:${exports:- none of malloc, free, calloc, realloc}"
 			fi
-			die "slitter did not take over malloc: under LD_PRELOAD=${preload[slitter]}," \
+			die "$a did not take over malloc: under LD_PRELOAD=${preload[$a]}," \
 				"$name binds to $object$exports. Its runs would measure glibc, not slitter." \
 				"Until libslitter.so exports the malloc family, run with" \
 				"ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc."
@@ -453,7 +463,9 @@ versions=""
 for a in "${allocators[@]}"; do
 	case "$a" in
 	glibc) versions+=" glibc $(ldd --version | awk 'NR == 1 { print $NF }');" ;;
-	slitter*) versions+=" $a $commit;" ;;
+	slitter) versions+=" slitter $commit;" ;;
+	slitter-unchecked) versions+=" slitter-unchecked $commit (feature measure_without_checks);" ;;
+	slitter-hardened) versions+=" slitter-hardened $commit (SLITTER_HARDEN=1);" ;;
 	*) versions+=" $a $(dpkg-query -W -f '${Version}' "${package_of[$a]}");" ;;
 	esac
 done
@@ -613,6 +625,7 @@ report() {
 			delete c; delete width
 			c[0] = 4; c[1] = "allocator"; c[2] = "1 thread"; c[3] = "2 threads"; c[4] = "2t / 1t"
 			width[1] = 10; width[2] = 12; width[3] = 12; width[4] = 8
+			for (i = 1; i <= ns; i++) if (length(S[i]) > width[1]) width[1] = length(S[i])
 			row(c, width); rule(c)
 			for (i = 1; i <= ns; i++) {
 				a = S[i]

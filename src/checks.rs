@@ -34,18 +34,31 @@ pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
     Some((class_id, mark_free(addr, state)))
 }
 
-/// The class of the live object starting at `addr`, if there is one (no
-/// change to its state).
+/// The class of the live object starting at `addr`, if there is one, and
+/// whether it was given room (no change to its state).
 #[cfg(not(feature = "measure_without_checks"))]
-pub fn live_class(addr: usize) -> Option<u32> {
-    span::live_object(addr).map(|(class_id, _)| class_id)
+pub fn live_class(addr: usize) -> Option<(u32, bool)> {
+    span::live_object(addr).map(|(class_id, state)| {
+        (
+            class_id,
+            state.load(Ordering::Relaxed) == span::LIVE_WITH_ROOM,
+        )
+    })
 }
 
 /// Without checks (for measuring their cost only): the class of the span
-/// holding `addr`.
+/// holding `addr` (taken as given room: no size is refused).
 #[cfg(feature = "measure_without_checks")]
-pub fn live_class(addr: usize) -> Option<u32> {
-    span::class_of(addr)
+pub fn live_class(addr: usize) -> Option<(u32, bool)> {
+    span::class_of(addr).map(|class_id| (class_id, true))
+}
+
+/// Marks the live object at `addr` as given room by `realloc` (see
+/// [`span::LIVE_WITH_ROOM`]).
+pub fn mark_given_room(addr: usize) {
+    if let Some((_, state)) = span::live_object(addr) {
+        state.store(span::LIVE_WITH_ROOM, Ordering::Relaxed);
+    }
 }
 
 /// Marks the live object at `addr` free; returns its magazine slot.
@@ -137,7 +150,7 @@ fn diagnose(addr: usize) -> Misuse {
         // Past the objects handed out so far (or in the span's slack).
         return Misuse::Interior(class_id);
     }
-    if record.state(index).load(Ordering::Relaxed) == span::LIVE {
+    if record.state(index).load(Ordering::Relaxed) & span::LIVE != 0 {
         Misuse::Live(class_id)
     } else {
         Misuse::DoubleFree(class_id)

@@ -1,41 +1,40 @@
 //! Large allocations: requests above the largest size class, or aligned
 //! beyond what a class can serve.
 //!
-//! Owns: one mapping per large allocation, laid out
-//! `| guard page | data (whole pages) | guard page |` with the guards
-//! inaccessible, and the allocation placed at the *end* of the data (at the
-//! highest address aligned as asked, 16 bytes by default), so that a write
-//! just past its end faults on the guard page (a block `realloc` grows is
-//! placed at the start of a mapping with room to grow in place instead);
-//! the slack around it (before it in its first page, and after its size)
-//! kept zero, and the `SLACK_CHECKED` bytes next to it on each side checked
-//! when it is freed or resized, which catches a write just before its
-//! start or just past its size when no guard page is there; the out-of-band table from
-//! each allocation's address to its mapping; a small bounded cache of freed
-//! mappings for reuse; and the history of the last `HISTORY` freed
-//! addresses, which tells a double free of a large allocation from a free
-//! of a pointer slitter never handed out.
+//! Owns: the out-of-band table from each large allocation's address to its
+//! memory, and the choice of that memory: an extent of the large arena
+//! (`large_arena.rs`, which reuses freed pages) for requests up to
+//! [`MAX_EXTENT`] aligned to at most a page, else a mapping of its own laid
+//! out `| guard page | data (whole pages) | guard page |`, unmapped on free
+//! and grown by `mremap`, which moves pages instead of copying bytes. A new
+//! allocation is placed at the *end* of its data (at the highest address
+//! aligned as asked, 16 bytes by default), so that a write just past it
+//! faults on the guard page; a block that `realloc` resizes keeps its
+//! address and grows towards a guard page moved further up. The slack
+//! around an allocation (before it in its data, and after its size) is
+//! checked, `SLACK_CHECKED` bytes next to it on each side, when it is freed
+//! or resized: a write just before it, or past its size where no guard page
+//! is there yet, is caught then. The history of the last `HISTORY` freed
+//! addresses tells a double free of a large allocation from a free of a
+//! pointer slitter never handed out.
 //!
 //! Invariants: the table holds exactly the live large allocations, keyed by
 //! the address returned to the caller; nothing about an allocation is
-//! stored next to its data; every mapping in the cache is a whole guarded
-//! mapping owned by no one, and the cache never holds more than
-//! `CACHE_SLOTS` mappings or `CACHE_BYTES` bytes of data; freed mappings
-//! outside the cache are returned to the operating system at once. All of
-//! it is under one lock: large allocations make system calls anyway.
+//! stored next to its data; the pages just below and above every live
+//! allocation's data are inaccessible; the `SLACK_CHECKED` bytes of slack
+//! on each side of a live allocation are zero unless the program wrote
+//! outside it. All of it is under one lock: large allocations make system
+//! calls anyway.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
+pub use crate::large_arena::PAGE_SIZE;
+use crate::large_arena::{Arena, MAX_EXTENT};
 use crate::lock::Lock;
 use crate::mapper::os_map_zeroed;
 
-/// The page size (x86-64).
-pub const PAGE_SIZE: usize = 4096;
 const GUARD_SIZE: usize = PAGE_SIZE;
-const CACHE_SLOTS: usize = 16;
-const CACHE_BYTES: usize = 32 << 20;
-
 /// How many freed addresses the history remembers.
 const HISTORY: usize = 32 << 10;
 /// The alignment of every allocation.
@@ -44,63 +43,74 @@ const MIN_ALIGN: usize = 16;
 /// just before or after it lands there.
 const SLACK_CHECKED: usize = 256;
 
-/// One mapping: `base` and `total` cover the guards, `data` and `length`
-/// the accessible part, `user` is the allocation's address (0 while the
-/// mapping is cached), `data <= user < data + length`, and `size` the
-/// bytes asked for, `user + size <= data + length`.
+/// One allocation's memory: `base` and `total` cover its guards (for an
+/// arena extent, only the guard above: the one below belongs to what lies
+/// below), `data` and `length` the accessible part; `user` is the address
+/// handed out and `size` the bytes asked for, `data <= user` and
+/// `user + size <= data + length`.
 #[derive(Clone, Copy, Default)]
 struct Mapping {
     base: usize,
     total: usize,
     data: usize,
     length: usize,
+    /// An extent of the arena, rather than a mapping of its own.
+    in_arena: bool,
     user: usize,
     size: usize,
 }
 
 impl Mapping {
-    /// The end of the data: where the allocation ends.
+    fn extent(data: usize, length: usize) -> Mapping {
+        Mapping {
+            base: data,
+            total: length + GUARD_SIZE,
+            data,
+            length,
+            in_arena: true,
+            user: 0,
+            size: 0,
+        }
+    }
+
+    /// The end of the data.
     fn end(&self) -> usize {
         self.data + self.length
     }
 
-    /// The highest address aligned to `align` (at least `MIN_ALIGN`) at
-    /// which `size` bytes end by the end of the data.
-    fn place(&self, size: usize, align: usize) -> usize {
-        let size = size.max(1).next_multiple_of(MIN_ALIGN);
-        (self.end() - size) & !(align.max(MIN_ALIGN) - 1)
+    /// This memory holding `size` bytes at its highest address aligned to
+    /// `align` (at least `MIN_ALIGN`).
+    fn placed_at_end(self, size: usize, align: usize) -> Mapping {
+        let rounded = size.max(1).next_multiple_of(MIN_ALIGN);
+        let user = (self.end() - rounded) & !(align.max(MIN_ALIGN) - 1);
+        Mapping { user, size, ..self }
     }
 
-    /// The slack of the placed allocation: before it, and after it.
-    fn slack(&self) -> [(usize, usize); 2] {
+    /// The checked slack: up to `SLACK_CHECKED` bytes just before the
+    /// allocation, and just after its size.
+    fn slack_windows(&self) -> [(usize, usize); 2] {
+        let before = (self.user - self.data).min(SLACK_CHECKED);
         let after = self.user + self.size;
         [
-            (self.data, self.user - self.data),
-            (after, self.end() - after),
+            (self.user - before, before),
+            (after, (self.end() - after).min(SLACK_CHECKED)),
         ]
     }
 
-    /// Zeroes the slack around the placed allocation.
+    /// Zeroes the checked slack.
     fn clear_slack(&self) {
-        for (start, len) in self.slack() {
-            // SAFETY: the slack lies in this mapping's accessible data,
-            // which the allocation's owner may not use.
+        for (start, len) in self.slack_windows() {
+            // SAFETY: the windows lie in this memory's accessible data,
+            // outside the allocation.
             unsafe { (start as *mut u8).write_bytes(0, len) };
         }
     }
 
-    /// Aborts if the slack next to the allocation (up to `SLACK_CHECKED`
-    /// bytes on each side, so that the cost stays constant) was written
-    /// to: the program wrote outside its allocation.
+    /// Aborts if the checked slack was written to: the program wrote
+    /// outside its allocation.
     fn check_slack(&self) {
-        let [(head, head_len), (tail, tail_len)] = self.slack();
-        let checked = head_len.min(SLACK_CHECKED);
-        let windows = [
-            (head + head_len - checked, checked),
-            (tail, tail_len.min(SLACK_CHECKED)),
-        ];
-        let [before, after] = windows.map(|(start, len)| {
-            // SAFETY: inside the slack, as in `clear_slack`; reads only.
+        let [before, after] = self.slack_windows().map(|(start, len)| {
+            // SAFETY: as in `clear_slack`; reads only.
             unsafe { core::slice::from_raw_parts(start as *const u8, len) }
                 .iter()
                 .all(|&b| b == 0)
@@ -140,12 +150,35 @@ struct History {
     next: usize,
 }
 
+impl History {
+    /// Remembers that `user` was freed (forgets nothing if the history
+    /// cannot be mapped: it only sharpens reports).
+    fn remember(&mut self, user: usize) {
+        if self.entries.is_null() {
+            match os_map_zeroed(HISTORY * core::mem::size_of::<usize>()) {
+                Some(entries) => self.entries = entries.as_ptr().cast(),
+                None => return,
+            }
+        }
+        // SAFETY: `next < HISTORY`, inside the history's mapping, which
+        // only the lock holder touches.
+        unsafe { *self.entries.add(self.next) = user };
+        self.next = (self.next + 1) % HISTORY;
+    }
+
+    /// Whether `user` is among the remembered freed addresses.
+    fn contains(&self, user: usize) -> bool {
+        // SAFETY: as in `remember`: HISTORY entries once mapped.
+        !self.entries.is_null()
+            && unsafe { core::slice::from_raw_parts(self.entries, HISTORY) }.contains(&user)
+    }
+}
+
 struct State {
     table: Table,
     history: History,
-    cache: [Mapping; CACHE_SLOTS],
-    cached_bytes: usize,
-    /// Live allocations and their data bytes, for statistics.
+    arena: Arena,
+    /// Data bytes of the live allocations, for statistics.
     live_bytes: usize,
 }
 
@@ -164,15 +197,7 @@ static STATE: Lock<State> = Lock::new(State {
         entries: core::ptr::null_mut(),
         next: 0,
     },
-    cache: [Mapping {
-        base: 0,
-        total: 0,
-        data: 0,
-        length: 0,
-        user: 0,
-        size: 0,
-    }; CACHE_SLOTS],
-    cached_bytes: 0,
+    arena: Arena::new(),
     live_bytes: 0,
 });
 
@@ -210,11 +235,15 @@ impl Table {
         }
     }
 
-    /// Adds `mapping`; `false` if the table cannot grow.
-    fn insert(&mut self, mapping: Mapping) -> bool {
-        if (self.used + 1) * 2 > self.capacity && !self.grow() {
-            return false;
-        }
+    /// Ensures one more entry can be inserted; `false` if the table
+    /// cannot grow.
+    fn make_room(&mut self) -> bool {
+        (self.used + 1) * 2 <= self.capacity || self.grow()
+    }
+
+    /// Adds `mapping`, after [`Table::make_room`].
+    fn insert(&mut self, mapping: Mapping) {
+        debug_assert!((self.used + 1) * 2 <= self.capacity);
         let mut index = hash(mapping.user, self.capacity);
         while self.get(index).user > TOMBSTONE {
             index = (index + 1) & (self.capacity - 1);
@@ -224,7 +253,6 @@ impl Table {
         }
         self.set(index, mapping);
         self.live += 1;
-        true
     }
 
     fn remove(&mut self, index: usize) -> Mapping {
@@ -259,6 +287,7 @@ impl Table {
         for index in 0..old.capacity {
             let mapping = old.get(index);
             if mapping.user > TOMBSTONE {
+                // Room: the new table holds four times the live entries.
                 self.insert(mapping);
             }
         }
@@ -272,30 +301,6 @@ impl Table {
             };
         }
         true
-    }
-}
-
-impl History {
-    /// Remembers that `user` was freed (forgets nothing if the history
-    /// cannot be mapped: it only sharpens reports).
-    fn remember(&mut self, user: usize) {
-        if self.entries.is_null() {
-            match os_map_zeroed(HISTORY * core::mem::size_of::<usize>()) {
-                Some(entries) => self.entries = entries.as_ptr().cast(),
-                None => return,
-            }
-        }
-        // SAFETY: `next < HISTORY`, inside the history's mapping, which
-        // only the lock holder touches.
-        unsafe { *self.entries.add(self.next) = user };
-        self.next = (self.next + 1) % HISTORY;
-    }
-
-    /// Whether `user` is among the remembered freed addresses.
-    fn contains(&self, user: usize) -> bool {
-        // SAFETY: as in `remember`: HISTORY entries once mapped.
-        !self.entries.is_null()
-            && unsafe { core::slice::from_raw_parts(self.entries, HISTORY) }.contains(&user)
     }
 }
 
@@ -346,6 +351,7 @@ fn map(length: usize, align: usize) -> Option<Mapping> {
         total: end - start,
         data,
         length,
+        in_arena: false,
         user: 0,
         size: 0,
     };
@@ -369,86 +375,31 @@ fn unmap(mapping: Mapping) {
     unsafe { libc::munmap(mapping.base as *mut c_void, mapping.total) };
 }
 
-/// Takes from the cache a mapping whose data holds `length` bytes without
-/// wasting more than a quarter of it.
-fn take_cached(state: &mut State, length: usize) -> Option<Mapping> {
-    let index = state
-        .cache
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.length >= length && m.length - length <= m.length / 4)
-        .min_by_key(|(_, m)| m.length)
-        .map(|(index, _)| index)?;
-    let mapping = core::mem::take(&mut state.cache[index]);
-    state.cached_bytes -= mapping.length;
-    Some(mapping)
-}
-
-/// Keeps a freed mapping in the cache if it fits, else unmaps it.
-fn retire(state: &mut State, mapping: Mapping) {
-    if state.cached_bytes + mapping.length <= CACHE_BYTES {
-        if let Some(slot) = state.cache.iter_mut().find(|m| m.total == 0) {
-            state.cached_bytes += mapping.length;
-            *slot = Mapping { user: 0, ..mapping };
-            return;
-        }
-    }
-    unmap(mapping);
-}
-
-/// A new large allocation of at least `size` bytes aligned to `align`,
-/// ending at its guard page, and whether its memory is known to be zero;
-/// `None` when out of memory.
+/// A new large allocation of `size` bytes aligned to `align`, ending as
+/// close to its guard page as the alignment allows, and whether its memory
+/// is known to be zero; `None` when out of memory.
 pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
-    allocate_placed(size, align, page_round(size.max(1))?, Placement::End)
-}
-
-/// A new large allocation of at least `size` bytes aligned to `align`, for
-/// a block that `realloc` is growing: placed at the *start* of a mapping
-/// with room for half as much again, so that the next growths happen in
-/// place (a write past its size lands in checked slack, not yet on the
-/// guard page).
-pub fn allocate_to_grow(size: usize, align: usize) -> Option<NonNull<c_void>> {
-    let length = page_round(size.max(1).checked_add(size / 2)?)?;
-    allocate_placed(size, align, length, Placement::Start).map(|(p, _)| p)
-}
-
-/// Where an allocation sits in its mapping's data.
-enum Placement {
-    /// Ending at the guard page.
-    End,
-    /// At the start of the data.
-    Start,
-}
-
-fn allocate_placed(
-    size: usize,
-    align: usize,
-    length: usize,
-    placement: Placement,
-) -> Option<(NonNull<c_void>, bool)> {
+    let length = page_round(size.max(1))?;
     let mut state = STATE.lock();
-    let (mut mapping, fresh) = match (align <= PAGE_SIZE)
-        .then(|| take_cached(&mut state, length))
-        .flatten()
-    {
-        Some(mapping) => (mapping, false),
-        None => (map(length, align)?, true),
-    };
-    mapping.user = match placement {
-        Placement::End => mapping.place(size, align),
-        Placement::Start => mapping.data,
-    };
-    mapping.size = size;
-    if !fresh {
-        mapping.clear_slack();
-    }
-    if !state.table.insert(mapping) {
-        retire(&mut state, mapping);
+    if !state.table.make_room() {
         return None;
     }
+    let placed = (align <= PAGE_SIZE && length <= MAX_EXTENT)
+        .then(|| state.arena.place(length))
+        .flatten();
+    let (memory, zeroed) = match placed {
+        Some((data, length, zeroed)) => (Mapping::extent(data, length), zeroed),
+        // Too large or too aligned for the arena, or it is out of
+        // reservations: a mapping of its own.
+        None => (map(length, align)?, true),
+    };
+    let mapping = memory.placed_at_end(size, align);
+    if !zeroed {
+        mapping.clear_slack();
+    }
+    state.table.insert(mapping);
     state.live_bytes += mapping.length;
-    Some((NonNull::new(mapping.user as *mut c_void)?, fresh))
+    Some((NonNull::new(mapping.user as *mut c_void)?, zeroed))
 }
 
 /// Frees the large allocation at `ptr`; `false` if there is none there.
@@ -462,7 +413,11 @@ pub fn free(ptr: *mut c_void) -> bool {
     state.table.remove(index);
     state.live_bytes -= mapping.length;
     state.history.remember(mapping.user);
-    retire(&mut state, mapping);
+    if mapping.in_arena {
+        state.arena.release(mapping.data, mapping.length);
+    } else {
+        unmap(mapping);
+    }
     true
 }
 
@@ -476,7 +431,7 @@ pub fn usable_size(ptr: *const c_void) -> Option<usize> {
 /// What the large path knows of an address that is not a live large
 /// allocation: for reports.
 pub enum Known {
-    /// Inside the live large allocation at this address.
+    /// Inside the memory of the live large allocation at this address.
     Inside(usize),
     /// Among the last freed large allocations.
     Freed,
@@ -501,58 +456,145 @@ pub fn known(addr: usize) -> Known {
 pub enum Resized {
     /// The allocation now holds the new size, at this address.
     Done(NonNull<c_void>),
-    /// The allocation must move to a new one; it holds this many bytes.
-    Move(usize),
+    /// Out of memory; the allocation is unchanged.
+    OutOfMemory,
     /// `ptr` is not a large allocation.
     NotLarge,
+    /// The allocation (an arena extent with no free room above it) cannot
+    /// grow where it is: the caller moves it; it is unchanged.
+    Move,
 }
 
-/// Resizes the large allocation at `ptr` to `size` bytes in place when
-/// they fit between it and its guard page and at least half the mapping
-/// stays in use; the bytes past a shrunk size become checked slack again.
-/// Otherwise the caller moves it into a new allocation (with room to grow
-/// when it grows: [`allocate_to_grow`]).
-pub fn resize(ptr: *mut c_void, size: usize) -> Resized {
+/// Resizes the large allocation at `ptr` to `size` bytes at the same
+/// address, giving its memory room for `room` bytes (at least `size`)
+/// where that costs no copy:
+/// - in place when its pages suffice and at most half would be unused;
+/// - an arena extent shrinks by freeing its tail, and grows into the free
+///   range above it (to `room` if that fits, else to `size`), or asks the
+///   caller to move it;
+/// - a mapping of its own moves its pages with `mremap` into a new guarded
+///   mapping (no copy; the address changes, and the old one counts as
+///   freed).
+///
+/// The slack is checked before, and the new slack cleared after. `align`
+/// is the allocation's alignment, which a move keeps.
+pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resized {
     let mut state = STATE.lock();
     let Some(index) = state.table.find(ptr as usize) else {
         return Resized::NotLarge;
     };
     let old = state.table.get(index);
     old.check_slack();
-    let fits = old
-        .user
-        .checked_add(size)
-        .is_some_and(|end| end <= old.end())
-        && page_round(size.max(1)).is_some_and(|length| length >= old.length / 2);
-    if !fits {
-        return Resized::Move(old.size);
+    // Data bytes from the start of the memory to the end of the
+    // allocation, now and with room.
+    let offset = old.user - old.data;
+    let (Some(length), Some(room)) = (
+        page_round(offset.saturating_add(size.max(1))),
+        page_round(offset.saturating_add(room.max(size))),
+    ) else {
+        return Resized::OutOfMemory;
+    };
+    let resized = |memory: Mapping| Mapping {
+        user: memory.data + offset,
+        size,
+        ..memory
+    };
+    if length <= old.length && length >= old.length / 2 {
+        let mapping = resized(old);
+        state.table.set(index, mapping);
+        mapping.clear_slack();
+        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     }
-    let resized = Mapping { size, ..old };
-    state.table.set(index, resized);
-    resized.clear_slack();
-    Resized::Done(NonNull::new(ptr).expect("allocations are not null"))
+    if old.in_arena {
+        let new_length = if length < old.length {
+            if state.arena.shrink(old.data, old.length, length) {
+                length
+            } else {
+                // The kernel refused to split the mapping: keep it whole.
+                old.length
+            }
+        } else {
+            match state.arena.grow(old.data, old.length, length, room) {
+                Some(new_length) => new_length,
+                None => return Resized::Move,
+            }
+        };
+        let mapping = resized(Mapping::extent(old.data, new_length));
+        state.table.set(index, mapping);
+        mapping.clear_slack();
+        state.live_bytes = state.live_bytes - old.length + new_length;
+        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
+    }
+    let length = if length > old.length { room } else { length };
+    // Room to re-insert under the new address (growing rehashes the table).
+    if !state.table.make_room() {
+        return Resized::OutOfMemory;
+    }
+    let index = state.table.find(ptr as usize).expect("still live");
+    // The allocation's offset in its data is a multiple of `align` (its
+    // data is aligned to at least that much), so aligned data keeps it
+    // aligned.
+    let Some(memory) = map(length, align) else {
+        return Resized::OutOfMemory;
+    };
+    let moved = length.min(old.length);
+    // SAFETY: moves the first `moved` bytes of the old data (owned by this
+    // allocation) over the start of the fresh mapping's data, which the
+    // kernel replaces; nothing else references either range.
+    let ret = unsafe {
+        libc::mremap(
+            old.data as *mut c_void,
+            moved,
+            moved,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            memory.data as *mut c_void,
+        )
+    };
+    if ret == libc::MAP_FAILED {
+        unmap(memory);
+        return Resized::OutOfMemory;
+    }
+    // Unmap what is left of the old mapping: its guards and any tail that
+    // did not move.
+    unmap(Mapping {
+        base: old.base,
+        total: old.data - old.base,
+        ..old
+    });
+    unmap(Mapping {
+        base: old.data + moved,
+        total: old.base + old.total - (old.data + moved),
+        ..old
+    });
+    let mapping = resized(memory);
+    state.table.remove(index);
+    state.table.insert(mapping);
+    mapping.clear_slack();
+    state.history.remember(old.user);
+    state.live_bytes = state.live_bytes - old.length + mapping.length;
+    Resized::Done(NonNull::new(mapping.user as *mut c_void).expect("mappings are not null"))
 }
 
 /// Number of live large allocations and their data bytes, and the number
-/// of cached mappings.
+/// of freed ranges kept for reuse with their pages.
 pub fn counts() -> (usize, usize, usize) {
     let state = STATE.lock();
-    let cached = state.cache.iter().filter(|m| m.total != 0).count();
-    (state.table.live, state.live_bytes, cached)
+    (state.table.live, state.live_bytes, state.arena.retained().0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::large_arena::protection;
 
     #[test]
     fn allocations_end_at_their_guard_and_are_tracked() {
         let (p, _) = allocate(100_000, 16).unwrap();
         let addr = p.as_ptr() as usize;
         assert_eq!(addr % 16, 0);
-        assert_eq!((addr + 100_000) % PAGE_SIZE, 0, "ends at the guard page");
+        assert_eq!(protection(addr + 100_000), "--", "ends at the guard page");
         assert_eq!(usable_size(p.as_ptr()), Some(100_000));
-        // SAFETY: the allocation holds at least 100,000 bytes.
+        // SAFETY: the allocation holds 100,000 bytes.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(0xab, 100_000) };
         assert!(matches!(known(addr + 5000), Known::Inside(a) if a == addr));
         assert!(free(p.as_ptr()));
@@ -562,32 +604,78 @@ mod tests {
         assert_eq!(q.as_ptr() as usize % (1 << 20), 0);
         assert!(free(q.as_ptr()));
         let (r, _) = allocate(40_001, 64).unwrap();
-        let end = (r.as_ptr() as usize + 40_001).next_multiple_of(PAGE_SIZE);
-        assert_eq!(r.as_ptr() as usize % 64, 0);
-        assert_eq!(usable_size(r.as_ptr()), Some(40_001));
-        // The allocation ends within the 16-byte rounding and the 64-byte
-        // alignment before the guard page.
-        assert!(end - (r.as_ptr() as usize + 40_001) < 16 + 64);
-        assert!(free(r.as_ptr()));
+        let r = r.as_ptr() as usize;
+        assert_eq!(r % 64, 0);
+        // It ends within the 16-byte rounding and the 64-byte alignment
+        // before the guard page.
+        let guard = (r + 40_001).next_multiple_of(PAGE_SIZE);
+        assert_eq!(protection(guard), "--");
+        assert!(guard - (r + 40_001) < 16 + 64);
+        assert!(free(r as *mut c_void));
     }
 
     #[test]
-    fn resize_in_place_keeps_the_address_and_checks_the_new_slack() {
+    fn every_allocation_has_inaccessible_neighbours() {
+        for (size, align) in [
+            (40_000, 16),
+            (MAX_EXTENT, 16),
+            (MAX_EXTENT + 1, 16),
+            (10, 1 << 20),
+        ] {
+            let (p, _) = allocate(size, align).unwrap();
+            let addr = p.as_ptr() as usize;
+            let usable = usable_size(p.as_ptr()).unwrap();
+            let first_page = addr & !(PAGE_SIZE - 1);
+            assert_eq!(protection(first_page - PAGE_SIZE), "--", "below {size}");
+            assert_eq!(protection(addr), "rw");
+            assert_eq!(protection(addr + usable - 1), "rw");
+            let end_page = (addr + usable).next_multiple_of(PAGE_SIZE);
+            assert_eq!(protection(end_page), "--", "above {size}");
+            assert!(free(p.as_ptr()));
+        }
+    }
+
+    #[test]
+    fn an_extent_shrinks_in_place_behind_a_new_guard() {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
-        unsafe { p.as_ptr().cast::<u8>().write_bytes(7, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), (1 << 20) - 1000) else {
-            panic!("a shrink by 1000 bytes stays in place");
+        unsafe { p.as_ptr().cast::<u8>().write_bytes(5, 1 << 20) };
+        let Resized::Done(q) = resize(p.as_ptr(), 100_000, 100_000, 16) else {
+            panic!("shrink failed");
         };
         assert_eq!(p, q);
-        assert_eq!(usable_size(p.as_ptr()), Some((1 << 20) - 1000));
-        // The 1000 bytes given up were cleared: the slack check passes.
-        assert!(matches!(resize(p.as_ptr(), 1 << 20), Resized::Done(r) if r == p));
-        assert!(matches!(resize(p.as_ptr(), (1 << 20) + 1), Resized::Move(n) if n == 1 << 20));
-        assert!(matches!(resize(p.as_ptr(), 100), Resized::Move(_)));
-        assert!(free(p.as_ptr()));
-        let grown = allocate_to_grow(100_000, 16).unwrap();
-        assert!(matches!(resize(grown.as_ptr(), 140_000), Resized::Done(r) if r == grown));
-        assert!(free(grown.as_ptr()));
+        assert_eq!(usable_size(q.as_ptr()), Some(100_000));
+        let end_page = (q.as_ptr() as usize + 100_000).next_multiple_of(PAGE_SIZE);
+        assert_eq!(protection(end_page), "--");
+        // SAFETY: the allocation holds 100,000 bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 100_000) };
+        assert!(bytes.iter().all(|&b| b == 5));
+        // The bytes given up became checked slack, cleared: this passes.
+        assert!(
+            matches!(resize(q.as_ptr(), 100_000 + 64, 100_064, 16), Resized::Done(r) if r == q)
+        );
+        assert!(free(q.as_ptr()));
+    }
+
+    #[test]
+    fn a_mapping_of_its_own_grows_by_moving_pages_and_keeps_contents() {
+        let size = MAX_EXTENT + PAGE_SIZE;
+        let (p, _) = allocate(size, 16).unwrap();
+        // SAFETY: the allocation holds `size` bytes.
+        unsafe { p.as_ptr().cast::<u8>().write_bytes(7, size) };
+        let Resized::Done(q) = resize(p.as_ptr(), 2 * size, 3 * size, 16) else {
+            panic!("resize failed");
+        };
+        assert_eq!(usable_size(q.as_ptr()), Some(2 * size));
+        // SAFETY: the resized allocation holds 2 * size bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 2 * size) };
+        assert!(bytes[..size].iter().step_by(1000).all(|&b| b == 7));
+        assert!(bytes[size..].iter().step_by(PAGE_SIZE).all(|&b| b == 0));
+        // Grown to the room asked: more pages up to the guard.
+        let data = q.as_ptr() as usize & !(PAGE_SIZE - 1);
+        assert_eq!(protection(data + 3 * size - 1), "rw");
+        assert!(usable_size(p.as_ptr()).is_none() || p == q);
+        assert!(p == q || matches!(known(p.as_ptr() as usize), Known::Freed));
+        assert!(free(q.as_ptr()));
     }
 }

@@ -130,7 +130,7 @@ fn out_of_memory() -> *mut c_void {
 /// Allocates from malloc class `id`, registering the classes if needed.
 #[cold]
 fn allocate_small_slow(id: u32) -> *mut c_void {
-    if !initialise() {
+    if !INITIALISED.load(Ordering::Acquire) && !initialise() {
         return out_of_memory();
     }
     match cache::allocate(id) {
@@ -141,6 +141,12 @@ fn allocate_small_slow(id: u32) -> *mut c_void {
 
 #[inline(always)]
 fn allocate_small(index: usize) -> *mut c_void {
+    // SAFETY: size class indices are below `COUNT` (`index_for` and
+    // `index_for_aligned` return one for every size up to `MAX_SMALL_SIZE`,
+    // checked for each size by a unit test), so the id is below
+    // FIRST_USER_ID <= MAX_CLASSES; telling the compiler spares the
+    // allocation fast path its class id bound check.
+    unsafe { core::hint::assert_unchecked(index < size_classes::COUNT) };
     let id = class_id(index);
     // SAFETY: malloc class ids are below FIRST_USER_ID <= MAX_CLASSES.
     match unsafe { cache::pop_live(id as usize) } {
@@ -279,8 +285,9 @@ fn report_bad(ptr: *const c_void, operation: Operation) -> ! {
 
 /// A live allocation of slitter's malloc.
 pub enum Owner {
-    /// An object of this malloc size class.
-    Small(u32),
+    /// An object of malloc class `id`; `room`: `realloc` put it in a
+    /// larger class than its size selects.
+    Small { id: u32, room: bool },
     /// A large allocation with this many usable bytes.
     Large(usize),
 }
@@ -288,7 +295,7 @@ pub enum Owner {
 /// What holds the live allocation at `ptr`; aborts if nothing does.
 pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
     match checks::live_class(ptr as usize) {
-        Some(id) if is_malloc_class(id) => Owner::Small(id),
+        Some((id, room)) if is_malloc_class(id) => Owner::Small { id, room },
         _ => match large::usable_size(ptr) {
             Some(usable) => Owner::Large(usable),
             None => report_bad(ptr, operation),
@@ -327,33 +334,62 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// leaves `ptr` unchanged.
 pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_void {
     match owner(ptr, REALLOC) {
-        Owner::Small(id) => {
-            // Keep the object while the new size selects its class, so
-            // that an object always lives in the class of its last size
-            // (which the sized frees check).
-            if small_class_for(size, align) == Some(class_index(id)) {
-                return ptr;
+        Owner::Small { id, room } => {
+            // Keep the object while the new size selects its class, or a
+            // smaller one that uses more than half of it; then it has room
+            // (which the sized frees accept).
+            let usable = small_usable_size(id);
+            match small_class_for(size, align) {
+                Some(index) if index == class_index(id) => ptr,
+                Some(index) if index < class_index(id) && size > usable / 2 => {
+                    if !room {
+                        checks::mark_given_room(ptr as usize);
+                    }
+                    ptr
+                }
+                _ => move_object(ptr, usable, size, align),
             }
-            move_object(ptr, small_usable_size(id), size, align)
         }
-        Owner::Large(_) if small_class_for(size, align).is_none() => match large::resize(ptr, size)
-        {
-            Resized::Done(p) => p.as_ptr(),
-            Resized::Move(usable) if size > usable => grow_large(ptr, usable, size, align),
-            Resized::Move(usable) => move_object(ptr, usable, size, align),
-            Resized::NotLarge => report_bad(ptr, REALLOC),
-        },
+        Owner::Large(usable) if small_class_for(size, align).is_none() => {
+            match large::resize(ptr, size, room(usable, size), align) {
+                Resized::Done(p) => p.as_ptr(),
+                Resized::OutOfMemory => out_of_memory(),
+                Resized::NotLarge => report_bad(ptr, REALLOC),
+                Resized::Move => move_object(ptr, usable, size, align),
+            }
+        }
         Owner::Large(usable) => move_object(ptr, usable, size, align),
     }
 }
 
+/// The size to give an allocation of `old_size` bytes that must grow to
+/// `size`: half as much again, so that an object grown a little at a time
+/// (a string appended to) moves a logarithmic number of times rather than
+/// once per size class; but a request that fits a size class stays in one.
+fn room(old_size: usize, size: usize) -> usize {
+    let room = old_size.saturating_add(old_size / 2);
+    if size <= MAX_SMALL_SIZE {
+        room.clamp(size, MAX_SMALL_SIZE)
+    } else {
+        room.max(size)
+    }
+}
+
 /// Moves the `old_size`-byte object at `ptr` into a new allocation of
-/// `size` bytes aligned to `align` and frees it; NULL with ENOMEM (and
-/// `ptr` kept) on failure.
+/// `size` bytes aligned to `align` (with [`room`] to grow, when it grows)
+/// and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
 fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
-    let new = allocate_aligned(size, align);
+    let request = if size > old_size {
+        room(old_size, size)
+    } else {
+        size
+    };
+    let new = allocate_aligned(request, align);
     if new.is_null() {
         return new;
+    }
+    if request != size && small_class_for(request, align) != small_class_for(size, align) {
+        checks::mark_given_room(new as usize);
     }
     // SAFETY: both objects are live, distinct and at least this large.
     unsafe {
@@ -361,20 +397,6 @@ fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> 
     };
     free(ptr);
     new
-}
-
-/// Moves the large allocation `ptr` of `old_size` bytes, which a realloc
-/// grows to `size`, into a large allocation with room to grow further.
-fn grow_large(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
-    let Some(new) = large::allocate_to_grow(size, align) else {
-        return out_of_memory();
-    };
-    // SAFETY: both allocations are live, distinct and hold `old_size`.
-    unsafe {
-        core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.as_ptr().cast::<u8>(), old_size)
-    };
-    free(ptr);
-    new.as_ptr()
 }
 
 /// `realloc(ptr, count * size)`, with NULL and ENOMEM on overflow.
@@ -457,7 +479,7 @@ pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
         return 0;
     }
     match owner(ptr, USABLE_SIZE) {
-        Owner::Small(id) => small_usable_size(id),
+        Owner::Small { id, .. } => small_usable_size(id),
         Owner::Large(usable) => usable,
     }
 }

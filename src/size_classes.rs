@@ -95,6 +95,7 @@ mod tests {
     fn every_size_finds_the_smallest_fitting_class_with_bounded_waste() {
         for size in 0..=MAX_SMALL_SIZE {
             let index = index_for(size);
+            assert!(index < COUNT, "size {size}");
             let class = size_of_class(index);
             assert!(class >= size, "size {size}");
             assert!(index == 0 || size_of_class(index - 1) < size, "size {size}");
@@ -115,6 +116,11 @@ mod tests {
         let index = index_for_aligned(5000, 4096).unwrap();
         assert_eq!(size_of_class(index) % 4096, 0);
         assert!(size_of_class(index) >= 5000);
+        for align in [32, 64, 4096, 16 << 10] {
+            for size in (0..=MAX_SMALL_SIZE).step_by(97) {
+                assert!(index_for_aligned(size, align).is_none_or(|i| i < COUNT));
+            }
+        }
         assert_eq!(index_for_aligned(10, 1 << 20), None);
         assert_eq!(index_for_aligned(MAX_SMALL_SIZE + 1, 16), None);
     }

@@ -12,10 +12,12 @@
 //! `slitter: size mismatch` line naming the address, the size and the
 //! class.
 //!
-//! Relies on: a small object allocated by `malloc`, `calloc` or `realloc`
-//! of `n` bytes lives in class `index_for(n)` (realloc keeps an object in
-//! place only while the new size selects its class), and one allocated
-//! with alignment `a` in `index_for_aligned(n, a)`; libstdc++'s `operator
+//! Relies on: a small object allocated by `malloc` or `calloc` of `n`
+//! bytes lives in class `index_for(n)`, and one allocated with alignment
+//! `a` in `index_for_aligned(n, a)`; an object that `realloc` placed in a
+//! larger class (room to grow) or kept when shrinking is marked so in its
+//! state byte (`span::LIVE_WITH_ROOM`), and then any size that selects its
+//! class or a smaller one is accepted; libstdc++'s `operator
 //! new(n)` is `malloc(max(n, 1))` and its aligned form `aligned_alloc(a,
 //! max(n, 1) rounded up to a)`, which selects the same class as `max(n,
 //! 1)`.
@@ -44,8 +46,10 @@ fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str)
         ))
     };
     match malloc_api::owner(ptr, operation) {
-        Owner::Small(id) if expected == Some(malloc_api::class_index(id)) => {}
-        Owner::Small(id) => crate::fatal::die(format_args!(
+        Owner::Small { id, room }
+            if expected == Some(malloc_api::class_index(id))
+                || (room && expected.is_some_and(|index| index < malloc_api::class_index(id))) => {}
+        Owner::Small { id, .. } => crate::fatal::die(format_args!(
             "size mismatch: {name} of {ptr:p} with size {size}, but it was allocated \
              in {} ({})",
             ClassLabel(id),

@@ -16,8 +16,8 @@
 //! once, from 0 to its class, and is written last (with release ordering)
 //! so that a record with a class is complete. The state array has
 //! `object_count + 1` bytes: any address inside the span has an object
-//! index at most `object_count`, and the last byte is never [`LIVE`]. A
-//! state is [`LIVE`] exactly while its object is handed out (between an
+//! index at most `object_count`, and the last byte is never live. A state
+//! has its [`LIVE`] bit set exactly while its object is handed out (between an
 //! allocation and its release); objects in magazines and objects the press
 //! has not handed out yet are [`FREE`].
 
@@ -33,6 +33,10 @@ use crate::constants::{DATA_ALIGNMENT, SPAN_ALIGNMENT, SPAN_METADATA_SIZE};
 pub const FREE: u8 = 0;
 /// State of an object handed out and not yet released.
 pub const LIVE: u8 = 1;
+/// State of a live malloc object that `realloc` placed in a larger size
+/// class than its size selects (to give it room to grow): a sized free
+/// of it may name any size up to its class.
+pub const LIVE_WITH_ROOM: u8 = LIVE | 2;
 
 /// Metadata for one `SPAN_ALIGNMENT` slot of chunk data. The same layout is
 /// declared in C as `struct slitter_span_record` (`c/layout.h`).
@@ -224,7 +228,7 @@ impl SpanRecord {
     #[inline(always)]
     fn live_state(&self, addr: usize) -> Option<&'static AtomicU8> {
         let state = self.state(self.object_index(addr)?);
-        (state.load(Ordering::Relaxed) == LIVE).then_some(state)
+        (state.load(Ordering::Relaxed) & LIVE != 0).then_some(state)
     }
 
     /// The state byte of object `index` of this (used) record's span.

@@ -744,9 +744,13 @@ static void test_sized_frees(void)
 				if (n > 0)
 					r = realloc(r, opaque(n));
 				check_fresh("realloc", r, n, 1);
+				/* Shrunk by a third: the size it was last given. */
+				size_t shrunk = n - n / 3;
+				r = realloc(r, opaque(shrunk > 0 ? shrunk : 1));
+				CHECK(r != NULL, "realloc to %zu", shrunk);
 				free_sized_fn(p, n);
 				free_sized_fn(c, n);
-				free_sized_fn(r, n);
+				free_sized_fn(r, shrunk > 0 ? shrunk : 1);
 			}
 		}
 	}
