@@ -19,7 +19,7 @@
 //! | `usmblks` | unused (0) | 0 |
 //! | `uordblks` | bytes in use | live small objects times their class size |
 //! | `fordblks` | free bytes | `arena - uordblks` |
-//! | `keepcost` | bytes `malloc_trim` could release | 0 |
+//! | `keepcost` | bytes `malloc_trim` could release | bytes of freed large allocations kept resident for reuse |
 //!
 //! The live counts follow the statistics' exactness rules (`stats.rs`):
 //! exact for the calling thread and exited ones.
@@ -92,7 +92,7 @@ pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
         fsmblks: 0,
         uordblks: heap.used_bytes,
         fordblks: heap.span_bytes.saturating_sub(heap.used_bytes),
-        keepcost: 0,
+        keepcost: crate::large::retained_bytes(),
     }
 }
 
@@ -129,12 +129,13 @@ pub extern "C" fn malloc_stats() {
     let _ = stats_report::print_stats(libc::STDERR_FILENO);
 }
 
-/// glibc's `malloc_trim`: returns 0, "no memory could be released". Class
-/// memory is type-stable, so slitter never gives it back, and freed large
-/// mappings are unmapped at once or kept in a small bounded cache.
+/// glibc's `malloc_trim`: gives back to the operating system the memory of
+/// freed large allocations that slitter keeps for reuse, and returns 1 if
+/// there was some, else 0 ("no memory could be released"). Class memory is
+/// type-stable, so slitter never gives it back; `pad` is ignored.
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    0
+    c_int::from(crate::large::trim() > 0)
 }
 
 /// glibc's `mallopt`: returns 1 (accepted) and changes nothing for
@@ -250,6 +251,8 @@ mod tests {
         for param in [libc::M_CHECK_ACTION, libc::M_PERTURB, 0, 2, 3, 4, 99, -9] {
             assert_eq!(mallopt(param, 1), 0, "param {param}");
         }
+        // Once trimmed, nothing is left to release.
+        malloc_trim(0);
         assert_eq!(malloc_trim(0), 0);
     }
 

@@ -575,6 +575,18 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
     Resized::Done(NonNull::new(mapping.user as *mut c_void).expect("mappings are not null"))
 }
 
+/// Bytes of freed large allocations kept resident for reuse (an upper
+/// bound: pages swapped out since count).
+pub fn retained_bytes() -> usize {
+    STATE.lock().arena.retained().1
+}
+
+/// Gives the memory of freed large allocations kept for reuse back to the
+/// operating system; returns how many bytes that was.
+pub fn trim() -> usize {
+    STATE.lock().arena.trim()
+}
+
 /// Number of live large allocations and their data bytes, and the number
 /// of freed ranges kept for reuse with their pages.
 pub fn counts() -> (usize, usize, usize) {

@@ -345,9 +345,23 @@ impl Arena {
     /// freed pages really hold memory, then gives back the least recently
     /// freed ranges until the rest fits.
     fn keep_budget(&mut self) {
-        if self.dirty <= self.budget() {
-            return;
+        if self.dirty > self.budget() {
+            self.give_back_down_to(self.budget());
         }
+    }
+
+    /// Gives back every freed page that still holds memory (`malloc_trim`);
+    /// returns how many bytes that was.
+    pub fn trim(&mut self) -> usize {
+        let before = self.dirty;
+        self.give_back_down_to(0);
+        before.saturating_sub(self.dirty)
+    }
+
+    /// Asks the kernel which freed pages really hold memory, then gives
+    /// back the least recently freed ranges until at most `limit` bytes of
+    /// them do.
+    fn give_back_down_to(&mut self, limit: usize) {
         let mut dirty = 0;
         for index in 0..self.count {
             let range = self.slice()[index];
@@ -358,7 +372,7 @@ impl Arena {
             }
         }
         self.dirty = dirty;
-        while self.dirty > self.budget() {
+        while self.dirty > limit {
             let Some(index) = (0..self.count)
                 .filter(|&i| self.slice()[i].dirty > 0)
                 .min_by_key(|&i| self.slice()[i].freed)
