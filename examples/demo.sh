@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds slitter in release mode and runs the C demos against it.
+# Builds slitter in release mode and runs the demos against it: the C class
+# API (examples/class_demo.c), then slitter as the malloc of python3 under
+# LD_PRELOAD (examples/preload_demo.sh).
 #
 #   examples/demo.sh
 #
-# Needs cargo; installs a C compiler with apt-get if `cc` is missing (run as
-# root on a Debian-like system in that case).
+# Needs cargo; installs a C compiler and python3 with apt-get if they are
+# missing (run as root on a Debian-like system in that case).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,32 +40,8 @@ cc -std=c11 -Wall -Wextra -Werror -I "$ROOT/include" \
 "$OUT_DIR/class_demo"
 
 echo
-echo "== Part 2: slitter as the process's malloc (LD_PRELOAD)"
-PYTHON=$(command -v python3 || true)
-if [[ -z $PYTHON ]]; then
-	echo "== python3 not found: installing it with apt-get"
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y python3
-	PYTHON=$(command -v python3)
-fi
-SCRIPT='
-import ctypes, json
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.dladdr.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-class DlInfo(ctypes.Structure):
-    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
-                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
-info = DlInfo()
-libc.dladdr(ctypes.cast(libc.malloc, ctypes.c_void_p), ctypes.byref(info))
-print("malloc comes from", info.fname.decode())
-words = {str(i): [i] * (i % 7) for i in range(200000)}
-text = json.dumps(words)
-print("built and serialised", len(words), "dict entries,", len(text), "bytes of JSON")
-'
-echo "\$ python3 (without slitter)"
-"$PYTHON" -c "$SCRIPT"
-echo "\$ LD_PRELOAD=$LIB_DIR/libslitter.so python3"
-LD_PRELOAD="$LIB_DIR/libslitter.so" "$PYTHON" -c "$SCRIPT"
+echo "== Part 2: examples/preload_demo.sh"
+"$ROOT/examples/preload_demo.sh" "$LIB_DIR/libslitter.so"
+
 echo
 echo "== demo finished"

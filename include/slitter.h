@@ -242,7 +242,8 @@ struct slitter_stats {
    */
   uint64_t reserved_bytes;
   /**
-   * Live large allocations (malloc requests above 32 KiB).
+   * Live large allocations (malloc requests above 32 KiB, or aligned
+   * beyond 16 KiB).
    */
   uint64_t large_live;
   /**
@@ -341,7 +342,8 @@ int slitter_class_stats(struct slitter_class class_, struct slitter_class_stats 
 
 /**
  * Fills `*out` with the statistics of the mapper at `index` (0: the
- * default mapper, 1: "file", then mappers registered later, up to 15).
+ * default mapper, 1: "file", 2: "noaccess", then mappers registered
+ * later, up to 15).
  * Returns 0; EINVAL if `out` is NULL or `out->size` is below 8; ENOENT if
  * no mapper is registered at `index`.
  *

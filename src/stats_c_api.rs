@@ -110,7 +110,8 @@ pub struct SlitterStats {
     pub chunks: u64,
     /// Bytes of address space those chunks keep reserved.
     pub reserved_bytes: u64,
-    /// Live large allocations (malloc requests above 32 KiB).
+    /// Live large allocations (malloc requests above 32 KiB, or aligned
+    /// beyond 16 KiB).
     pub large_live: u64,
     /// Bytes of those.
     pub large_bytes: u64,
@@ -205,7 +206,8 @@ pub unsafe extern "C" fn slitter_class_stats(
 }
 
 /// Fills `*out` with the statistics of the mapper at `index` (0: the
-/// default mapper, 1: "file", then mappers registered later, up to 15).
+/// default mapper, 1: "file", 2: "noaccess", then mappers registered
+/// later, up to 15).
 /// Returns 0; EINVAL if `out` is NULL or `out->size` is below 8; ENOENT if
 /// no mapper is registered at `index`.
 ///
