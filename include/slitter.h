@@ -251,7 +251,7 @@ struct slitter_stats {
    */
   uint64_t large_bytes;
   /**
-   * Freed large mappings kept for reuse.
+   * Freed large ranges whose pages are kept for reuse.
    */
   uint64_t large_cached;
   /**

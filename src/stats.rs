@@ -34,7 +34,7 @@ pub struct InternalCounts {
     pub large_live: usize,
     /// Bytes of data in live large allocations.
     pub large_bytes: usize,
-    /// Freed large mappings kept for reuse.
+    /// Freed large ranges whose pages are kept for reuse.
     pub large_cached: usize,
 }
 

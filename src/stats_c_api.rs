@@ -115,7 +115,7 @@ pub struct SlitterStats {
     pub large_live: u64,
     /// Bytes of those.
     pub large_bytes: u64,
-    /// Freed large mappings kept for reuse.
+    /// Freed large ranges whose pages are kept for reuse.
     pub large_cached: u64,
     /// Bytes mapped for slitter's own records.
     pub arena_bytes: u64,

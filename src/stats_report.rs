@@ -101,7 +101,7 @@ fn write_table(out: &mut Output, process: &ProcessStats) -> fmt::Result {
     let internal = &process.internal;
     writeln!(
         out,
-        "slitter: large allocations: {} live, {} bytes, {} mappings cached",
+        "slitter: large allocations: {} live, {} bytes, {} freed ranges kept for reuse",
         internal.large_live, internal.large_bytes, internal.large_cached
     )?;
     writeln!(

@@ -96,52 +96,10 @@ fn c_compiler() -> OsString {
 }
 
 /// Compiles `source` (relative to the repository root) against
-/// `include/slitter.h` and links it with slitter as `link` says, into
-/// `target/<profile>/c-tests/<group>/<stem>-<link>`. Panics with the
-/// compiler's output on failure.
+/// `include/slitter.h` and links it with slitter as `link` says: see
+/// [`compile_program`].
 pub fn compile_c(group: &str, source: &str, link: Link) -> PathBuf {
-    let root = manifest_dir();
-    let source = root.join(source);
-    let stem = source
-        .file_stem()
-        .expect("a C source file has a name")
-        .to_string_lossy()
-        .into_owned();
-    let binary = scratch_dir(group).join(format!("{stem}-{}", link.name()));
-    let lib_dir = lib_dir();
-
-    let mut cc = Command::new(c_compiler());
-    cc.current_dir(root)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(&source)
-        .arg("-o")
-        .arg(&binary);
-    match link {
-        Link::Dynamic => {
-            cc.arg("-L")
-                .arg(&lib_dir)
-                .arg("-lslitter")
-                .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
-        }
-        Link::Static => {
-            cc.arg(lib_dir.join("libslitter.a"))
-                .args(["-lpthread", "-ldl", "-lm"]);
-        }
-    }
-    let output = cc
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler {:?}: {e}", c_compiler()));
-    assert!(
-        output.status.success(),
-        "compiling {} ({} link) failed: {:?}\n{}",
-        source.display(),
-        link.name(),
-        cc,
-        describe(&output)
-    );
-    binary
+    compile_program(group, source, Some(link))
 }
 
 /// Keeps a child that is expected to abort from writing a core file.
@@ -244,8 +202,14 @@ fn cxx_compiler() -> OsString {
 /// -O2 -g -pthread` into `target/<profile>/c-tests/<group>/<stem>-<how>`.
 /// `link` says how slitter is linked in; `None` leaves the process
 /// allocator to the C library, for runs under `LD_PRELOAD` (`<how>` is
-/// then `plain`). Panics with the compiler's output on failure.
+/// then `plain`). Panics with the compiler's output on failure. Each
+/// program is compiled once per test process: tests that share one wait
+/// for it rather than rewrite a binary another test may be running.
 pub fn compile_program(group: &str, source: &str, link: Option<Link>) -> PathBuf {
+    static COMPILED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut compiled = COMPILED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = manifest_dir();
     let source = root.join(source);
     let stem = source
@@ -256,6 +220,9 @@ pub fn compile_program(group: &str, source: &str, link: Option<Link>) -> PathBuf
     let is_cpp = source.extension().is_some_and(|ext| ext == "cpp");
     let how = link.map_or("plain", Link::name);
     let binary = scratch_dir(group).join(format!("{stem}-{how}"));
+    if compiled.contains(&binary) {
+        return binary;
+    }
 
     let compiler = if is_cpp { cxx_compiler() } else { c_compiler() };
     let mut cc = Command::new(&compiler);
@@ -294,6 +261,7 @@ pub fn compile_program(group: &str, source: &str, link: Option<Link>) -> PathBuf
         cc,
         describe(&output)
     );
+    compiled.push(binary.clone());
     binary
 }
 
