@@ -50,7 +50,10 @@ struct CacheEntry {
 }
 
 /// A thread's entries, recycled through a free list when the thread exits.
-#[repr(C)]
+/// Cache-line aligned (so its size is a multiple of the line too): two
+/// threads' arrays never share a line, so thread caches never falsely
+/// share.
+#[repr(C, align(64))]
 struct EntryArray {
     next_free: *mut EntryArray,
     alloc: [*mut Slot; MAX_CLASSES],
