@@ -311,6 +311,12 @@ pub fn containing(addr: usize) -> Option<usize> {
         .map(|m| m.data)
 }
 
+/// Whether a large allocation of `usable` bytes keeps `size` bytes where
+/// it is: its pages suffice and at most half of them would be unused.
+pub fn fits_in_place(usable: usize, size: usize) -> bool {
+    page_round(size.max(1)).is_some_and(|length| length <= usable && length >= usable / 2)
+}
+
 /// What [`resize`] did.
 pub enum Resized {
     /// The allocation now holds the new size, at this address.
@@ -326,7 +332,7 @@ pub enum Resized {
 
 /// Resizes the large allocation at `ptr` to hold `size` bytes, growing it
 /// to `room` bytes (at least `size`) where that costs no copy:
-/// - in place when its pages suffice and at most half would be unused;
+/// - in place when it [`fits_in_place`];
 /// - an arena extent shrinks by freeing its tail, and grows into the free
 ///   range above it (to `room` if that fits, else to `size`), or asks the
 ///   caller to move it;
@@ -342,7 +348,7 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize) -> Resized {
     };
     let old = state.table.get(index);
     let unchanged = Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
-    if length <= old.length && length >= old.length / 2 {
+    if fits_in_place(old.length, size) {
         return unchanged;
     }
     if old.in_arena {

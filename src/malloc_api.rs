@@ -247,6 +247,8 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
             }
             move_object(ptr, old_size, size)
         }
+        // Checked here too, to spare the common case the large path's lock.
+        Owner::Large(usable) if size > MAX_SMALL_SIZE && large::fits_in_place(usable, size) => ptr,
         Owner::Large(usable) if size > MAX_SMALL_SIZE => {
             match large::resize(ptr, size, room(usable, size)) {
                 Resized::Done(p) => p.as_ptr(),
