@@ -228,8 +228,10 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
     }
 }
 
+/// The slow path of allocation, for callers whose fast path just failed;
+/// `None` when out of memory. Aborts if no such class exists.
 #[cold]
-fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
+pub fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
     let info = class_or_die(class_id);
     if let Some(object) = swap_and_allocate(info) {
         return Some(object);

@@ -95,7 +95,9 @@ fn allocate_small_slow(id: u32) -> *mut c_void {
     if !INITIALISED.load(Ordering::Acquire) && !initialise() {
         return out_of_memory();
     }
-    match cache::allocate(id) {
+    // The fast path just failed (or ran on the sentinels before the
+    // classes existed): go straight to the slow path.
+    match cache::allocate_slow(id) {
         Some(object) => object.as_ptr().cast(),
         None => out_of_memory(),
     }
