@@ -56,9 +56,6 @@ struct CacheEntry {
 #[repr(C, align(64))]
 struct EntryArray {
     next_free: *mut EntryArray,
-    /// The press stripe this array's threads refill from (its creation
-    /// number).
-    stripe: usize,
     alloc: [*mut Slot; MAX_CLASSES],
     release: [*mut Slot; MAX_CLASSES],
 }
@@ -390,17 +387,8 @@ fn take_entry_array() -> Option<*mut EntryArray> {
         core::mem::size_of::<EntryArray>(),
         core::mem::align_of::<EntryArray>(),
     )?;
-    let array = array.cast::<EntryArray>().as_ptr();
-    // SAFETY: fresh, zeroed arena memory for one array, owned here.
-    unsafe { (*array).stripe = ENTRY_ARRAYS_CREATED.fetch_add(1, Ordering::Relaxed) };
-    Some(array)
-}
-
-/// The press stripe of this thread (0 while it has no entry array).
-fn own_stripe() -> usize {
-    // SAFETY: this thread's header, and its array, are only touched by
-    // this thread.
-    unsafe { (*state()).array.as_ref() }.map_or(0, |array| array.stripe)
+    ENTRY_ARRAYS_CREATED.fetch_add(1, Ordering::Relaxed);
+    Some(array.cast::<EntryArray>().as_ptr())
 }
 
 /// Zeroes the objects of a magazine about to become the allocation
@@ -439,9 +427,7 @@ fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magaz
             entry.alloc = rack::allocate_empty()?.as_ptr();
         }
         // Fresh objects from the press are zero already.
-        info.press
-            .allocate_batch(&mut *entry.alloc, own_stripe())
-            .ok()?;
+        info.press.allocate_batch(&mut *entry.alloc).ok()?;
         Some(entry.alloc)
     }
 }

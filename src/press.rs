@@ -1,21 +1,14 @@
 //! The press: bump allocation of new objects for one class.
 //!
-//! Owns: the class's current spans, one per stripe, and the hand-out of
-//! never-used objects from them, a batch (one magazine's worth) at a time,
-//! in ascending address order. Threads refill from different stripes (see
-//! [`STRIPES`]), so that the state bytes of their fresh objects, written on
-//! every allocation and release, lie in different spans' state arrays
-//! instead of sharing cache lines (false sharing measured on the criterion
-//! bench `class_pair/pair_2_threads`: 5.2 ns per pair with one span shared
-//! by both threads, 1.9 ns with batches in separate lines, as with one
-//! thread).
+//! Owns: the class's current span and the hand-out of never-used objects
+//! from it, a batch (one magazine's worth) at a time, in ascending address
+//! order.
 //!
 //! Invariants: each object of a span is handed out at most once, ever: the
-//! span's bump index (in its state array header) only grows, and one
-//! `fetch_add` on it reserves a whole batch (the only atomic
-//! read-modify-write per batch); a new span is taken from the mill under
-//! the press's refill lock, so concurrent refills of one stripe take one
-//! span, not one each.
+//! span's bump index (in its state array header) only grows, and one `fetch_add` on it reserves a whole
+//! batch (the only atomic read-modify-write per batch); a new span is taken
+//! from the mill under the press's refill lock, so concurrent refills take
+//! one span, not one each.
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -26,20 +19,14 @@ use crate::mapper::Errno;
 use crate::mill::{span_size_for, Mill};
 use crate::span::SpanRecord;
 
-/// Spans a press carves at the same time. A thread refills from the
-/// stripe of its thread cache (`cache.rs` numbers them in creation order),
-/// so up to this many threads get fresh objects from distinct spans.
-pub const STRIPES: usize = 4;
-
 /// Hands out fresh objects of one class.
 pub struct Press {
     class_id: u32,
     object_size: usize,
     span_size: usize,
     mill: &'static Mill,
-    /// First record of the span being carved in each stripe (null before
-    /// the stripe's first span).
-    current: [AtomicPtr<SpanRecord>; STRIPES],
+    /// First record of the span being carved (null before the first span).
+    current: AtomicPtr<SpanRecord>,
     refill: Lock<()>,
 }
 
@@ -51,21 +38,19 @@ impl Press {
             object_size,
             span_size: span_size_for(object_size),
             mill,
-            current: [const { AtomicPtr::new(core::ptr::null_mut()) }; STRIPES],
+            current: AtomicPtr::new(core::ptr::null_mut()),
             refill: Lock::new(()),
         }
     }
 
-    /// Fills the free slots of `magazine` with fresh objects of stripe
-    /// `stripe` (any number; taken modulo [`STRIPES`]), taking at least
-    /// one; fails only when the mill cannot get memory.
+    /// Fills the free slots of `magazine` with fresh objects, taking at
+    /// least one; fails only when the mill cannot get memory.
     #[contracts::debug_requires(!magazine.is_full())]
     #[contracts::debug_ensures(ret.is_err() || magazine.count > old(magazine.count))]
-    pub fn allocate_batch(&self, magazine: &mut Magazine, stripe: usize) -> Result<(), Errno> {
+    pub fn allocate_batch(&self, magazine: &mut Magazine) -> Result<(), Errno> {
         let wanted = (MAGAZINE_SIZE - magazine.count as usize) as u64;
-        let current = &self.current[stripe % STRIPES];
         loop {
-            let span = current.load(Ordering::Acquire);
+            let span = self.current.load(Ordering::Acquire);
             // SAFETY: published span records are immortal.
             if let Some(record) = unsafe { span.as_ref() } {
                 let start = record
@@ -91,11 +76,11 @@ impl Press {
                 }
             }
             let _guard = self.refill.lock();
-            if current.load(Ordering::Acquire) == span {
+            if self.current.load(Ordering::Acquire) == span {
                 let fresh =
                     self.mill
                         .allocate_span(self.class_id, self.object_size, self.span_size)?;
-                current.store(
+                self.current.store(
                     fresh as *const SpanRecord as *mut SpanRecord,
                     Ordering::Release,
                 );
@@ -122,7 +107,7 @@ mod tests {
         // Each batch takes at least one object, at most to the span's end.
         for _ in 0..3 * per_span {
             let mut magazine = Magazine::empty();
-            press.allocate_batch(&mut magazine, 0).unwrap();
+            press.allocate_batch(&mut magazine).unwrap();
             assert!(magazine.count > 0);
             let mut previous = 0;
             while !magazine.is_empty() {
@@ -144,10 +129,5 @@ mod tests {
             }
         }
         assert!(spans.len() >= 3);
-        // Another stripe carves a span of its own.
-        let mut magazine = Magazine::empty();
-        press.allocate_batch(&mut magazine, 1).unwrap();
-        let object = magazine.pop().object as usize;
-        assert!(!spans.contains(&crate::span::record_for(object).begin()));
     }
 }
