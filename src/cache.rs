@@ -125,7 +125,10 @@ impl CacheEntry {
 }
 
 /// A thread's entries, recycled through a free list when the thread exits.
-#[repr(C)]
+/// Cache-line aligned (so its size is a multiple of the line too): two
+/// threads' arrays never share a line, so thread caches never falsely
+/// share.
+#[repr(C, align(64))]
 struct EntryArray {
     next_free: *mut EntryArray,
     alloc: [*mut Slot; MAX_CLASSES],
@@ -356,8 +359,10 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
     }
 }
 
+/// The slow path of allocation, for callers whose fast path just failed;
+/// `None` when out of memory. Aborts if no such class exists.
 #[cold]
-fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
+pub fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
     let info = class_or_die(class_id);
     if let Some(object) = swap_and_allocate(info) {
         return Some(object);

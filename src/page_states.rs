@@ -16,7 +16,9 @@
 //!
 //! Invariants: the accessible bit of a page is set exactly when its
 //! protection is read/write (the arena changes protections only through
-//! [`PageStates::protect`]); the freed and resident bits are set only for
+//! [`PageStates::protect`]), unless an `mprotect` failed (it may have
+//! changed part of its range), after which every protection is asked of the
+//! kernel without looking at the bits; the freed and resident bits are set only for
 //! pages of free ranges and never both; a page of a free range that held
 //! memory when freed has one of them set (it may have been swapped out
 //! since, so the count is an upper bound of the resident memory). The
@@ -105,6 +107,8 @@ const NO_BITMAPS: Bitmaps = Bitmaps {
 /// The bitmaps of the reservations, each covering `size` bytes.
 pub struct PageStates {
     size: usize,
+    /// Whether the accessible bits are exact (until an `mprotect` fails).
+    bits_exact: bool,
     reservations: [Bitmaps; MAX_RESERVATIONS],
     count: usize,
 }
@@ -117,6 +121,7 @@ impl PageStates {
     pub const fn new(size: usize) -> PageStates {
         PageStates {
             size,
+            bits_exact: true,
             reservations: [NO_BITMAPS; MAX_RESERVATIONS],
             count: 0,
         }
@@ -164,7 +169,7 @@ impl PageStates {
         let (bitmaps, first, end) = self.locate(start, length);
         let bitmap = bitmaps.accessible;
         let matching = bitmap.count(first, end);
-        if matching == if accessible { end - first } else { 0 } {
+        if self.bits_exact && matching == if accessible { end - first } else { 0 } {
             return true;
         }
         let prot = if accessible {
@@ -175,6 +180,9 @@ impl PageStates {
         // SAFETY: the range lies in an arena reservation and is not part
         // of any live extent's data, or is being handed to one.
         if unsafe { libc::mprotect(start as *mut c_void, length, prot) } != 0 {
+            // The kernel may have changed some of the range before failing:
+            // from now on, always ask it.
+            self.bits_exact = false;
             return false;
         }
         bitmap.assign(first, end, accessible);
