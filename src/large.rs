@@ -488,16 +488,27 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
     // Data bytes from the start of the memory to the end of the
     // allocation, now and with room.
     let offset = old.user - old.data;
-    let (Some(length), Some(room)) = (
+    let room = room.max(size);
+    let (Some(length), Some(room_length)) = (
         page_round(offset.saturating_add(size.max(1))),
-        page_round(offset.saturating_add(room.max(size))),
+        page_round(offset.saturating_add(room)),
     ) else {
         return Resized::OutOfMemory;
     };
-    let resized = |memory: Mapping| Mapping {
-        user: memory.data + offset,
-        size,
-        ..memory
+    // A growing allocation gets the room its memory has, up to `room`, as
+    // its size: the next growths within it need no call here.
+    let resized = |memory: Mapping| {
+        let user = memory.data + offset;
+        let size = if size > old.size {
+            room.min(memory.end() - user).max(size)
+        } else {
+            size
+        };
+        Mapping {
+            user,
+            size,
+            ..memory
+        }
     };
     if length <= old.length && length >= old.length / 2 {
         let mapping = resized(old);
@@ -514,7 +525,7 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
                 old.length
             }
         } else {
-            match state.arena.grow(old.data, old.length, length, room) {
+            match state.arena.grow(old.data, old.length, length, room_length) {
                 Some(new_length) => new_length,
                 None => return Resized::Move,
             }
@@ -525,7 +536,11 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         state.live_bytes = state.live_bytes - old.length + new_length;
         return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     }
-    let length = if length > old.length { room } else { length };
+    let length = if length > old.length {
+        room_length
+    } else {
+        length
+    };
     // Room to re-insert under the new address (growing rehashes the table).
     if !state.table.make_room() {
         return Resized::OutOfMemory;
@@ -678,7 +693,8 @@ mod tests {
         let Resized::Done(q) = resize(p.as_ptr(), 2 * size, 3 * size, 16) else {
             panic!("resize failed");
         };
-        assert_eq!(usable_size(q.as_ptr()), Some(2 * size));
+        // Growing, it gets the room asked as its size.
+        assert_eq!(usable_size(q.as_ptr()), Some(3 * size));
         // SAFETY: the resized allocation holds 2 * size bytes.
         let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 2 * size) };
         assert!(bytes[..size].iter().step_by(1000).all(|&b| b == 7));

@@ -352,6 +352,14 @@ pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_
                 _ => move_object(ptr, usable, size, align),
             }
         }
+        // A large block keeps a smaller size that uses more than half of
+        // it without a call to the large path (a sized free accepts any
+        // size up to its usable size).
+        Owner::Large(usable)
+            if size <= usable && size > usable / 2 && small_class_for(size, align).is_none() =>
+        {
+            ptr
+        }
         Owner::Large(usable) if small_class_for(size, align).is_none() => {
             match large::resize(ptr, size, room(usable, size), align) {
                 Resized::Done(p) => p.as_ptr(),
