@@ -32,7 +32,7 @@ use core::ptr::NonNull;
 pub use crate::large_arena::PAGE_SIZE;
 use crate::large_arena::{Arena, MAX_EXTENT};
 use crate::lock::Lock;
-use crate::mapper::os_map_zeroed;
+use crate::mapper::{os_map_zeroed, os_reserve};
 
 const GUARD_SIZE: usize = PAGE_SIZE;
 /// How many freed addresses the history remembers.
@@ -317,21 +317,7 @@ fn map(length: usize, align: usize) -> Option<Mapping> {
     let total = length
         .checked_add(2 * GUARD_SIZE)?
         .checked_add(align - PAGE_SIZE)?;
-    // SAFETY: a fresh inaccessible reservation; no existing memory touched.
-    let base = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return None;
-    }
-    let base = base as usize;
+    let base = os_reserve(total).ok()?.as_ptr() as usize;
     let data = (base + GUARD_SIZE).next_multiple_of(align);
     // Give back the alignment slop on both sides, keeping one guard each.
     let start = data - GUARD_SIZE;

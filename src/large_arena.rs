@@ -36,7 +36,7 @@
 
 use core::ffi::c_void;
 
-use crate::mapper::os_map_zeroed;
+use crate::mapper::{os_map_zeroed, os_reserve};
 use crate::page_states::PageStates;
 pub use crate::page_states::PAGE_SIZE;
 
@@ -203,21 +203,7 @@ impl Arena {
     /// Reserves a new region; returns the index of its free range, or
     /// `None` when out of memory or reservations.
     fn reserve(&mut self) -> Option<usize> {
-        // SAFETY: a fresh inaccessible reservation; no existing memory
-        // touched.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                RESERVATION_SIZE,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return None;
-        }
+        let base = os_reserve(RESERVATION_SIZE).ok()?.as_ptr();
         if !self.pages.add_reservation(base as usize) {
             // SAFETY: the reservation just made, unused.
             unsafe { libc::munmap(base, RESERVATION_SIZE) };

@@ -85,13 +85,7 @@ pub trait Mapper: Sync {
 
     /// Reserves `size` bytes of inaccessible address space.
     fn reserve(&self, size: usize) -> Result<NonNull<c_void>, Errno> {
-        os_mmap(
-            core::ptr::null_mut(),
-            size,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-        )
+        os_reserve(size)
     }
 
     /// Returns part of a reservation to the operating system.
@@ -133,6 +127,18 @@ fn os_mmap(
         return Err(last_errno());
     }
     NonNull::new(ret).ok_or(libc::ENOMEM)
+}
+
+/// Reserves `size` bytes of fresh, inaccessible address space (no memory
+/// behind it).
+pub fn os_reserve(size: usize) -> Result<NonNull<c_void>, Errno> {
+    os_mmap(
+        core::ptr::null_mut(),
+        size,
+        libc::PROT_NONE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        -1,
+    )
 }
 
 /// Maps `size` bytes of fresh, readable and writable, zero-filled memory.
