@@ -522,11 +522,6 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         state.live_bytes = state.live_bytes - old.length + new_length;
         return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     }
-    let length = if length > old.length {
-        room_length
-    } else {
-        length
-    };
     // Room to re-insert under the new address (growing rehashes the table).
     if !state.table.make_room() {
         return Resized::OutOfMemory;
@@ -534,10 +529,15 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
     let index = state.table.find(ptr as usize).expect("still live");
     // The allocation's offset in its data is a multiple of `align` (its
     // data is aligned to at least that much), so aligned data keeps it
-    // aligned.
-    let Some(memory) = map(length, align) else {
+    // aligned. Growing, with room if there is memory for it.
+    let mapped = (length > old.length)
+        .then(|| map(room_length, align))
+        .flatten()
+        .or_else(|| map(length, align));
+    let Some(memory) = mapped else {
         return Resized::OutOfMemory;
     };
+    let length = memory.length;
     let moved = length.min(old.length);
     // SAFETY: moves the first `moved` bytes of the old data (owned by this
     // allocation) over the start of the fresh mapping's data, which the

@@ -224,6 +224,8 @@ fn allocate_slow(size: usize, align: usize) -> *mut c_void {
 pub(crate) fn allocate_zeroed(size: usize, align: usize) -> *mut c_void {
     let (p, zero) = if small_class_for(size, align).is_some() {
         (allocate_aligned(size, align), false)
+    } else if !initialise() {
+        return out_of_memory();
     } else {
         match allocate_large(size, align) {
             Some(allocation) => allocation,
@@ -389,12 +391,18 @@ fn room(old_size: usize, size: usize) -> usize {
 /// `size` bytes aligned to `align` (with [`room`] to grow, when it grows)
 /// and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
 fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
-    let request = if size > old_size {
-        room(old_size, size)
-    } else {
-        size
+    let small = small_class_for(size, align).is_some();
+    // Room, unless it would push a small object to the large path (as the
+    // hardened canary can at the top of the size classes).
+    let request = match room(old_size, size) {
+        room if size > old_size && (!small || small_class_for(room, align).is_some()) => room,
+        _ => size,
     };
-    let new = allocate_aligned(request, align);
+    let (mut new, mut request) = (allocate_aligned(request, align), request);
+    if new.is_null() && request != size {
+        // No memory for the room: the size alone may still fit.
+        (new, request) = (allocate_aligned(size, align), size);
+    }
     if new.is_null() {
         return new;
     }

@@ -22,7 +22,8 @@
 //! max(n, 1) rounded up to a)`, which selects the same class as `max(n,
 //! 1)`.
 
-use core::ffi::c_void;
+use core::ffi::{c_void, CStr};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::checks::{ClassLabel, Operation};
 use crate::malloc_api::{self, Owner};
@@ -97,6 +98,69 @@ pub extern "C" fn free_aligned_sized(ptr: *mut c_void, align: usize, size: usize
     free_checked(ptr, size, align, "free_aligned_sized")
 }
 
+/// Whether this process's plain C++ `operator new`/`delete` are the C++
+/// library's (then slitter checks sized deletes), or the program's own:
+/// C++ lets a program replace them, and the default sized delete then
+/// calls its `operator delete(void *)`, so slitter's forwards to it.
+static CXX_RUNTIME: AtomicU8 = AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const STANDARD: u8 = 1;
+const REPLACED: u8 = 2;
+
+/// Whether the program replaced C++'s plain `operator new` or `delete`:
+/// one of them is defined outside libstdc++ and libc++. Found once, with
+/// the dynamic loader (which may allocate: slitter holds no lock here).
+fn cxx_operators_replaced() -> bool {
+    let known = CXX_RUNTIME.load(Ordering::Relaxed);
+    if known != UNKNOWN {
+        return known == REPLACED;
+    }
+    let replaced = [c"_Znwm", c"_ZdlPv", c"_Znam", c"_ZdaPv"]
+        .into_iter()
+        .any(defined_outside_the_cxx_library);
+    CXX_RUNTIME.store(
+        if replaced { REPLACED } else { STANDARD },
+        Ordering::Relaxed,
+    );
+    replaced
+}
+
+/// Whether `name` resolves to a definition outside libstdc++ and libc++.
+fn defined_outside_the_cxx_library(name: &CStr) -> bool {
+    // SAFETY: dlsym and dladdr read the loader's tables; `info` is a plain
+    // out-parameter, and `dli_fname` a C string the loader owns.
+    unsafe {
+        let symbol = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if symbol.is_null() || libc::dladdr(symbol, &mut info) == 0 || info.dli_fname.is_null() {
+            return false;
+        }
+        let file = CStr::from_ptr(info.dli_fname).to_bytes();
+        let base = file.rsplit(|&b| b == b'/').next().unwrap_or(file);
+        !(base.starts_with(b"libstdc++") || base.starts_with(b"libc++"))
+    }
+}
+
+/// Calls the program's `name` (an unsized `operator delete`) on `ptr`,
+/// with `align` when it takes one.
+fn forward_delete(name: &CStr, ptr: *mut c_void, align: Option<usize>) {
+    // SAFETY: dlsym reads the loader's tables; the C++ library or the
+    // program defines these operators with these signatures (void (void *)
+    // and void (void *, std::align_val_t)).
+    unsafe {
+        let symbol = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+        if symbol.is_null() {
+            return malloc_api::free(ptr);
+        }
+        match align {
+            None => core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void)>(symbol)(ptr),
+            Some(align) => core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void, usize)>(
+                symbol,
+            )(ptr, align),
+        }
+    }
+}
+
 /// C++ `operator new(n)` asks `malloc` for at least one byte.
 fn cxx_size(size: usize) -> usize {
     size.max(1)
@@ -115,24 +179,36 @@ fn cxx_aligned_size(size: usize, align: usize) -> usize {
 /// C++ `operator delete(void *, std::size_t)`.
 #[export_name = "_ZdlPvm"]
 pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
+    if cxx_operators_replaced() {
+        return forward_delete(c"_ZdlPv", ptr, None);
+    }
     free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete")
 }
 
 /// C++ `operator delete[](void *, std::size_t)`.
 #[export_name = "_ZdaPvm"]
 pub extern "C" fn cxx_delete_array_sized(ptr: *mut c_void, size: usize) {
+    if cxx_operators_replaced() {
+        return forward_delete(c"_ZdaPv", ptr, None);
+    }
     free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete[]")
 }
 
 /// C++ `operator delete(void *, std::size_t, std::align_val_t)`.
 #[export_name = "_ZdlPvmSt11align_val_t"]
 pub extern "C" fn cxx_delete_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
+    if cxx_operators_replaced() {
+        return forward_delete(c"_ZdlPvSt11align_val_t", ptr, Some(align));
+    }
     free_checked(ptr, cxx_aligned_size(size, align), align, "operator delete")
 }
 
 /// C++ `operator delete[](void *, std::size_t, std::align_val_t)`.
 #[export_name = "_ZdaPvmSt11align_val_t"]
 pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
+    if cxx_operators_replaced() {
+        return forward_delete(c"_ZdaPvSt11align_val_t", ptr, Some(align));
+    }
     free_checked(
         ptr,
         cxx_aligned_size(size, align),

@@ -166,3 +166,13 @@ fn correct_programs_pass_hardened() {
         );
     }
 }
+
+/// A C++ program with its own plain `operator new` and `delete` keeps them
+/// under slitter: slitter's sized deletes forward to the program's
+/// `operator delete(void *)`, as the C++ library's default ones do.
+#[test]
+fn cpp_program_with_its_own_operator_new_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/cpp/custom_new.cpp", None);
+    let output = common::run_preloaded(&binary, &[]);
+    common::assert_success_ending_with(&output, "custom_new: ok");
+}
