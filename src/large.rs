@@ -407,8 +407,9 @@ pub fn free(ptr: *mut c_void) -> bool {
     true
 }
 
-/// The usable size of the large allocation at `ptr`, if there is one:
-/// exactly the size asked for (the slack around it is checked).
+/// The usable size of the large allocation at `ptr`, if there is one: the
+/// size asked for, or the room a resize gave it (the slack beyond is
+/// checked).
 pub fn usable_size(ptr: *const c_void) -> Option<usize> {
     let state = STATE.lock();
     Some(state.table.get(state.table.find(ptr as usize)?).size)

@@ -6,7 +6,7 @@
 //! SPAN_ALIGNMENT) * SPAN_METADATA_SIZE`, where the chunk registry gives
 //! the metadata region (`METADATA_OFFSET` below the chunk's data, or an
 //! all-zero stand-in outside chunks); and each span's state array: one
-//! byte per object ([`FREE`] or [`LIVE`]), after a header holding the
+//! byte per object ([`FREE`], [`LIVE`] or [`LIVE_WITH_ROOM`]), after a header holding the
 //! span's bump index, in internal memory far from any object.
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
