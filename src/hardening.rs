@@ -63,15 +63,10 @@ pub fn enable() {
 /// `align`: one with room for the canary too (`malloc(0)` keeps the
 /// zero-size class); `None` for the large path.
 pub fn index_for(size: usize, align: usize) -> Option<usize> {
-    if size == 0 && align <= 16 {
+    if size == 0 && align <= size_classes::MALLOC_ALIGNMENT {
         return Some(0);
     }
-    let size = size.checked_add(CANARY)?;
-    if align <= 16 {
-        (size <= size_classes::MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
-    } else {
-        size_classes::index_for_aligned(size, align)
-    }
+    size_classes::index_for_request(size.checked_add(CANARY)?, align)
 }
 
 /// The bytes a program may use in a hardened object of size class `index`.

@@ -34,7 +34,7 @@ use crate::hardening;
 use crate::large::{self, Resized, PAGE_SIZE};
 use crate::lock::Lock;
 use crate::mapper::NO_ACCESS_MAPPER_NAME;
-use crate::size_classes::{self, MAX_SMALL_SIZE};
+use crate::size_classes::{self, MALLOC_ALIGNMENT, MAX_SMALL_SIZE};
 
 /// The class id of size class `index`.
 #[inline(always)]
@@ -168,10 +168,8 @@ fn allocate_large(size: usize, align: usize) -> Option<(*mut c_void, bool)> {
 pub fn small_class_for(size: usize, align: usize) -> Option<usize> {
     if hardening::enabled() {
         hardening::index_for(size, align)
-    } else if align <= 16 {
-        (size <= MAX_SMALL_SIZE).then(|| size_classes::index_for(size))
     } else {
-        size_classes::index_for_aligned(size, align)
+        size_classes::index_for_request(size, align)
     }
 }
 
@@ -187,7 +185,7 @@ fn small_usable_size(class_id: u32) -> usize {
 /// Allocates `size` bytes aligned to `align` (a power of two); NULL with
 /// ENOMEM on failure.
 pub(crate) fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
-    if align <= 16 {
+    if align <= MALLOC_ALIGNMENT {
         return malloc(size);
     }
     allocate_slow(size, align)
@@ -246,7 +244,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
     if size <= FAST_MALLOC_LIMIT.load(Ordering::Relaxed) {
         return allocate_small(size_classes::index_for(size));
     }
-    allocate_slow(size, 16)
+    allocate_slow(size, MALLOC_ALIGNMENT)
 }
 
 /// Frees `ptr` (NULL is a no-op); aborts with a `slitter:` line if `ptr`
@@ -312,7 +310,7 @@ pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
 #[no_mangle]
 pub extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
     match count.checked_mul(size) {
-        Some(total) => allocate_zeroed(total, 16),
+        Some(total) => allocate_zeroed(total, MALLOC_ALIGNMENT),
         None => out_of_memory(),
     }
 }
@@ -329,7 +327,7 @@ pub extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         free(ptr);
         return null_mut();
     }
-    reallocate(ptr, size, 16)
+    reallocate(ptr, size, MALLOC_ALIGNMENT)
 }
 
 /// Resizes the live allocation `ptr`, aligned to `align` (a power of two),
@@ -363,7 +361,7 @@ pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_
             ptr
         }
         Owner::Large(usable) if small_class_for(size, align).is_none() => {
-            match large::resize(ptr, size, room(usable, size), align) {
+            match large::resize(ptr, size, room(usable, size, align), align) {
                 Resized::Done(p) => p.as_ptr(),
                 Resized::OutOfMemory => out_of_memory(),
                 Resized::NotLarge => report_bad(ptr, REALLOC),
@@ -374,16 +372,27 @@ pub(crate) fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_
     }
 }
 
-/// The size to give an allocation of `old_size` bytes that must grow to
-/// `size`: half as much again, so that an object grown a little at a time
-/// (a string appended to) moves a logarithmic number of times rather than
-/// once per size class; but a request that fits a size class stays in one.
-fn room(old_size: usize, size: usize) -> usize {
-    let room = old_size.saturating_add(old_size / 2);
-    if size <= MAX_SMALL_SIZE {
-        room.clamp(size, MAX_SMALL_SIZE)
+/// The size to give an allocation of `old_size` bytes, aligned to
+/// `align`, that must grow to `size`: half as much again, so that an
+/// object grown a little at a time (a string appended to) moves a
+/// logarithmic number of times rather than once per size class; but a
+/// request that a size class serves stays in one (the room is cut to the
+/// largest request the classes serve, with the hardened canary).
+fn room(old_size: usize, size: usize, align: usize) -> usize {
+    let room = old_size.saturating_add(old_size / 2).max(size);
+    if small_class_for(size, align).is_none() {
+        return room;
+    }
+    let canary = if hardening::enabled() {
+        hardening::CANARY
     } else {
-        room.max(size)
+        0
+    };
+    let room = room.min((MAX_SMALL_SIZE - canary).max(size));
+    if small_class_for(room, align).is_some() {
+        room
+    } else {
+        size
     }
 }
 
@@ -391,12 +400,10 @@ fn room(old_size: usize, size: usize) -> usize {
 /// `size` bytes aligned to `align` (with [`room`] to grow, when it grows)
 /// and frees it; NULL with ENOMEM (and `ptr` kept) on failure.
 fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize) -> *mut c_void {
-    let small = small_class_for(size, align).is_some();
-    // Room, unless it would push a small object to the large path (as the
-    // hardened canary can at the top of the size classes).
-    let request = match room(old_size, size) {
-        room if size > old_size && (!small || small_class_for(room, align).is_some()) => room,
-        _ => size,
+    let request = if size > old_size {
+        room(old_size, size, align)
+    } else {
+        size
     };
     let (mut new, mut request) = (allocate_aligned(request, align), request);
     if new.is_null() && request != size {
@@ -570,11 +577,14 @@ mod tests {
 
     #[test]
     fn growth_room_is_half_again_within_the_size_classes() {
-        assert_eq!(room(100, 101), 150);
-        assert_eq!(room(64, 1000), 1000);
-        assert_eq!(room(30_000, 30_001), MAX_SMALL_SIZE);
-        assert_eq!(room(MAX_SMALL_SIZE, MAX_SMALL_SIZE + 1), 49_152);
-        assert_eq!(room(1 << 20, (1 << 20) + 1), 3 << 19);
+        assert_eq!(room(100, 101, MALLOC_ALIGNMENT), 150);
+        assert_eq!(room(64, 1000, MALLOC_ALIGNMENT), 1000);
+        assert_eq!(room(30_000, 30_001, MALLOC_ALIGNMENT), MAX_SMALL_SIZE);
+        assert_eq!(
+            room(MAX_SMALL_SIZE, MAX_SMALL_SIZE + 1, MALLOC_ALIGNMENT),
+            49_152
+        );
+        assert_eq!(room(1 << 20, (1 << 20) + 1, MALLOC_ALIGNMENT), 3 << 19);
     }
 
     #[test]

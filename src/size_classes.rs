@@ -56,6 +56,21 @@ pub fn index_for_aligned(size: usize, align: usize) -> Option<usize> {
     (index_for(size.max(1))..COUNT).find(|&index| size_of_class(index).is_multiple_of(align))
 }
 
+/// The alignment of every object of a size class, and of every `malloc`
+/// result.
+pub const MALLOC_ALIGNMENT: usize = 16;
+
+/// The class serving a request of `size` bytes aligned to `align` (a power
+/// of two): `index_for` up to `MALLOC_ALIGNMENT`, `index_for_aligned`
+/// beyond; `None` when no class can (the large path's requests).
+pub fn index_for_request(size: usize, align: usize) -> Option<usize> {
+    if align <= MALLOC_ALIGNMENT {
+        (size <= MAX_SMALL_SIZE).then(|| index_for(size))
+    } else {
+        index_for_aligned(size, align)
+    }
+}
+
 /// Writes `malloc-<size>` into `buffer` and returns the name's length.
 pub fn name_of_class(index: usize, buffer: &mut [u8; 16]) -> usize {
     let prefix = b"malloc-";

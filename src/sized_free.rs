@@ -27,9 +27,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::checks::{ClassLabel, Operation};
 use crate::malloc_api::{self, Owner};
-
-/// The alignment every allocation has without asking (`malloc`'s).
-const DEFAULT_ALIGNMENT: usize = 16;
+use crate::size_classes::MALLOC_ALIGNMENT;
 
 /// Frees `ptr`, named by the caller (`operation`) as an allocation of
 /// `size` bytes aligned to `align`; aborts if `ptr` is not live or the
@@ -88,7 +86,7 @@ fn describe_expected(expected: Option<usize>) -> impl core::fmt::Display {
 /// `realloc` (C23); aborts if `size` disagrees with the allocation.
 #[no_mangle]
 pub extern "C" fn free_sized(ptr: *mut c_void, size: usize) {
-    free_checked(ptr, size, DEFAULT_ALIGNMENT, "free_sized")
+    free_checked(ptr, size, MALLOC_ALIGNMENT, "free_sized")
 }
 
 /// `free` of an allocation of `size` bytes aligned to `align` made by
@@ -182,7 +180,7 @@ pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
     if cxx_operators_replaced() {
         return forward_delete(c"_ZdlPv", ptr, None);
     }
-    free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete")
+    free_checked(ptr, cxx_size(size), MALLOC_ALIGNMENT, "operator delete")
 }
 
 /// C++ `operator delete[](void *, std::size_t)`.
@@ -191,7 +189,7 @@ pub extern "C" fn cxx_delete_array_sized(ptr: *mut c_void, size: usize) {
     if cxx_operators_replaced() {
         return forward_delete(c"_ZdaPv", ptr, None);
     }
-    free_checked(ptr, cxx_size(size), DEFAULT_ALIGNMENT, "operator delete[]")
+    free_checked(ptr, cxx_size(size), MALLOC_ALIGNMENT, "operator delete[]")
 }
 
 /// C++ `operator delete(void *, std::size_t, std::align_val_t)`.
