@@ -37,11 +37,14 @@
 //! instructions). Its allocations since are
 //! `swapped + alloc_mark - held(alloc)` and its releases
 //! `swapped + held(release) - release_mark`. A fold adds them to the
-//! class's tallies and resets the marks; it runs on every slow path that
-//! goes through `with_entry`, when `swapped` passes `FOLD_THRESHOLD`, at
-//! thread exit, and for the calling thread before a statistics snapshot.
-//! So a running thread has at most [`UNCOUNTED_BOUND`] allocations and as
-//! many releases per class not yet in the tallies.
+//! entry's pending counts and resets the marks; it runs on every slow path
+//! that goes through `with_entry`, and when `swapped` passes
+//! `FOLD_THRESHOLD`. The pending counts go to the class's tallies (two
+//! atomic additions, which cost more than the rest of a slow path) once
+//! they reach `FOLD_THRESHOLD` operations, at thread exit, and for the
+//! calling thread before a statistics snapshot. So a running thread has at
+//! most [`UNCOUNTED_BOUND`] allocations and as many releases per class not
+//! yet in the tallies.
 
 use core::arch::asm;
 use core::ptr::NonNull;
@@ -59,10 +62,11 @@ use crate::rack;
 use crate::tally;
 
 /// A swap folds the counts of its entry when `swapped` passes this many
-/// objects: rarely enough that folds cost nothing measurable on top of the
-/// swaps, often enough that a running thread's counts are never far
-/// behind.
-const FOLD_THRESHOLD: u64 = 8192;
+/// objects, and a fold publishes the entry's pending counts when they reach
+/// this many operations: rarely enough that neither costs anything
+/// measurable on top of the slow paths, often enough that a running
+/// thread's counts are never far behind.
+const FOLD_THRESHOLD: u64 = 4096;
 
 /// The bytes of one magazine slot.
 const SLOT_BYTES: i64 = core::mem::size_of::<Slot>() as i64;
@@ -76,7 +80,7 @@ const FOLD_BUDGET: i64 = FOLD_THRESHOLD as i64 * SLOT_BYTES;
 /// its slow paths, not on its fast paths (see [`ClassStats`]).
 ///
 /// [`ClassStats`]: crate::ClassStats
-pub const UNCOUNTED_BOUND: u64 = FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
+pub const UNCOUNTED_BOUND: u64 = 2 * FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
 
 /// One class's magazines in one thread, as the slow paths handle them
 /// (with exact counts, unlike the tops of the fast paths), and what the
@@ -90,6 +94,10 @@ struct CacheEntry {
     /// `FOLD_BUDGET` minus the slot bytes of the objects swapped since
     /// the last fold.
     fold_budget: i64,
+    /// Allocations folded but not yet in the tallies.
+    pending_allocations: u32,
+    /// Releases folded but not yet in the tallies.
+    pending_releases: u32,
 }
 
 /// The objects a thread holds in `magazine`, for counting: a sentinel
@@ -103,14 +111,30 @@ fn held(magazine: *mut Magazine) -> u8 {
 }
 
 impl CacheEntry {
-    /// Adds what the thread did since the last fold to the tallies of
-    /// class `class_id`, and starts counting afresh.
+    /// Adds what the thread did since the last fold to the pending counts,
+    /// publishes them to the tallies of class `class_id` once they reach
+    /// `FOLD_THRESHOLD`, and starts counting afresh.
     fn fold(&mut self, class_id: u32) {
-        let swapped = ((FOLD_BUDGET - self.fold_budget) / SLOT_BYTES) as u64;
-        let allocations = swapped + u64::from(self.alloc_mark) - u64::from(held(self.alloc));
-        let releases = swapped + u64::from(held(self.release)) - u64::from(self.release_mark);
-        tally::add(class_id, allocations, releases);
+        let swapped = ((FOLD_BUDGET - self.fold_budget) / SLOT_BYTES) as u32;
+        let allocations = swapped + u32::from(self.alloc_mark) - u32::from(held(self.alloc));
+        let releases = swapped + u32::from(held(self.release)) - u32::from(self.release_mark);
+        self.pending_allocations += allocations;
+        self.pending_releases += releases;
+        if u64::from(self.pending_allocations + self.pending_releases) >= FOLD_THRESHOLD {
+            self.publish(class_id);
+        }
         self.settle();
+    }
+
+    /// Adds the pending counts to the tallies of class `class_id`.
+    fn publish(&mut self, class_id: u32) {
+        tally::add(
+            class_id,
+            u64::from(self.pending_allocations),
+            u64::from(self.pending_releases),
+        );
+        self.pending_allocations = 0;
+        self.pending_releases = 0;
     }
 
     /// Starts counting from the magazines as they are now, dropping what
@@ -137,6 +161,8 @@ struct EntryArray {
     fold_budget: [i64; MAX_CLASSES],
     alloc_mark: [u8; MAX_CLASSES],
     release_mark: [u8; MAX_CLASSES],
+    pending_allocations: [u32; MAX_CLASSES],
+    pending_releases: [u32; MAX_CLASSES],
 }
 
 /// The distance from a class's allocation top to its `fold_budget` in an
@@ -159,6 +185,8 @@ unsafe fn load_entry(array: *mut EntryArray, index: usize) -> CacheEntry {
             alloc_mark: (*array).alloc_mark[index],
             release_mark: (*array).release_mark[index],
             fold_budget: (*array).fold_budget[index],
+            pending_allocations: (*array).pending_allocations[index],
+            pending_releases: (*array).pending_releases[index],
         }
     }
 }
@@ -175,6 +203,8 @@ unsafe fn store_entry(array: *mut EntryArray, index: usize, entry: &CacheEntry) 
         (*array).alloc_mark[index] = entry.alloc_mark;
         (*array).release_mark[index] = entry.release_mark;
         (*array).fold_budget[index] = entry.fold_budget;
+        (*array).pending_allocations[index] = entry.pending_allocations;
+        (*array).pending_releases[index] = entry.pending_releases;
     }
 }
 
@@ -265,6 +295,8 @@ fn sentinel_entry() -> CacheEntry {
         alloc_mark: 0,
         release_mark: 0,
         fold_budget: FOLD_BUDGET,
+        pending_allocations: 0,
+        pending_releases: 0,
     }
 }
 
@@ -451,7 +483,7 @@ fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
     }
 }
 
-/// Folds this thread's counts for `info` into its tallies.
+/// Folds this thread's counts for `info` (see "Counting" above).
 #[cold]
 #[inline(never)]
 fn fold_entry(info: &'static ClassInfo) {
@@ -516,6 +548,8 @@ fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
         (*array).fold_budget.fill(FOLD_BUDGET);
         (*array).alloc_mark.fill(0);
         (*array).release_mark.fill(0);
+        (*array).pending_allocations.fill(0);
+        (*array).pending_releases.fill(0);
         state.alloc = (*array).alloc.as_mut_ptr();
         state.release = (*array).release.as_mut_ptr();
     }
@@ -624,6 +658,7 @@ fn retire(magazine: *mut Magazine, info: &ClassInfo) {
 
 fn flush_entry(entry: &mut CacheEntry, info: &ClassInfo) {
     entry.fold(info.id);
+    entry.publish(info.id);
     retire(entry.alloc, info);
     retire(entry.release, info);
     *entry = sentinel_entry();
@@ -703,7 +738,8 @@ pub fn entry_arrays_created() -> usize {
 pub fn fold_this_thread(info: &'static ClassInfo) {
     // SAFETY: `state` is this thread's header, only touched by this thread.
     if unsafe { !(*state()).array.is_null() } {
-        fold_entry(info);
+        // `with_entry` folds before running its closure.
+        let _ = with_entry(info, |entry| entry.publish(info.id));
     }
 }
 
