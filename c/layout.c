@@ -6,7 +6,9 @@
 
 size_t slitter_c_data_alignment(void) { return SLITTER_DATA_ALIGNMENT; }
 size_t slitter_c_guard_page_size(void) { return SLITTER_GUARD_PAGE_SIZE; }
-size_t slitter_c_metadata_page_size(void) { return SLITTER_METADATA_PAGE_SIZE; }
+size_t slitter_c_records_size(void) { return SLITTER_RECORDS_SIZE; }
+size_t slitter_c_metadata_size(void) { return SLITTER_METADATA_SIZE; }
+size_t slitter_c_granule(void) { return SLITTER_GRANULE; }
 size_t slitter_c_span_alignment(void) { return SLITTER_SPAN_ALIGNMENT; }
 size_t slitter_c_span_metadata_size(void) { return sizeof(struct slitter_span_record); }
 size_t slitter_c_magazine_size(void) { return SLITTER_MAGAZINE_SIZE; }

@@ -15,14 +15,19 @@
 #ifdef SLITTER_SMALL_CONSTANTS
 #define SLITTER_DATA_ALIGNMENT (32UL << 20)
 #define SLITTER_GUARD_PAGE_SIZE (16UL << 10)
-#define SLITTER_METADATA_PAGE_SIZE (64UL << 10)
+#define SLITTER_RECORDS_SIZE (64UL << 10)
 #else
 #define SLITTER_DATA_ALIGNMENT (1UL << 30)
 #define SLITTER_GUARD_PAGE_SIZE (2UL << 20)
-#define SLITTER_METADATA_PAGE_SIZE (2UL << 20)
+#define SLITTER_RECORDS_SIZE (2UL << 20)
 #endif
 
 #define SLITTER_SPAN_ALIGNMENT (16UL << 10)
+#define SLITTER_GRANULE 16UL
+/* The metadata region: span records, a page for the tag table, then one
+ * object state byte per granule of data. */
+#define SLITTER_METADATA_SIZE                                                  \
+	(SLITTER_RECORDS_SIZE + 4096UL + SLITTER_DATA_ALIGNMENT / SLITTER_GRANULE)
 #define SLITTER_MAGAZINE_SIZE 31
 #define SLITTER_MAGAZINE_ALIGNMENT 512
 #define SLITTER_MAX_CLASSES 1024
@@ -32,8 +37,10 @@ struct slitter_span_record {
 	uint32_t class_id;     /* 0: unused slot */
 	uint32_t object_count; /* number of objects in the span */
 	uint64_t begin;        /* address of the span's first object */
-	uint64_t magic;        /* ceil(2^64 / object size) */
-	uint64_t states;       /* the span's per-object state bytes */
+	uint32_t object_size;  /* bytes per object */
+	uint8_t tag;           /* the class's tag in this chunk */
+	uint8_t unused[3];
+	uint64_t bump_index;   /* next object the press hands out */
 };
 
 /* A magazine slot: a free object and its state byte. */
@@ -66,7 +73,7 @@ _Static_assert(sizeof(struct slitter_magazine) == SLITTER_MAGAZINE_ALIGNMENT,
 
 _Static_assert(SLITTER_DATA_ALIGNMENT / SLITTER_SPAN_ALIGNMENT *
 		       sizeof(struct slitter_span_record) <=
-		   SLITTER_METADATA_PAGE_SIZE,
-	       "span records must fit in the metadata region");
+		   SLITTER_RECORDS_SIZE,
+	       "span records must fit in their part of the metadata region");
 
 #endif

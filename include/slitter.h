@@ -96,7 +96,8 @@ struct slitter_class_config {
    */
   const char *name;
   /**
-   * Object size in bytes, from 1 to the largest span size.
+   * Object size in bytes, from 1 to the largest span size (rounded up
+   * to a multiple of 16).
    */
   size_t size;
   /**
@@ -305,9 +306,9 @@ enum slitter_status slitter_class_try_register(const struct slitter_class_config
                                                struct slitter_class *out);
 
 /**
- * Returns a new object of `class`. Objects are at least 8-byte aligned,
- * and 16-byte aligned when the class size is a multiple of 16. Aborts if
- * the class does not exist or memory is exhausted.
+ * Returns a new object of `class`, 16-byte aligned (class sizes are
+ * rounded up to a multiple of 16). Aborts if the class does not exist or
+ * memory is exhausted.
  */
 void *slitter_allocate(struct slitter_class class_);
 
@@ -328,6 +329,12 @@ void slitter_release(struct slitter_class class_, void *ptr);
  * `path` is NULL or a NUL-terminated string.
  */
 int32_t slitter_set_file_backed_slab_directory(const char *path);
+
+extern size_t slitter_c_records_size(void);
+
+extern size_t slitter_c_metadata_size(void);
+
+extern size_t slitter_c_granule(void);
 
 /**
  * Fills `*out` with the statistics of `class`. Returns 0; EINVAL if `out`

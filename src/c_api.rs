@@ -86,7 +86,7 @@ let try_register = |size, mapper_name: &core::ffi::CStr, out: *mut SlitterClass|
 let mut class = SlitterClass { id: 0 };
 assert_eq!(try_register(100, c"file", &mut class), SlitterStatus::SLITTER_OK);
 let info = slitter::Class::from_id(class.id).unwrap().info();
-assert_eq!((info.name(), info.object_size), ("anonymous", 104));
+assert_eq!((info.name(), info.object_size), ("anonymous", 112));
 
 let nowhere = core::ptr::null_mut();
 assert_eq!(try_register(0, c"file", nowhere), SlitterStatus::SLITTER_ZERO_SIZE);
@@ -98,7 +98,8 @@ assert_eq!(try_register(8, c"tape", nowhere), SlitterStatus::SLITTER_UNKNOWN_MAP
 pub struct SlitterClassConfig {
     /// A name for diagnostics (NULL: "anonymous"); copied, at most 63 bytes.
     pub name: *const c_char,
-    /// Object size in bytes, from 1 to the largest span size.
+    /// Object size in bytes, from 1 to the largest span size (rounded up
+    /// to a multiple of 16).
     pub size: usize,
     /// Whether every object handed out reads as zeroes.
     pub zero_init: bool,
@@ -230,9 +231,9 @@ pub unsafe extern "C" fn slitter_class_try_register(
     }
 }
 
-/// Returns a new object of `class`. Objects are at least 8-byte aligned,
-/// and 16-byte aligned when the class size is a multiple of 16. Aborts if
-/// the class does not exist or memory is exhausted.
+/// Returns a new object of `class`, 16-byte aligned (class sizes are
+/// rounded up to a multiple of 16). Aborts if the class does not exist or
+/// memory is exhausted.
 #[no_mangle]
 pub extern "C" fn slitter_allocate(class: SlitterClass) -> *mut c_void {
     cache::allocate_or_die(class.id).as_ptr().cast()
@@ -247,7 +248,7 @@ pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
     let addr = ptr as usize;
     // NULL is never in a chunk, so it only costs a test on the failure path.
     match checks::take_back(class.id, addr) {
-        Some(slot) => cache::release(class.id, slot),
+        Some((id, slot)) => cache::release(id, slot),
         None if ptr.is_null() => {}
         None => checks::report_bad_release(class.id, addr),
     }

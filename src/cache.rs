@@ -33,13 +33,13 @@
 //! it held in each (`alloc_mark`, `release_mark`; a sentinel holds none)
 //! when it last counted, and `swapped`, the objects that changed from the
 //! release to the allocation magazine in swaps since then (kept as a
-//! budget of slot bytes that each swap lowers, which costs it four
+//! budget of slot bytes that each swap lowers, which costs it a few
 //! instructions). Its allocations since are
 //! `swapped + alloc_mark - held(alloc)` and its releases
 //! `swapped + held(release) - release_mark`. A fold adds them to the
 //! entry's pending counts and resets the marks; it runs on every slow path
-//! that goes through `with_entry`, and when `swapped` passes
-//! `FOLD_THRESHOLD`. The pending counts go to the class's tallies (two
+//! that goes through `with_entry`, which is where a swap goes when it
+//! would take `swapped` past `FOLD_THRESHOLD`. The pending counts go to the class's tallies (two
 //! atomic additions, which cost more than the rest of a slow path) once
 //! they reach `FOLD_THRESHOLD` operations, at thread exit, and for the
 //! calling thread before a statistics snapshot. So a running thread has at
@@ -61,8 +61,8 @@ use crate::magazine::{
 use crate::rack;
 use crate::tally;
 
-/// A swap folds the counts of its entry when `swapped` passes this many
-/// objects, and a fold publishes the entry's pending counts when they reach
+/// A swap folds the counts of its entry rather than take `swapped` past
+/// this many objects, and a fold publishes the entry's pending counts when they reach
 /// this many operations: rarely enough that neither costs anything
 /// measurable on top of the slow paths, often enough that a running
 /// thread's counts are never far behind.
@@ -395,10 +395,16 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
 /// `None` when out of memory. Aborts if no such class exists.
 #[cold]
 pub fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
-    let info = class_or_die(class_id);
-    if let Some(object) = swap_and_allocate(info) {
-        return Some(object);
+    match class::info(class_id) {
+        Some(info) => swap_and_allocate(info).or_else(|| refill_and_allocate(info)),
+        None => refill_and_allocate(class_or_die(class_id)),
     }
+}
+
+/// The slow path of allocation when the magazines of `info` cannot simply
+/// trade places (see [`swap_and_allocate`]).
+#[inline(never)]
+fn refill_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
     with_entry(info, |entry| {
         let magazine = refill(entry, info);
         entry.settle();
@@ -433,14 +439,18 @@ fn release_slow(class_id: u32, slot: Slot) {
     }
 }
 
-/// The cheapest slow path, and the only place where the two magazines of
-/// an entry trade places on allocation: when this thread's allocation
-/// magazine for `info` is empty (or the empty sentinel) and its release
-/// magazine holds objects, the release magazine becomes the allocation
-/// magazine (its objects cleared first for a `zero_init` class) and the
+/// The cheapest slow path: when this thread's allocation magazine for
+/// `info` is empty (or the empty sentinel) and its release magazine holds
+/// objects, the release magazine becomes the allocation magazine and the
 /// empty one takes releases; then allocates. Works on the tops directly,
-/// without the entry bookkeeping of `with_entry`, except for counting the
-/// objects that changed roles. `None` when that does not apply.
+/// without the entry bookkeeping of `with_entry`, counting the objects
+/// that changed roles in the entry's fold budget. `None` when that does
+/// not apply, and also when the class zeroes its objects or the budget is
+/// spent: `refill` then trades the magazines, after a fold, clearing the
+/// objects. Makes no call, so that `allocate_slow`, into which it is
+/// inlined, costs about 30 instructions when it swaps (once per
+/// `MAGAZINE_SIZE` allocations).
+#[inline(always)]
 fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
     let first_slot = |top: *mut Slot| (top as usize) % MAGAZINE_ALIGNMENT == FIRST_SLOT_OFFSET;
     // SAFETY: class ids are below MAX_CLASSES; the entries are this
@@ -455,40 +465,31 @@ fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
         if !first_slot(alloc_top)
             || first_slot(release_top)
             || magazine_of(release_top) == full_sentinel()
+            || info.zero_init
         {
             return None;
         }
-        if info.zero_init {
-            clear_objects(load(release_top), info);
+        let slot = release_top.sub(1);
+        // The thread has an entry array of its own (its release top is not
+        // the full sentinel), where `fold_budget` follows `alloc`.
+        let budget = alloc.byte_add(BUDGET_FROM_ALLOC).cast::<i64>();
+        // The bytes of the slots below `release_top`, from the first one:
+        // the offset of the top one, `slot`, in its aligned magazine.
+        let swapped = (slot as usize % MAGAZINE_ALIGNMENT) as i64;
+        if *budget < swapped {
+            return None;
         }
+        *budget -= swapped;
         // The empty sentinel must not take releases: it is never written.
         *release = if magazine_of(alloc_top) == empty_sentinel() {
             Magazine::top(full_sentinel())
         } else {
             alloc_top
         };
-        let slot = release_top.sub(1);
         *alloc = slot;
         checks::mark_live(slot);
-        // The thread has an entry array of its own (its release top is not
-        // the full sentinel), where `fold_budget` follows `alloc`.
-        let budget = alloc.byte_add(BUDGET_FROM_ALLOC).cast::<i64>();
-        // The bytes of the slots below `release_top`, from the first one:
-        // the offset of the top one, `slot`, in its aligned magazine.
-        *budget -= (slot as usize % MAGAZINE_ALIGNMENT) as i64;
-        if *budget < 0 {
-            fold_entry(info);
-        }
         NonNull::new((*slot).object)
     }
-}
-
-/// Folds this thread's counts for `info` (see "Counting" above).
-#[cold]
-#[inline(never)]
-fn fold_entry(info: &'static ClassInfo) {
-    // `with_entry` folds before running its closure.
-    let _ = with_entry(info, |_| ());
 }
 
 /// The magazine whose top is `top`, with its count brought up to date.
@@ -602,7 +603,11 @@ fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magaz
             // The fast path's emptiness test also sends full magazines here.
             return Some(entry.alloc);
         }
-        // `swap_and_allocate` ran first: the release magazine holds nothing.
+        if !(*entry.release).is_empty() && !is_sentinel(entry.release) {
+            // What `swap_and_allocate` leaves to this path.
+            trade_places(entry, info);
+            return Some(entry.alloc);
+        }
         if let Some(magazine) = info.full.pop().or_else(|| info.partial.pop()) {
             retire(entry.alloc, info);
             entry.alloc = magazine.as_ptr();
@@ -624,18 +629,29 @@ fn make_room(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Ma
     // SAFETY: as in `refill`.
     unsafe {
         if !is_sentinel(entry.alloc) && (*entry.alloc).is_empty() {
-            core::mem::swap(&mut entry.alloc, &mut entry.release);
-            if is_sentinel(entry.alloc) {
-                entry.alloc = empty_sentinel();
-            } else {
-                clear_objects(entry.alloc, info);
-            }
+            trade_places(entry, info);
             return Some(entry.release);
         }
         let empty = rack::allocate_empty()?;
         retire(entry.release, info);
         entry.release = empty.as_ptr();
         Some(entry.release)
+    }
+}
+
+/// Makes the allocation magazine of `entry` its release magazine and the
+/// other way round, keeping each sentinel on its side (the empty one for
+/// allocation, the full one for release), and clears the objects of the
+/// new allocation magazine if `info` zeroes them.
+fn trade_places(entry: &mut CacheEntry, info: &ClassInfo) {
+    core::mem::swap(&mut entry.alloc, &mut entry.release);
+    if is_sentinel(entry.alloc) {
+        entry.alloc = empty_sentinel();
+    } else {
+        clear_objects(entry.alloc, info);
+    }
+    if is_sentinel(entry.release) {
+        entry.release = full_sentinel();
     }
 }
 

@@ -1,28 +1,31 @@
 //! Checks on addresses handed back to slitter.
 //!
 //! Owns: the validation of every released address, from out-of-band state
-//! only, and the one-line `slitter:` report of each misuse found.
+//! only (`object_states.rs`), and the one-line `slitter:` report of each
+//! misuse found.
 //!
-//! Invariants: the record of any address is readable (the chunk registry
-//! maps foreign addresses to unused records), so a foreign pointer never
-//! makes slitter fault; an address passes only if it is the start of a
-//! live object of the named class (handed out and not released since), and
-//! passing marks it free, so a second release of it fails; every failure
-//! ends in `fatal::die`.
+//! Invariants: the metadata of any address is readable (the chunk registry
+//! maps foreign addresses to an all-zero stand-in), so a foreign pointer
+//! never makes slitter fault; an address passes only if it is the start of
+//! a live object of the named class (handed out and not released since),
+//! and passing marks it free, so a second release of it fails; every
+//! failure ends in `fatal::die`.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::AtomicU8;
 
 use crate::class;
 use crate::large::{self, Known};
 use crate::magazine::Slot;
-use crate::span::{self, record_for, FREE};
+use crate::object_states::{self, Seen};
+use crate::span::record_for;
 
 /// If `addr` is the start of a live object of class `class_id`, marks it
-/// free and returns the magazine slot to release it with.
+/// free and returns `class_id` and the magazine slot to release it with.
 #[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
-pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
-    Some(mark_free(addr, span::live_state(class_id, addr)?))
+pub fn take_back(class_id: u32, addr: usize) -> Option<(u32, Slot)> {
+    let (class_id, state) = object_states::live_state(class_id, addr)?;
+    Some((class_id, mark_free(addr, state)))
 }
 
 /// If `addr` is the start of a live object of any class, marks it free and
@@ -30,7 +33,7 @@ pub fn take_back(class_id: u32, addr: usize) -> Option<Slot> {
 #[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
 pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
-    let (class_id, state) = span::live_object(addr)?;
+    let (class_id, state) = object_states::live_object(addr)?;
     Some((class_id, mark_free(addr, state)))
 }
 
@@ -38,26 +41,22 @@ pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
 /// whether it was given room (no change to its state).
 #[cfg(not(feature = "measure_without_checks"))]
 pub fn live_class(addr: usize) -> Option<(u32, bool)> {
-    span::live_object(addr).map(|(class_id, state)| {
-        (
-            class_id,
-            state.load(Ordering::Relaxed) == span::LIVE_WITH_ROOM,
-        )
-    })
+    object_states::live_object(addr)
+        .map(|(class_id, state)| (class_id, object_states::has_room(state)))
 }
 
 /// Without checks (for measuring their cost only): the class of the span
 /// holding `addr` (taken as given room: no size is refused).
 #[cfg(feature = "measure_without_checks")]
 pub fn live_class(addr: usize) -> Option<(u32, bool)> {
-    span::class_of(addr).map(|class_id| (class_id, true))
+    crate::span::class_of(addr).map(|class_id| (class_id, true))
 }
 
 /// Marks the live object at `addr` as given room by `realloc` (see
-/// [`span::LIVE_WITH_ROOM`]).
+/// [`object_states::ROOM`]).
 pub fn mark_given_room(addr: usize) {
-    if let Some((_, state)) = span::live_object(addr) {
-        state.store(span::LIVE_WITH_ROOM, Ordering::Relaxed);
+    if let Some((_, state)) = object_states::live_object(addr) {
+        object_states::mark_room(state);
     }
 }
 
@@ -65,7 +64,7 @@ pub fn mark_given_room(addr: usize) {
 #[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
 fn mark_free(addr: usize, state: &'static AtomicU8) -> Slot {
-    state.store(FREE, Ordering::Relaxed);
+    object_states::mark_free(state);
     Slot {
         object: addr as *mut u8,
         state,
@@ -79,9 +78,9 @@ fn mark_free(addr: usize, state: &'static AtomicU8) -> Slot {
 #[inline(always)]
 pub unsafe fn mark_live(slot: *const Slot) {
     #[cfg(not(feature = "measure_without_checks"))]
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: guaranteed by the caller; the object is being handed out.
     unsafe {
-        (*(*slot).state).store(span::LIVE, Ordering::Relaxed)
+        object_states::mark_live((*slot).state)
     };
     #[cfg(feature = "measure_without_checks")]
     let _ = slot;
@@ -91,8 +90,8 @@ pub unsafe fn mark_live(slot: *const Slot) {
 /// into `class_id` unchecked; object states are not kept.
 #[cfg(feature = "measure_without_checks")]
 #[inline(always)]
-pub fn take_back(_class_id: u32, addr: usize) -> Option<Slot> {
-    Some(unchecked_slot(addr))
+pub fn take_back(class_id: u32, addr: usize) -> Option<(u32, Slot)> {
+    Some((class_id, unchecked_slot(addr)))
 }
 
 /// Without checks (for measuring their cost only): the class of any
@@ -100,7 +99,7 @@ pub fn take_back(_class_id: u32, addr: usize) -> Option<Slot> {
 #[cfg(feature = "measure_without_checks")]
 #[inline(always)]
 pub fn take_back_any(addr: usize) -> Option<(u32, Slot)> {
-    let class_id = span::class_of(addr)?;
+    let class_id = crate::span::class_of(addr)?;
     Some((class_id, unchecked_slot(addr)))
 }
 
@@ -138,22 +137,15 @@ enum Misuse {
 }
 
 fn diagnose(addr: usize) -> Misuse {
-    let record = record_for(addr);
-    let class_id = record.class_id();
-    if class_id == 0 {
-        return Misuse::Foreign;
-    }
-    let Some(index) = record.object_index(addr) else {
-        return Misuse::Interior(class_id);
-    };
-    if index as u64 >= record.state_array().bump_index.load(Ordering::Relaxed) {
-        // Past the objects handed out so far (or in the span's slack).
-        return Misuse::Interior(class_id);
-    }
-    if record.state(index).load(Ordering::Relaxed) & span::LIVE != 0 {
-        Misuse::Live(class_id)
-    } else {
-        Misuse::DoubleFree(class_id)
+    match object_states::seen(addr) {
+        Seen::Live(class_id) => Misuse::Live(class_id),
+        Seen::Free(class_id) => Misuse::DoubleFree(class_id),
+        // Inside an object, in a span's slack, or past the objects handed
+        // out so far.
+        Seen::NoObject => match record_for(addr).class_id() {
+            0 => Misuse::Foreign,
+            class_id => Misuse::Interior(class_id),
+        },
     }
 }
 

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use crate::arena;
 use crate::cache;
 use crate::checks;
-use crate::constants::{self, MAX_CLASSES, MAX_SPAN_SIZE};
+use crate::constants::{self, GRANULE, MAX_CLASSES, MAX_SPAN_SIZE};
 use crate::lock::Lock;
 use crate::magazine::MagazineStack;
 use crate::mapper;
@@ -56,13 +56,14 @@ pub const MAX_NAME_LEN: usize = 63;
 /// let info = class.info();
 /// assert_eq!(info.id, class.id());
 /// assert_eq!(info.name(), "info-example");
-/// assert_eq!(info.object_size, 24);
+/// assert_eq!(info.object_size, 32);
 /// assert!(info.zero_init);
 /// ```
 pub struct ClassInfo {
     /// The class id (index in the class table).
     pub id: u32,
-    /// Object size in bytes, rounded up to a multiple of 8.
+    /// Object size in bytes, rounded up to a multiple of 16 (the granule
+    /// of object states: every object starts on one).
     pub object_size: usize,
     /// Whether objects are zero-filled when handed out.
     pub zero_init: bool,
@@ -98,13 +99,13 @@ impl ClassInfo {
     /// ```
     /// let class = |zero_init| {
     ///     slitter::Class::new(slitter::ClassConfig {
-    ///         size: 40,
+    ///         size: 40, // rounded up to 48
     ///         zero_init,
     ///         ..Default::default()
     ///     })
     ///     .unwrap()
     /// };
-    /// assert_eq!(class(true).info().zero_size(), 40);
+    /// assert_eq!(class(true).info().zero_size(), 48);
     /// assert_eq!(class(false).info().zero_size(), 0);
     /// ```
     pub fn zero_size(&self) -> u32 {
@@ -289,7 +290,7 @@ fn register_as(
     let (mapper_index, mapper) =
         mapper::find_mapper(config.mapper_name).ok_or(ClassError::UnknownMapper)?;
     let mill = mill::mill_for(mapper_index, mapper).ok_or(ClassError::OutOfMemory)?;
-    let object_size = config.size.next_multiple_of(8);
+    let object_size = config.size.next_multiple_of(GRANULE);
     let (name, name_len) = copy_name(config.name.unwrap_or(b"anonymous"));
 
     let mut next_id = NEXT_ID.lock();
@@ -434,9 +435,8 @@ impl Class {
         info(self.id.get()).expect("a Class handle always names a registered class")
     }
 
-    /// A new object of this class (at least 8-byte aligned; 16-byte aligned
-    /// when the size is a multiple of 16), or `None` when memory is
-    /// exhausted.
+    /// A new object of this class (16-byte aligned), or `None` when memory
+    /// is exhausted.
     ///
     /// ```
     /// let class = slitter::Class::new(slitter::ClassConfig {
@@ -485,7 +485,7 @@ impl Class {
     pub fn release(self, object: NonNull<c_void>) {
         let addr = object.as_ptr() as usize;
         match checks::take_back(self.id.get(), addr) {
-            Some(slot) => cache::release(self.id.get(), slot),
+            Some((id, slot)) => cache::release(id, slot),
             None => checks::report_bad_release(self.id.get(), addr),
         }
     }
@@ -543,21 +543,17 @@ mod tests {
     }
 
     #[test]
-    fn sizes_round_up_to_eight_and_objects_are_aligned() {
+    fn sizes_round_up_to_the_granule_and_objects_are_aligned() {
         for size in [1, 7, 8, 9, 16, 24, 48, 100, 4096] {
             let class = Class::new(ClassConfig {
                 size,
                 ..Default::default()
             })
             .unwrap();
-            assert_eq!(class.info().object_size % 8, 0);
+            assert_eq!(class.info().object_size, size.next_multiple_of(16));
             let objects: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
             for &object in &objects {
-                let addr = object.as_ptr() as usize;
-                assert_eq!(addr % 8, 0);
-                if class.info().object_size.is_multiple_of(16) {
-                    assert_eq!(addr % 16, 0);
-                }
+                assert_eq!(object.as_ptr() as usize % 16, 0);
             }
             for object in objects {
                 class.release(object);

@@ -1,15 +1,18 @@
 //! Layout constants of the heap, and their cross-check against the C shim.
 //!
 //! Owns: every size that fixes the shape of a chunk (data alignment, guard
-//! and metadata sizes), the span granularity, the span-record size and the
-//! magazine capacity, and the size of the per-thread cache header. The same
+//! and metadata sizes, and the parts of the metadata region: span records,
+//! tag table, object states), the span and object granularities, the
+//! span-record size and the magazine capacity, and the size of the
+//! per-thread cache header. The same
 //! constants are defined again in `c/layout.h`;
 //! [`check_against_c`] compares the two sets once, at initialisation, and
 //! aborts with a message naming the first constant that differs.
 //!
-//! Invariants (checked at compile time below): every region size is a power
-//! of two and a multiple of the page size; one chunk's span records fit in
-//! its metadata region.
+//! Invariants (checked at compile time below): every region size is a
+//! multiple of the page size, and the alignments are powers of two; one
+//! chunk's span records fit in their part of its metadata region, and its
+//! object states (one byte per granule of data) in theirs.
 //!
 //! The `test_only_small_constants` feature shrinks the chunk to 32 MiB and
 //! spans to 64 KiB so tests reach chunk and span roll-over quickly.
@@ -20,7 +23,7 @@ use static_assertions::const_assert;
 mod values {
     pub const DATA_ALIGNMENT: usize = 1 << 30;
     pub const GUARD_PAGE_SIZE: usize = 2 << 20;
-    pub const METADATA_PAGE_SIZE: usize = 2 << 20;
+    pub const RECORDS_SIZE: usize = 2 << 20;
     /// Spans of a class are about this large, unless objects are larger.
     pub const SPAN_TARGET_SIZE: usize = 1 << 20;
 }
@@ -29,7 +32,7 @@ mod values {
 mod values {
     pub const DATA_ALIGNMENT: usize = 32 << 20;
     pub const GUARD_PAGE_SIZE: usize = 16 << 10;
-    pub const METADATA_PAGE_SIZE: usize = 64 << 10;
+    pub const RECORDS_SIZE: usize = 64 << 10;
     pub const SPAN_TARGET_SIZE: usize = 64 << 10;
 }
 
@@ -41,6 +44,28 @@ pub const SPAN_ALIGNMENT: usize = 16 << 10;
 
 /// Size of one span record in the metadata region.
 pub const SPAN_METADATA_SIZE: usize = 32;
+
+/// Objects start on this alignment (every object size is a multiple of
+/// it), and each granule of this size in a chunk's data region has one
+/// object state byte.
+pub const GRANULE: usize = 16;
+
+/// Offset of a chunk's tag table (which class each object state names, see
+/// `object_states.rs`) in its metadata region, after the span records.
+pub const TAG_TABLE_OFFSET: usize = RECORDS_SIZE;
+
+/// Bytes set aside for the tag table: a page.
+pub const TAG_TABLE_SIZE: usize = 4096;
+
+/// Offset of a chunk's object states in its metadata region.
+pub const STATES_OFFSET: usize = TAG_TABLE_OFFSET + TAG_TABLE_SIZE;
+
+/// Bytes of a chunk's object states: one per granule of data.
+pub const STATES_SIZE: usize = DATA_ALIGNMENT / GRANULE;
+
+/// Size of a chunk's metadata region: span records, tag table, object
+/// states.
+pub const METADATA_SIZE: usize = STATES_OFFSET + STATES_SIZE;
 
 /// Number of object slots in a magazine.
 pub const MAGAZINE_SIZE: usize = 31;
@@ -73,12 +98,11 @@ pub const MAX_SPAN_SIZE: usize = DATA_ALIGNMENT / 16;
 pub const SPANS_PER_CHUNK: usize = DATA_ALIGNMENT / SPAN_ALIGNMENT;
 
 /// The metadata region starts this many bytes below the chunk's data.
-pub const METADATA_OFFSET: usize = GUARD_PAGE_SIZE + METADATA_PAGE_SIZE;
+pub const METADATA_OFFSET: usize = GUARD_PAGE_SIZE + METADATA_SIZE;
 
 /// Address space reserved per chunk: enough to find a `DATA_ALIGNMENT`-aligned
 /// data region with its prefix and suffix at any page-aligned base.
-pub const CHUNK_RESERVATION_SIZE: usize =
-    2 * DATA_ALIGNMENT + 3 * GUARD_PAGE_SIZE + METADATA_PAGE_SIZE;
+pub const CHUNK_RESERVATION_SIZE: usize = 2 * DATA_ALIGNMENT + 3 * GUARD_PAGE_SIZE + METADATA_SIZE;
 
 /// Highest user-space address (exclusive) on x86-64 with 4-level paging; mmap
 /// never returns memory above it unless asked with a hint.
@@ -109,11 +133,16 @@ pub const MAX_CLASSES: usize = 1024;
 
 const_assert!(DATA_ALIGNMENT.is_power_of_two());
 const_assert!(GUARD_PAGE_SIZE.is_power_of_two());
-const_assert!(METADATA_PAGE_SIZE.is_power_of_two());
 const_assert!(SPAN_ALIGNMENT.is_power_of_two());
+const_assert!(GRANULE.is_power_of_two());
 const_assert!(GUARD_PAGE_SIZE.is_multiple_of(4096));
-const_assert!(METADATA_PAGE_SIZE.is_multiple_of(4096));
-const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= METADATA_PAGE_SIZE);
+const_assert!(RECORDS_SIZE.is_multiple_of(4096));
+const_assert!(METADATA_SIZE.is_multiple_of(4096));
+const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= RECORDS_SIZE);
+const_assert!(256 * 2 <= TAG_TABLE_SIZE);
+// The fast paths address the tag table and the states with 32-bit
+// displacements from the metadata region's start.
+const_assert!(STATES_OFFSET < 1 << 31);
 const_assert!(SPAN_TARGET_SIZE.is_multiple_of(SPAN_ALIGNMENT));
 const_assert!(MAX_SPAN_SIZE >= SPAN_TARGET_SIZE);
 const_assert!(METADATA_OFFSET + GUARD_PAGE_SIZE <= DATA_ALIGNMENT);
@@ -123,7 +152,9 @@ mod shim {
     extern "C" {
         pub fn slitter_c_data_alignment() -> usize;
         pub fn slitter_c_guard_page_size() -> usize;
-        pub fn slitter_c_metadata_page_size() -> usize;
+        pub fn slitter_c_records_size() -> usize;
+        pub fn slitter_c_metadata_size() -> usize;
+        pub fn slitter_c_granule() -> usize;
         pub fn slitter_c_span_alignment() -> usize;
         pub fn slitter_c_span_metadata_size() -> usize;
         pub fn slitter_c_magazine_size() -> usize;
@@ -134,7 +165,7 @@ mod shim {
 }
 
 /// The constants shared with C, as (name, Rust value, C value).
-fn shared_constants() -> [(&'static str, usize, usize); 9] {
+fn shared_constants() -> [(&'static str, usize, usize); 11] {
     // SAFETY: the shim functions take no argument and return a constant.
     unsafe {
         [
@@ -148,11 +179,13 @@ fn shared_constants() -> [(&'static str, usize, usize); 9] {
                 GUARD_PAGE_SIZE,
                 shim::slitter_c_guard_page_size(),
             ),
+            ("RECORDS_SIZE", RECORDS_SIZE, shim::slitter_c_records_size()),
             (
-                "METADATA_PAGE_SIZE",
-                METADATA_PAGE_SIZE,
-                shim::slitter_c_metadata_page_size(),
+                "METADATA_SIZE",
+                METADATA_SIZE,
+                shim::slitter_c_metadata_size(),
             ),
+            ("GRANULE", GRANULE, shim::slitter_c_granule()),
             (
                 "SPAN_ALIGNMENT",
                 SPAN_ALIGNMENT,

@@ -61,6 +61,7 @@ mod magazine;
 mod malloc_api;
 mod mapper;
 mod mill;
+mod object_states;
 mod page_states;
 mod press;
 mod process_hooks;

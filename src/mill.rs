@@ -2,15 +2,20 @@
 //!
 //! Owns: one mill per registered mapper; the chunk layout
 //! `| guard | metadata | guard | data (DATA_ALIGNMENT, aligned) | guard |`
-//! and its carving out of an over-sized reservation; the initialisation of
+//! and its carving out of an over-sized reservation; the tags of the
+//! classes in each chunk (see `object_states.rs`); the initialisation of
 //! span records when a span is handed to a press.
 //!
 //! Invariants: chunks and spans are immortal and never handed out twice;
 //! spans are `SPAN_ALIGNMENT`-aligned, lie inside one chunk's data region,
-//! and all their records carry the owning class; a chunk is registered in
-//! the chunk registry only once its metadata is mapped. The mill's lock is
-//! taken about once per span (about once per MiB), and the mapper is called
-//! once per chunk.
+//! and all their records carry the owning class and its tag in the chunk;
+//! a chunk gives each class that has spans in it one tag, at most
+//! `MAX_TAG` of them, written to its tag table before the first such span
+//! is published (a class needing a tag in a chunk that has none left gets
+//! its span from a new chunk); a chunk is registered in the chunk registry
+//! only once its metadata is mapped. The mill's lock is taken about once
+//! per span (about once per MiB), and the mapper is called once per
+//! chunk.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -19,12 +24,13 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::arena;
 use crate::chunk_registry;
 use crate::constants::{
-    CHUNK_RESERVATION_SIZE, DATA_ALIGNMENT, GUARD_PAGE_SIZE, MAX_SPAN_SIZE, METADATA_OFFSET,
-    METADATA_PAGE_SIZE, SPAN_ALIGNMENT,
+    CHUNK_RESERVATION_SIZE, DATA_ALIGNMENT, GRANULE, GUARD_PAGE_SIZE, MAX_CLASSES, MAX_SPAN_SIZE,
+    METADATA_OFFSET, METADATA_SIZE, SPAN_ALIGNMENT,
 };
 use crate::lock::Lock;
 use crate::mapper::{Errno, Mapper, MapperIndex, MAX_MAPPERS};
-use crate::span::{record_for, SpanRecord, StateArray};
+use crate::object_states::{self, MAX_TAG};
+use crate::span::{record_for, SpanRecord};
 
 /// Where the parts of a chunk lie inside a reservation `[base, base + size)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,11 +92,34 @@ struct MillState {
     next: usize,
     /// End of the current chunk's data region (0: no chunk yet).
     end: usize,
+    /// Start of the current chunk's metadata region.
+    metadata: usize,
+    /// Tags given out in the current chunk.
+    tags_used: u8,
+    /// The tag of each class in the current chunk (0: none yet).
+    tags: [u8; MAX_CLASSES],
+}
+
+impl MillState {
+    /// The tag of `class_id` in the current chunk, given now if it has none
+    /// yet; `None` if the chunk has no tag left (or there is no chunk).
+    fn tag_for(&mut self, class_id: u32) -> Option<u8> {
+        let tag = &mut self.tags[class_id as usize];
+        if *tag == 0 {
+            if self.end == 0 || self.tags_used == MAX_TAG {
+                return None;
+            }
+            self.tags_used += 1;
+            *tag = self.tags_used;
+            object_states::set_tag(self.metadata, *tag, class_id);
+        }
+        Some(*tag)
+    }
 }
 
 /// The bytes of a chunk kept from its reservation: its data region, its
 /// metadata region and the three guards around them.
-pub const CHUNK_KEPT_SIZE: usize = 3 * GUARD_PAGE_SIZE + METADATA_PAGE_SIZE + DATA_ALIGNMENT;
+pub const CHUNK_KEPT_SIZE: usize = 3 * GUARD_PAGE_SIZE + METADATA_SIZE + DATA_ALIGNMENT;
 
 /// Span allocation for one mapper.
 pub struct Mill {
@@ -109,7 +138,13 @@ impl Mill {
     fn new(mapper: &'static dyn Mapper) -> Self {
         Mill {
             mapper,
-            state: Lock::new(MillState { next: 0, end: 0 }),
+            state: Lock::new(MillState {
+                next: 0,
+                end: 0,
+                metadata: 0,
+                tags_used: 0,
+                tags: [0; MAX_CLASSES],
+            }),
             chunks: AtomicUsize::new(0),
             span_bytes: AtomicUsize::new(0),
         }
@@ -125,8 +160,8 @@ impl Mill {
         self.span_bytes.load(Ordering::Relaxed)
     }
 
-    /// Reserves and backs a new chunk; returns its data region's start.
-    fn map_chunk(&self) -> Result<usize, Errno> {
+    /// Reserves and backs a new chunk; returns its layout.
+    fn map_chunk(&self) -> Result<ChunkLayout, Errno> {
         let base = self.mapper.reserve(CHUNK_RESERVATION_SIZE)?.as_ptr() as usize;
         let Some(layout) = carve(base, CHUNK_RESERVATION_SIZE) else {
             crate::fatal::die(format_args!(
@@ -143,18 +178,19 @@ impl Mill {
                 .release(as_ptr(layout.keep_end), end - layout.keep_end)?;
         }
         self.mapper
-            .allocate_meta(as_ptr(layout.meta), METADATA_PAGE_SIZE)?;
+            .allocate_meta(as_ptr(layout.meta), METADATA_SIZE)?;
         self.mapper
             .allocate_data(as_ptr(layout.data), DATA_ALIGNMENT)?;
         chunk_registry::register(layout.data, layout.meta);
         self.chunks.fetch_add(1, Ordering::Relaxed);
-        Ok(layout.data)
+        Ok(layout)
     }
 
     /// Hands out a fresh span of `span_size` bytes for `class_id`, whose
     /// objects are `object_size` bytes, and returns its first record.
     #[contracts::debug_requires(class_id != 0 && span_size.is_multiple_of(SPAN_ALIGNMENT))]
     #[contracts::debug_requires(span_size <= MAX_SPAN_SIZE && object_size <= span_size)]
+    #[contracts::debug_requires(object_size.is_multiple_of(GRANULE))]
     #[contracts::debug_ensures(ret.as_ref().map_or(true, |r| r.class_id() == class_id
         && r.begin() % SPAN_ALIGNMENT == 0))]
     pub fn allocate_span(
@@ -163,31 +199,36 @@ impl Mill {
         object_size: usize,
         span_size: usize,
     ) -> Result<&'static SpanRecord, Errno> {
-        // The state array comes first: a failure then loses no span.
         let object_count = span_size / object_size;
-        let state_array = arena::allocate(
-            StateArray::size_for(object_count),
-            core::mem::align_of::<StateArray>(),
-        )
-        .ok_or(libc::ENOMEM)?
-        .cast::<StateArray>();
-        // SAFETY: fresh, zero-filled (all FREE, bump index 0), immortal
-        // arena memory large enough for the header and the state bytes.
-        let states = unsafe { state_array.as_ref() }.states();
-        let begin = {
+        let (begin, tag) = {
             let mut state = self.state.lock();
-            if state.end - state.next < span_size {
-                let data = self.map_chunk()?;
-                state.next = data;
-                state.end = data + DATA_ALIGNMENT;
-            }
+            let tag = match state.tag_for(class_id) {
+                Some(tag) if state.end - state.next >= span_size => tag,
+                _ => {
+                    let layout = self.map_chunk()?;
+                    state.next = layout.data;
+                    state.end = layout.data + DATA_ALIGNMENT;
+                    state.metadata = layout.meta;
+                    state.tags_used = 0;
+                    state.tags.fill(0);
+                    state.tag_for(class_id).unwrap_or_else(|| {
+                        crate::fatal::die(format_args!("a new chunk has no tag free"))
+                    })
+                }
+            };
             let begin = state.next;
             state.next += span_size;
             self.span_bytes.fetch_add(span_size, Ordering::Relaxed);
-            begin
+            (begin, tag)
         };
         for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
-            record_for(slot).init(class_id, object_count as u32, begin, object_size, states);
+            record_for(slot).init(
+                class_id,
+                object_count as u32,
+                begin,
+                object_size as u32,
+                tag,
+            );
         }
         Ok(record_for(begin))
     }
@@ -237,10 +278,7 @@ mod tests {
         assert!(layout.keep_start >= base);
         assert!(layout.keep_end - 1 <= base + (CHUNK_RESERVATION_SIZE - 1));
         assert_eq!(layout.data - layout.keep_start, PREFIX);
-        assert_eq!(
-            layout.meta + METADATA_PAGE_SIZE + GUARD_PAGE_SIZE,
-            layout.data
-        );
+        assert_eq!(layout.meta + METADATA_SIZE + GUARD_PAGE_SIZE, layout.data);
         assert_eq!(layout.keep_end - layout.keep_start, CHUNK_KEPT_SIZE);
         layout
     }
@@ -266,8 +304,8 @@ mod tests {
         assert_eq!(check(aligned - PAGE).data, aligned + DATA_ALIGNMENT);
         // Offset by one guard, and by guard + metadata.
         check(aligned + GUARD_PAGE_SIZE);
-        check(aligned + GUARD_PAGE_SIZE + METADATA_PAGE_SIZE);
-        check(aligned - GUARD_PAGE_SIZE - METADATA_PAGE_SIZE);
+        check(aligned + GUARD_PAGE_SIZE + METADATA_SIZE);
+        check(aligned - GUARD_PAGE_SIZE - METADATA_SIZE);
         // Exact fit, and one page off either way.
         let exact = exact_fit(aligned);
         let layout = check(exact);
@@ -342,5 +380,36 @@ mod tests {
         }
         assert_eq!(mill.chunk_count(), 2);
         assert_eq!(mill.span_bytes(), (per_chunk + 2) * span);
+    }
+
+    #[test]
+    fn classes_get_tags_until_a_chunk_has_none_left() {
+        static MAPPER: crate::mapper::AnonymousMapper = crate::mapper::AnonymousMapper;
+        let mill = Mill::new(&MAPPER);
+        for class_id in 1..=u32::from(MAX_TAG) + 1 {
+            let record = mill.allocate_span(class_id, 64, SPAN_ALIGNMENT).unwrap();
+            // Tags 1 to MAX_TAG in the first chunk, then 1 in a second one.
+            let expected = if class_id <= u32::from(MAX_TAG) {
+                class_id
+            } else {
+                1
+            };
+            assert_eq!(u32::from(record.tag()), expected);
+            // The chunk's tag table names the class: a live object of the
+            // span is found as one of it, and of no other class.
+            let object = record.begin();
+            let state = object_states::fresh_state(object);
+            object_states::hand_out_fresh(state, record.tag());
+            // SAFETY: the object is this test's, handed out here.
+            unsafe { object_states::mark_live(state) };
+            let live = object_states::live_object(object).map(|(id, _)| id);
+            assert_eq!(live, Some(class_id));
+            assert!(object_states::live_state(class_id + 1, object).is_none());
+        }
+        assert_eq!(mill.chunk_count(), 2);
+        // A class tagged in the first chunk takes a new tag in the second.
+        let record = mill.allocate_span(1, 64, SPAN_ALIGNMENT).unwrap();
+        assert_eq!(record.tag(), 2);
+        assert_eq!(mill.chunk_count(), 2);
     }
 }

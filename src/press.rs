@@ -2,13 +2,14 @@
 //!
 //! Owns: the class's current span and the hand-out of never-used objects
 //! from it, a batch (one magazine's worth) at a time, in ascending address
-//! order.
+//! order, each with its state given the class's tag (free: the object is
+//! live only once popped from a magazine).
 //!
 //! Invariants: each object of a span is handed out at most once, ever: the
-//! span's bump index (in its state array header) only grows, and one `fetch_add` on it reserves a whole
-//! batch (the only atomic read-modify-write per batch); a new span is taken
-//! from the mill under the press's refill lock, so concurrent refills take
-//! one span, not one each.
+//! span's bump index (in its first record) only grows, and one `fetch_add`
+//! on it reserves a whole batch (the only atomic read-modify-write per
+//! batch); a new span is taken from the mill under the press's refill
+//! lock, so concurrent refills take one span, not one each.
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -17,6 +18,7 @@ use crate::lock::Lock;
 use crate::magazine::{Magazine, Slot};
 use crate::mapper::Errno;
 use crate::mill::{span_size_for, Mill};
+use crate::object_states;
 use crate::span::SpanRecord;
 
 /// Hands out fresh objects of one class.
@@ -63,13 +65,10 @@ impl Press {
             let span = self.current.load(Ordering::Acquire);
             // SAFETY: published span records are immortal.
             if let Some(record) = unsafe { span.as_ref() } {
-                let start = record
-                    .state_array()
-                    .bump_index
-                    .fetch_add(wanted, Ordering::Relaxed);
+                let start = record.bump_index.fetch_add(wanted, Ordering::Relaxed);
                 let count = u64::from(record.object_count());
                 if start < count {
-                    let begin = record.begin();
+                    let (begin, tag) = (record.begin(), record.tag());
                     // Pushed from the last object down, so that pops hand
                     // them out in ascending address order: objects
                     // allocated one after another then lie one after
@@ -77,9 +76,12 @@ impl Press {
                     // order (a tree, a list) prefers; measured 25% faster
                     // on benches/workloads/trees.c than descending order.
                     for index in (start as usize..count.min(start + wanted) as usize).rev() {
+                        let object = begin + index * self.object_size;
+                        let state = object_states::fresh_state(object);
+                        object_states::hand_out_fresh(state, tag);
                         magazine.push(Slot {
-                            object: (begin + index * self.object_size) as *mut u8,
-                            state: record.state(index),
+                            object: object as *mut u8,
+                            state,
                         });
                     }
                     return Ok(());
@@ -127,12 +129,15 @@ mod tests {
                 assert!(object > previous, "pops hand out ascending addresses");
                 previous = object;
                 let record = crate::span::record_for(object);
-                let index = record.object_index(object).unwrap();
-                assert!(core::ptr::eq(slot.state, record.state(index)));
-                assert_eq!(
-                    record.state(index).load(Ordering::Relaxed),
-                    crate::span::FREE
-                );
+                assert!(core::ptr::eq(
+                    slot.state,
+                    object_states::fresh_state(object)
+                ));
+                // Free, of the class's tag.
+                assert!(matches!(
+                    object_states::seen(object),
+                    object_states::Seen::Free(1)
+                ));
                 assert_eq!(object % size, 0);
                 assert!(seen.insert(object), "object handed out twice");
                 assert_eq!(record.class_id(), 1);

@@ -16,7 +16,7 @@
 //! bytes lives in class `index_for(n)`, and one allocated with alignment
 //! `a` in `index_for_aligned(n, a)`; an object that `realloc` placed in a
 //! larger class (room to grow) or kept when shrinking is marked so in its
-//! state byte (`span::LIVE_WITH_ROOM`), and then any size that selects its
+//! state (`object_states::ROOM`), and then any size that selects its
 //! class or a smaller one is accepted; libstdc++'s `operator
 //! new(n)` is `malloc(max(n, 1))` and its aligned form `aligned_alloc(a,
 //! max(n, 1) rounded up to a)`, which selects the same class as `max(n,

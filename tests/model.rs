@@ -9,8 +9,7 @@
 //! - every live object still holds the pattern last written into it;
 //! - objects of a `zero_init` class read as zeroes when handed out, also
 //!   when they are reused;
-//! - addresses are 8-aligned, and 16-aligned when the size is a multiple
-//!   of 16;
+//! - addresses are 16-aligned (sizes are rounded up to a multiple of 16);
 //! - type stability: an address, once handed out by a class, only ever
 //!   comes back from that same class, and never overlaps an object of
 //!   another class;
@@ -240,10 +239,7 @@ impl Model {
             .allocate()
             .unwrap_or_else(|| panic!("{}: out of memory", spec.name));
         let addr = object.as_ptr() as usize;
-        assert_eq!(addr % 8, 0, "{}: {addr:#x} is not 8-aligned", spec.name);
-        if spec.size.is_multiple_of(16) {
-            assert_eq!(addr % 16, 0, "{}: {addr:#x} is not 16-aligned", spec.name);
-        }
+        assert_eq!(addr % 16, 0, "{}: {addr:#x} is not 16-aligned", spec.name);
         record_allocation(addr, class);
         if spec.zero_init {
             // SAFETY: we own this fresh object.

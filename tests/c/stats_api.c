@@ -24,7 +24,7 @@
 #define TEST_NAME "stats_api"
 #include "test_support.h"
 
-DEFINE_SLITTER_CLASS(stats_class, .name = "stats-node", .size = 40);
+DEFINE_SLITTER_CLASS(stats_class, .name = "stats-node", .size = 40); /* rounded up to 48 */
 
 #define MAIN_ALLOCATIONS 1000
 #define MAIN_RELEASES 300
@@ -153,7 +153,7 @@ static void check_print(void)
 	table[length] = '\0';
 	fclose(file);
 	snprintf(expected, sizeof(expected), "slitter: %-24s %5u %8d %12d %12d %12d",
-		 "stats-node", stats_class.id, 40,
+		 "stats-node", stats_class.id, 48,
 		 MAIN_ALLOCATIONS + THREAD_ALLOCATIONS,
 		 MAIN_RELEASES + THREAD_RELEASES,
 		 MAIN_ALLOCATIONS + THREAD_ALLOCATIONS - MAIN_RELEASES -
@@ -171,7 +171,7 @@ int main(void)
 	pthread_t thread;
 
 	CHECK(strcmp(stats.name, "stats-node") == 0, "name %s", stats.name);
-	CHECK(stats.id == stats_class.id && stats.object_size == 40,
+	CHECK(stats.id == stats_class.id && stats.object_size == 48,
 	      "id %u size %llu", stats.id,
 	      (unsigned long long)stats.object_size);
 	check_counts(&stats, 0, 0);
