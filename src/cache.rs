@@ -352,9 +352,9 @@ pub fn allocate_or_die(class_id: u32) -> NonNull<u8> {
     }
 }
 
-/// Releases an object to class `class_id`: the caller has checked that
-/// the object belongs to the class (so `class_id < MAX_CLASSES`) and has
-/// marked it free.
+/// Releases an object to class `class_id` and marks it free: the caller
+/// has checked that the object is live and belongs to the class (so
+/// `class_id < MAX_CLASSES`).
 #[contracts::debug_requires((class_id as usize) < MAX_CLASSES)]
 #[inline(always)]
 pub fn release(class_id: u32, slot: Slot) {
@@ -366,8 +366,10 @@ pub fn release(class_id: u32, slot: Slot) {
         if !top_is_full(top) {
             top.write(slot);
             *entry = top.add(1);
+            checks::mark_released(&slot);
             return;
         }
+        checks::mark_released(&slot);
     }
     release_slow(class_id, slot)
 }

@@ -123,7 +123,7 @@ static HELD: Lock<Quarantine> = Lock::new(Quarantine {
 });
 
 /// Takes back the object of `slot` (class `class_id`, size class `index`),
-/// just marked free: checks its canary, zeroes it, and puts it in
+/// just marked free by `free`: checks its canary, zeroes it, and puts it in
 /// quarantine, releasing the oldest quarantined object to the cache.
 pub fn take_back(class_id: u32, index: usize, slot: Slot) {
     let addr = slot.object as usize;

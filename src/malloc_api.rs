@@ -261,14 +261,16 @@ pub extern "C" fn free(ptr: *mut c_void) {
     free_slow(ptr);
 }
 
-/// Frees the object just marked free by `free`'s check, of class `id`
-/// that the fast path does not release: hardened malloc objects, or a
-/// class-API object (a misuse).
+/// Frees the object that just passed `free`'s check, of class `id` that
+/// the fast path does not release: hardened malloc objects (marked free
+/// here, before their quarantine), or a class-API object (a misuse).
 #[cold]
 fn free_taken(ptr: *mut c_void, id: u32, slot: crate::magazine::Slot) {
     if !is_malloc_class(id) {
         report_bad(ptr, FREE)
     }
+    // SAFETY: the slot comes from `take_back_any`.
+    unsafe { checks::mark_released(&slot) };
     hardening::take_back(id, class_index(id), slot)
 }
 
