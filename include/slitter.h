@@ -330,12 +330,6 @@ void slitter_release(struct slitter_class class_, void *ptr);
  */
 int32_t slitter_set_file_backed_slab_directory(const char *path);
 
-extern size_t slitter_c_records_size(void);
-
-extern size_t slitter_c_metadata_size(void);
-
-extern size_t slitter_c_granule(void);
-
 /**
  * Fills `*out` with the statistics of `class`. Returns 0; EINVAL if `out`
  * is NULL or `out->size` is below 8; ENOENT if no such class exists.

@@ -168,6 +168,15 @@ fn diagnose(addr: usize) -> Misuse {
     }
 }
 
+/// Turns away the release of `addr` into class `class_id`, which does not
+/// exist: a no-op for NULL, else a report of the misuse.
+#[cold]
+pub fn reject_release(class_id: u32, addr: usize) {
+    if addr != 0 {
+        report_bad_release(class_id, addr)
+    }
+}
+
 /// Reports why releasing `addr` into class `class_id` is wrong, and aborts.
 #[cold]
 #[inline(never)]

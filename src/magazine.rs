@@ -28,13 +28,13 @@ use static_assertions::const_assert_eq;
 
 use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
 
-/// A free object and its state byte (see `span.rs`).
+/// A free object and its state byte (see `object_states.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// The object.
     pub object: *mut u8,
-    /// The object's state byte in its span's state array.
+    /// The object's state byte, in its chunk's metadata.
     pub state: *const AtomicU8,
 }
 

@@ -11,8 +11,11 @@
 //! and all their records carry the owning class and its tag in the chunk;
 //! a chunk gives each class that has spans in it one tag, at most
 //! `MAX_TAG` of them, written to its tag table before the first such span
-//! is published (a class needing a tag in a chunk that has none left gets
-//! its span from a new chunk); a chunk is registered in the chunk registry
+//! is published, and only when that span fits; a span comes from the
+//! newest chunk where it fits and its class has a tag, else the newest
+//! where it fits and its class can get one, else from a new chunk (so chunks fill up whatever the order of classes,
+//! and a new one is mapped only when no chunk can take the span); a chunk
+//! is registered in the chunk registry
 //! only once its metadata is mapped. The mill's lock is taken about once
 //! per span (about once per MiB), and the mapper is called once per
 //! chunk.
@@ -87,35 +90,54 @@ pub fn span_size_for(object_size: usize) -> usize {
     (count * object_size).next_multiple_of(SPAN_ALIGNMENT)
 }
 
-struct MillState {
-    /// Next free address in the current chunk's data region.
+/// A chunk that a mill carves spans from: where its unused data starts
+/// and ends, and the tags of its classes. In arena memory (immortal),
+/// linked from the mill's state, newest first.
+struct Chunk {
+    older: *mut Chunk,
+    /// Next unused address of the chunk's data region.
     next: usize,
-    /// End of the current chunk's data region (0: no chunk yet).
+    /// End of the chunk's data region.
     end: usize,
-    /// Start of the current chunk's metadata region.
+    /// Start of the chunk's metadata region.
     metadata: usize,
-    /// Tags given out in the current chunk.
+    /// Tags given out in this chunk.
     tags_used: u8,
-    /// The tag of each class in the current chunk (0: none yet).
+    /// The tag of each class in this chunk (0: none yet).
     tags: [u8; MAX_CLASSES],
 }
 
-impl MillState {
-    /// The tag of `class_id` in the current chunk, given now if it has none
-    /// yet; `None` if the chunk has no tag left (or there is no chunk).
-    fn tag_for(&mut self, class_id: u32) -> Option<u8> {
+impl Chunk {
+    /// Takes `span_size` bytes for class `class_id` if they fit and the
+    /// class has a tag here or (if `new_tag`) can be given one; returns the
+    /// span's start and the class's tag.
+    fn take_span(&mut self, class_id: u32, span_size: usize, new_tag: bool) -> Option<(usize, u8)> {
+        if self.end - self.next < span_size {
+            return None;
+        }
         let tag = &mut self.tags[class_id as usize];
         if *tag == 0 {
-            if self.end == 0 || self.tags_used == MAX_TAG {
+            if !new_tag || self.tags_used == MAX_TAG {
                 return None;
             }
             self.tags_used += 1;
             *tag = self.tags_used;
             object_states::set_tag(self.metadata, *tag, class_id);
         }
-        Some(*tag)
+        let begin = self.next;
+        self.next += span_size;
+        Some((begin, *tag))
     }
 }
+
+struct MillState {
+    /// The newest chunk (null: none yet).
+    newest: *mut Chunk,
+}
+
+// SAFETY: the chunks are immortal arena memory, only reached through the
+// mill's lock.
+unsafe impl Send for MillState {}
 
 /// The bytes of a chunk kept from its reservation: its data region, its
 /// metadata region and the three guards around them.
@@ -139,11 +161,7 @@ impl Mill {
         Mill {
             mapper,
             state: Lock::new(MillState {
-                next: 0,
-                end: 0,
-                metadata: 0,
-                tags_used: 0,
-                tags: [0; MAX_CLASSES],
+                newest: core::ptr::null_mut(),
             }),
             chunks: AtomicUsize::new(0),
             span_bytes: AtomicUsize::new(0),
@@ -186,6 +204,53 @@ impl Mill {
         Ok(layout)
     }
 
+    /// A span from the newest chunk where it fits and its class has a tag,
+    /// else from the newest where it fits and its class can get one (so
+    /// that tags, 63 per chunk, last).
+    fn take_from_chunks(
+        newest: *mut Chunk,
+        class_id: u32,
+        span_size: usize,
+    ) -> Option<(usize, u8)> {
+        [false, true].into_iter().find_map(|new_tag| {
+            let mut chunk = newest;
+            // SAFETY: chunks are immortal and only reached under the
+            // mill's lock, which the caller holds.
+            while let Some(current) = unsafe { chunk.as_mut() } {
+                if let Some(span) = current.take_span(class_id, span_size, new_tag) {
+                    return Some(span);
+                }
+                chunk = current.older;
+            }
+            None
+        })
+    }
+
+    /// Maps a new chunk and its record, which comes before `older`.
+    fn new_chunk(&self, older: *mut Chunk) -> Result<*mut Chunk, Errno> {
+        // The record comes first: a failure then loses no chunk.
+        let chunk = arena::allocate(
+            core::mem::size_of::<Chunk>(),
+            core::mem::align_of::<Chunk>(),
+        )
+        .ok_or(libc::ENOMEM)?
+        .cast::<Chunk>()
+        .as_ptr();
+        let layout = self.map_chunk()?;
+        // SAFETY: fresh, aligned arena memory for one Chunk.
+        unsafe {
+            chunk.write(Chunk {
+                older,
+                next: layout.data,
+                end: layout.data + DATA_ALIGNMENT,
+                metadata: layout.meta,
+                tags_used: 0,
+                tags: [0; MAX_CLASSES],
+            })
+        };
+        Ok(chunk)
+    }
+
     /// Hands out a fresh span of `span_size` bytes for `class_id`, whose
     /// objects are `object_size` bytes, and returns its first record.
     #[contracts::debug_requires(class_id != 0 && span_size.is_multiple_of(SPAN_ALIGNMENT))]
@@ -202,22 +267,17 @@ impl Mill {
         let object_count = span_size / object_size;
         let (begin, tag) = {
             let mut state = self.state.lock();
-            let tag = match state.tag_for(class_id) {
-                Some(tag) if state.end - state.next >= span_size => tag,
-                _ => {
-                    let layout = self.map_chunk()?;
-                    state.next = layout.data;
-                    state.end = layout.data + DATA_ALIGNMENT;
-                    state.metadata = layout.meta;
-                    state.tags_used = 0;
-                    state.tags.fill(0);
-                    state.tag_for(class_id).unwrap_or_else(|| {
-                        crate::fatal::die(format_args!("a new chunk has no tag free"))
+            let (begin, tag) = match Self::take_from_chunks(state.newest, class_id, span_size) {
+                Some(span) => span,
+                None => {
+                    let chunk = self.new_chunk(state.newest)?;
+                    state.newest = chunk;
+                    // SAFETY: a fresh chunk, owned under the lock.
+                    unsafe { (*chunk).take_span(class_id, span_size, true) }.unwrap_or_else(|| {
+                        crate::fatal::die(format_args!("a span does not fit in a new chunk"))
                     })
                 }
             };
-            let begin = state.next;
-            state.next += span_size;
             self.span_bytes.fetch_add(span_size, Ordering::Relaxed);
             (begin, tag)
         };
@@ -407,9 +467,41 @@ mod tests {
             assert!(object_states::live_state(class_id + 1, object).is_none());
         }
         assert_eq!(mill.chunk_count(), 2);
-        // A class tagged in the first chunk takes a new tag in the second.
-        let record = mill.allocate_span(1, 64, SPAN_ALIGNMENT).unwrap();
-        assert_eq!(record.tag(), 2);
+        // The classes tagged in the first chunk keep taking their spans
+        // there, whatever the order: no chunk is mapped for tags alone.
+        for _ in 0..3 {
+            for class_id in 1..=u32::from(MAX_TAG) + 1 {
+                let record = mill.allocate_span(class_id, 64, SPAN_ALIGNMENT).unwrap();
+                let expected = if class_id <= u32::from(MAX_TAG) {
+                    class_id
+                } else {
+                    1
+                };
+                assert_eq!(u32::from(record.tag()), expected);
+            }
+        }
         assert_eq!(mill.chunk_count(), 2);
+    }
+
+    #[test]
+    fn a_span_too_large_for_a_chunk_takes_no_tag_there() {
+        static MAPPER: crate::mapper::AnonymousMapper = crate::mapper::AnonymousMapper;
+        let mill = Mill::new(&MAPPER);
+        let span = MAX_SPAN_SIZE;
+        let per_chunk = DATA_ALIGNMENT / span;
+        // Fill the first chunk but for one span slot, with class 1.
+        for _ in 0..per_chunk - 1 {
+            assert_eq!(mill.allocate_span(1, 64, span).unwrap().tag(), 1);
+        }
+        // Class 2's two spans: one fills the first chunk, the second goes
+        // to a new chunk; class 3, which fits nowhere old, takes its first
+        // tag in the new chunk, not in the full one.
+        assert_eq!(mill.allocate_span(2, 64, span).unwrap().tag(), 2);
+        assert_eq!(mill.chunk_count(), 1);
+        assert_eq!(mill.allocate_span(3, 64, span).unwrap().tag(), 1);
+        assert_eq!(mill.chunk_count(), 2);
+        // SAFETY: the mill's chunks are only reached under its lock.
+        let first = unsafe { &*(*mill.state.lock().newest).older };
+        assert_eq!((first.tags_used, first.tags[3]), (2, 0));
     }
 }

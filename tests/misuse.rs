@@ -114,6 +114,20 @@ macro_rules! misuse_tests {
     };
 }
 
+/// A class handle still zero (as a `DEFINE_SLITTER_CLASS` global is before
+/// its constructor runs) names no class: every release into it is turned
+/// away (see the `no_class` cases below) before anything is written, but
+/// releasing NULL stays a no-op.
+#[test]
+fn release_of_null_into_no_class_is_a_no_op() {
+    let output = run_with(c_binary(), "release-no-class-null", &[]);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("survived"),
+        "{}",
+        common::describe(&output)
+    );
+}
+
 misuse_tests! {
     // Pointers slitter never handed out.
     free_of_a_stack_address: "free-stack" => ["free of", "which slitter did not allocate"];
@@ -167,6 +181,8 @@ misuse_tests! {
     release_of_an_interior_pointer: "release-interior" => ["release of", "not the start of an allocated object", "misuse-melon"];
     release_of_a_stack_address: "release-stack" => ["release of", "which slitter did not allocate", "misuse-apple"];
     release_of_unmapped_memory: "release-unmapped" => ["release of", "which slitter did not allocate"];
+    release_of_a_freed_object_into_no_class: "release-no-class-freed" => ["class mismatch", "unknown class id 0", "misuse-apple"];
+    release_of_a_stack_address_into_no_class: "release-no-class-stack" => ["release of", "which slitter did not allocate", "unknown class id 0"];
     double_release: "double-release" => ["double release of", "misuse-apple"];
     delayed_double_release: "double-release-delayed" => ["double release of", "misuse-apple"];
     double_release_after_thousands_of_operations: "double-release-after-churn" => ["double release of", "misuse-apple"];

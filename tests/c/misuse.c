@@ -381,6 +381,22 @@ static int class_case(const char *c)
 		void *p = unmapped_address();
 		tell(p);
 		slitter_release(apple_class, p);
+	} else if (strcmp(c, "release-no-class-null") == 0) {
+		/* A class handle still zero (no class): NULL is a no-op. */
+		struct slitter_class none = { 0 };
+		slitter_release(none, NULL);
+		puts("survived");
+	} else if (strcmp(c, "release-no-class-freed") == 0) {
+		struct slitter_class none = { 0 };
+		void *p = launder(slitter_allocate(apple_class));
+		slitter_release(apple_class, p);
+		tell(p);
+		slitter_release(none, launder(p));
+	} else if (strcmp(c, "release-no-class-stack") == 0) {
+		struct slitter_class none = { 0 };
+		void *p = launder(&local);
+		tell(p);
+		slitter_release(none, p);
 	} else if (strcmp(c, "double-release") == 0) {
 		void *p = launder(slitter_allocate(apple_class));
 		tell(p);
