@@ -446,15 +446,13 @@ mod tests {
     fn classes_get_tags_until_a_chunk_has_none_left() {
         static MAPPER: crate::mapper::AnonymousMapper = crate::mapper::AnonymousMapper;
         let mill = Mill::new(&MAPPER);
+        // Tags 1 to MAX_TAG in the first chunk, then 1 in a second one.
+        let expected_tag = |class_id: u32| {
+            class_id % (u32::from(MAX_TAG) + 1) + class_id / (u32::from(MAX_TAG) + 1)
+        };
         for class_id in 1..=u32::from(MAX_TAG) + 1 {
             let record = mill.allocate_span(class_id, 64, SPAN_ALIGNMENT).unwrap();
-            // Tags 1 to MAX_TAG in the first chunk, then 1 in a second one.
-            let expected = if class_id <= u32::from(MAX_TAG) {
-                class_id
-            } else {
-                1
-            };
-            assert_eq!(u32::from(record.tag()), expected);
+            assert_eq!(u32::from(record.tag()), expected_tag(class_id));
             // The chunk's tag table names the class: a live object of the
             // span is found as one of it, and of no other class.
             let object = record.begin();
@@ -472,12 +470,7 @@ mod tests {
         for _ in 0..3 {
             for class_id in 1..=u32::from(MAX_TAG) + 1 {
                 let record = mill.allocate_span(class_id, 64, SPAN_ALIGNMENT).unwrap();
-                let expected = if class_id <= u32::from(MAX_TAG) {
-                    class_id
-                } else {
-                    1
-                };
-                assert_eq!(u32::from(record.tag()), expected);
+                assert_eq!(u32::from(record.tag()), expected_tag(class_id));
             }
         }
         assert_eq!(mill.chunk_count(), 2);
