@@ -37,9 +37,8 @@ struct slitter_span_record {
 	uint32_t class_id;     /* 0: unused slot */
 	uint32_t object_count; /* number of objects in the span */
 	uint64_t begin;        /* address of the span's first object */
-	uint32_t object_size;  /* bytes per object */
 	uint8_t tag;           /* the class's tag in this chunk */
-	uint8_t unused[3];
+	uint8_t unused[7];
 	uint64_t bump_index;   /* next object the press hands out */
 };
 

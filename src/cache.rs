@@ -137,8 +137,9 @@ impl CacheEntry {
         self.pending_releases = 0;
     }
 
-    /// Starts counting from the magazines as they are now, dropping what
-    /// is pending: a slow path calls this after a fold, once it has moved
+    /// Starts counting from the magazines as they are now (the pending
+    /// counts stay): a fold ends with it, and a slow path calls it again
+    /// after the fold, once it has moved
     /// magazines or filled one from the press (changes of what the thread
     /// holds that are not allocations or releases).
     fn settle(&mut self) {
@@ -396,10 +397,8 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
 /// `None` when out of memory. Aborts if no such class exists.
 #[cold]
 pub fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
-    match class::info(class_id) {
-        Some(info) => swap_and_allocate(info).or_else(|| refill_and_allocate(info)),
-        None => refill_and_allocate(class_or_die(class_id)),
-    }
+    let info = class_or_die(class_id);
+    swap_and_allocate(info).or_else(|| refill_and_allocate(info))
 }
 
 /// The slow path of allocation when the magazines of `info` cannot simply

@@ -13,8 +13,9 @@
 //! The word holds the chunk's metadata address *minus* the stand-in's
 //! address, so the zero-initialised table means "no chunk" everywhere.
 //! Addresses at or above 2^47 (beyond the user address space) find the
-//! stand-in too, so the record of a real chunk is only ever found from an
-//! address inside that chunk's data (which `span.rs` relies on).
+//! stand-in too, so the metadata of a real chunk is only ever found from an
+//! address inside that chunk's data (which `object_states.rs`, masking an
+//! address to its offset in the chunk, and `checks.rs` rely on).
 //!
 //! Invariants: a block's word is set once, after the chunk's metadata is
 //! mapped, and never cleared (chunks are immortal).
@@ -34,23 +35,9 @@ static METADATA_OFFSETS: [AtomicUsize; BLOCKS] = [const { AtomicUsize::new(0) };
 static UNUSED_METADATA: [AtomicU64; METADATA_SIZE / 8] =
     [const { AtomicU64::new(0) }; METADATA_SIZE / 8];
 
-/// `addr / DATA_ALIGNMENT`, computed out of the compiler's sight: it would
-/// otherwise test `addr` against the address space limit with a shift of
-/// its own before shifting again for the index, one instruction more on
-/// every release than the bound check on the block itself.
 #[inline(always)]
 fn block(addr: usize) -> usize {
-    let block: usize;
-    // SAFETY: a shift of a register, nothing else.
-    unsafe {
-        asm!(
-            "shr {block}, {shift}",
-            block = inout(reg) addr => block,
-            shift = const DATA_ALIGNMENT.trailing_zeros(),
-            options(pure, nomem, nostack)
-        );
-    }
-    block
+    addr / DATA_ALIGNMENT
 }
 
 /// Records that the chunk whose data starts at `data_start` keeps its span

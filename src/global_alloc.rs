@@ -235,8 +235,13 @@ mod tests {
 
     #[test]
     fn alloc_zeroed_leaves_fresh_large_mappings_untouched() {
-        // Larger than the large path's cache: always a fresh mapping.
-        let layout = layout(64 << 20, 4096);
+        // Larger than the large arena's extents: always a fresh mapping of
+        // its own (an arena extent may reuse pages freed by other tests,
+        // which must then be cleared).
+        let layout = layout(
+            crate::large_arena::MAX_EXTENT + crate::large::PAGE_SIZE,
+            4096,
+        );
         // SAFETY: a non-zero size.
         let p = checked(unsafe { Slitter.alloc_zeroed(layout) }, layout);
         let pages = layout.size() / 4096;

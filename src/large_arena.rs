@@ -27,7 +27,7 @@
 //!   for as long as the extent lives;
 //! - a range's `dirty` is the bytes of its pages counted as holding memory
 //!   (freed or resident bits set), and the arena's `dirty` is their sum; a
-//!   range marked `zero` reads as zero throughout;
+//!   range reads as zero from its `zero_from` to its end;
 //! - there are at most as many free ranges as extents plus reservations
 //!   (ranges of one reservation are separated by extents), and the range
 //!   array always has room for that many, so freeing never needs memory.
@@ -68,8 +68,9 @@ struct FreeRange {
     length: usize,
     /// Bytes of its pages that may hold memory.
     dirty: usize,
-    /// Whether the whole range reads as zero (never used, or given back).
-    zero: bool,
+    /// Its pages from this address (at least `start`) to its end read as
+    /// zero (never used, or given back); `end()` when none is known to.
+    zero_from: usize,
     /// When it was last freed into (a count of frees), for oldest-first
     /// decommit.
     freed: u64,
@@ -217,7 +218,7 @@ impl Arena {
                 start,
                 length: RESERVATION_SIZE - PAGE_SIZE,
                 dirty: 0,
-                zero: true,
+                zero_from: start,
                 freed: 0,
             },
         );
@@ -253,6 +254,7 @@ impl Arena {
         } else {
             range.start += taken;
             range.length -= taken;
+            range.zero_from = range.zero_from.max(range.start);
         }
     }
 
@@ -290,7 +292,7 @@ impl Arena {
         self.take_prefix(index, need);
         self.extents += 1;
         self.live += length;
-        Some((data, length, range.zero))
+        Some((data, length, range.zero_from <= data))
     }
 
     /// Adds `[start, start + length)` to the free ranges, coalesced with
@@ -303,7 +305,7 @@ impl Arena {
             start,
             length,
             dirty,
-            zero: false,
+            zero_from: start + length,
             freed: self.frees,
         };
         self.dirty += dirty;
@@ -311,13 +313,20 @@ impl Arena {
             let next = self.slice()[index];
             range.length += next.length;
             range.dirty += next.dirty;
+            // The freed pages hold data: only the next range's zero part
+            // stays zero.
+            range.zero_from = next.zero_from;
             self.remove_at(index);
         }
         if index > 0 && self.slice()[index - 1].end() == start {
             let previous = &mut self.slice_mut()[index - 1];
             previous.length += range.length;
             previous.dirty += range.dirty;
-            previous.zero = false;
+            // A wholly zero range extends the previous one's zero part;
+            // otherwise the merged range's zero part is its own.
+            if range.zero_from > range.start {
+                previous.zero_from = range.zero_from;
+            }
             previous.freed = range.freed;
         } else {
             // Room: one range per extent or reservation at most.
@@ -381,7 +390,7 @@ impl Arena {
             self.dirty -= self.pages.forget(range.start, range.length);
             let range = &mut self.slice_mut()[index];
             range.dirty = 0;
-            range.zero = true;
+            range.zero_from = range.start;
         }
     }
 
@@ -501,6 +510,24 @@ mod tests {
         assert_eq!((h, length), (f, 16 * PAGE_SIZE));
         assert_guarded(h, 16 * PAGE_SIZE);
         assert_guarded(g, 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn untouched_pages_stay_known_zero_when_a_free_merges_with_them() {
+        let mut arena = Arena::new();
+        let (a, _, fresh) = arena.place(4 * PAGE_SIZE).unwrap();
+        assert!(fresh);
+        write(a, 4 * PAGE_SIZE, 7);
+        // The freed extent merges with the untouched rest of the
+        // reservation above it.
+        arena.release(a, 4 * PAGE_SIZE);
+        let (b, _, fresh) = arena.place(4 * PAGE_SIZE).unwrap();
+        assert_eq!(b, a);
+        assert!(!fresh, "the freed pages hold data");
+        // Above them (and the guard), the pages were never used.
+        let (c, _, fresh) = arena.place(8 * PAGE_SIZE).unwrap();
+        assert_eq!(c, a + 5 * PAGE_SIZE);
+        assert!(fresh, "never-used pages are still known to be zero");
     }
 
     #[test]

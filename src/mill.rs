@@ -282,13 +282,7 @@ impl Mill {
             (begin, tag)
         };
         for slot in (begin..begin + span_size).step_by(SPAN_ALIGNMENT) {
-            record_for(slot).init(
-                class_id,
-                object_count as u32,
-                begin,
-                object_size as u32,
-                tag,
-            );
+            record_for(slot).init(class_id, object_count as u32, begin, tag);
         }
         Ok(record_for(begin))
     }
@@ -456,8 +450,8 @@ mod tests {
             // The chunk's tag table names the class: a live object of the
             // span is found as one of it, and of no other class.
             let object = record.begin();
-            let state = object_states::fresh_state(object);
-            object_states::hand_out_fresh(state, record.tag());
+            let metadata = chunk_registry::metadata_for(object);
+            let state = object_states::hand_out_fresh(metadata, object, record.tag());
             // SAFETY: the object is this test's, handed out here.
             unsafe { object_states::mark_live(state) };
             let live = object_states::live_object(object).map(|(id, _)| id);

@@ -68,13 +68,18 @@ fn state_in(metadata: usize, addr: usize) -> &'static AtomicU8 {
     unsafe { &*((metadata + STATES_OFFSET + index_of(addr / GRANULE)) as *const AtomicU8) }
 }
 
-/// The tag table entry of state byte `state` in `metadata`: the class id
-/// of a live object whose state it is, else 0.
-fn live_class_in(metadata: usize, state: u8) -> u32 {
+/// The tag table entry of state byte `state` in `metadata`.
+fn table_entry(metadata: usize, state: u8) -> &'static AtomicU16 {
     let entry = metadata + TAG_TABLE_OFFSET + 2 * usize::from(state);
     // SAFETY: the table (256 two-byte entries) lies inside the mapped,
     // immortal metadata region (TAG_TABLE_SIZE >= 512), 2-byte aligned.
-    u32::from(unsafe { &*(entry as *const AtomicU16) }.load(Ordering::Relaxed))
+    unsafe { &*(entry as *const AtomicU16) }
+}
+
+/// The tag table entry of state byte `state` in `metadata`: the class id
+/// of a live object whose state it is, else 0.
+fn live_class_in(metadata: usize, state: u8) -> u32 {
+    u32::from(table_entry(metadata, state).load(Ordering::Relaxed))
 }
 
 /// [`state_in`] and [`live_class_in`] of its state, for the fast paths,
@@ -111,16 +116,14 @@ fn state_and_live_class(metadata: usize, granule: usize) -> (&'static AtomicU8, 
     }
 }
 
-/// The state of the object at `addr`, which the press is about to hand
-/// out for the first time, already carrying `tag` (see [`hand_out_fresh`]).
-pub fn fresh_state(addr: usize) -> &'static AtomicU8 {
-    state_in(chunk_registry::metadata_for(addr), addr)
-}
-
-/// Gives the state of an object the press hands out for the first time
-/// its tag (the object is free until it is popped from a magazine).
-pub fn hand_out_fresh(state: &AtomicU8, tag: u8) {
+/// Gives the state of the object at `addr`, which the press hands out for
+/// the first time, its class's `tag` (the object is free until it is
+/// popped from a magazine), and returns the state; `metadata` is the
+/// region the chunk registry gives for `addr`.
+pub fn hand_out_fresh(metadata: usize, addr: usize, tag: u8) -> &'static AtomicU8 {
+    let state = state_in(metadata, addr);
     state.store(tag << TAG_SHIFT, Ordering::Relaxed);
+    state
 }
 
 /// Makes `tag` name class `class_id` in the tag table of the chunk whose
@@ -129,15 +132,16 @@ pub fn hand_out_fresh(state: &AtomicU8, tag: u8) {
 #[contracts::debug_requires((1..=MAX_TAG).contains(&tag) && class_id != 0 && class_id <= u32::from(u16::MAX))]
 pub fn set_tag(metadata: usize, tag: u8, class_id: u32) {
     for state in [tag << TAG_SHIFT | LIVE, tag << TAG_SHIFT | LIVE | ROOM] {
-        let entry = metadata + TAG_TABLE_OFFSET + 2 * usize::from(state);
-        // SAFETY: as in `live_class_in`; the region is the mill's own
-        // chunk's, writable.
-        unsafe { &*(entry as *const AtomicU16) }.store(class_id as u16, Ordering::Relaxed);
+        table_entry(metadata, state).store(class_id as u16, Ordering::Relaxed);
     }
 }
 
 /// The class id (`class_id`) and state of `addr` if it is the start of a
 /// live object of class `class_id`: the check made by every release.
+///
+/// Class id 0 (no class) matches the table's entry for every address that
+/// is not a live object: releases into it are turned away by
+/// `cache::release_slow`, where they always go, at no cost here.
 #[inline(always)]
 pub fn live_state(class_id: u32, addr: usize) -> Option<(u32, &'static AtomicU8)> {
     let (metadata, granule) = chunk_registry::granule_metadata_for(addr)?;

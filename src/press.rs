@@ -69,6 +69,7 @@ impl Press {
                 let count = u64::from(record.object_count());
                 if start < count {
                     let (begin, tag) = (record.begin(), record.tag());
+                    let metadata = crate::chunk_registry::metadata_for(begin);
                     // Pushed from the last object down, so that pops hand
                     // them out in ascending address order: objects
                     // allocated one after another then lie one after
@@ -77,11 +78,9 @@ impl Press {
                     // on benches/workloads/trees.c than descending order.
                     for index in (start as usize..count.min(start + wanted) as usize).rev() {
                         let object = begin + index * self.object_size;
-                        let state = object_states::fresh_state(object);
-                        object_states::hand_out_fresh(state, tag);
                         magazine.push(Slot {
                             object: object as *mut u8,
-                            state,
+                            state: object_states::hand_out_fresh(metadata, object, tag),
                         });
                     }
                     return Ok(());
@@ -129,14 +128,17 @@ mod tests {
                 assert!(object > previous, "pops hand out ascending addresses");
                 previous = object;
                 let record = crate::span::record_for(object);
-                assert!(core::ptr::eq(
-                    slot.state,
-                    object_states::fresh_state(object)
-                ));
-                // Free, of the class's tag.
+                // Free, of the class's tag; the slot's state is the
+                // object's own: marking it live makes the object live.
                 assert!(matches!(
                     object_states::seen(object),
                     object_states::Seen::Free(1)
+                ));
+                // SAFETY: the test hands the object out.
+                unsafe { object_states::mark_live(slot.state) };
+                assert!(matches!(
+                    object_states::seen(object),
+                    object_states::Seen::Live(1)
                 ));
                 assert_eq!(object % size, 0);
                 assert!(seen.insert(object), "object handed out twice");

@@ -10,7 +10,7 @@
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
 //! every record of a multi-slot span carries the span's class id, object
-//! count, first address, object size and tag, so any address inside the
+//! count, first address and tag, so any address inside the
 //! span finds them; the class id of a record changes at most once, from 0
 //! to its class, and is written last (with release ordering) so that a
 //! record with a class is complete. The bump index of a span's first
@@ -39,11 +39,9 @@ pub struct SpanRecord {
     object_count: UnsafeCell<u32>,
     /// Address of the span's first object.
     begin: UnsafeCell<usize>,
-    /// Bytes per object.
-    object_size: UnsafeCell<u32>,
     /// The class's tag in this chunk (see `object_states.rs`).
     tag: UnsafeCell<u8>,
-    unused: [u8; 3],
+    unused: [u8; 7],
     /// Index of the next object the press hands out (only the span's
     /// first record's is used).
     pub bump_index: AtomicU64,
@@ -98,18 +96,17 @@ impl SpanRecord {
     }
 
     /// Makes this unused record part of a span of `class_id`, whose
-    /// `object_count` objects start at `begin`, are `object_size` bytes
-    /// each, and whose states carry `tag`. Only the mill calls this, once
+    /// `object_count` objects start at `begin` and whose states carry
+    /// `tag`. Only the mill calls this, once
     /// per record, for slots it owns.
     #[contracts::debug_requires(self.class_id.load(Ordering::Relaxed) == 0 && class_id != 0)]
-    pub fn init(&self, class_id: u32, object_count: u32, begin: usize, object_size: u32, tag: u8) {
+    pub fn init(&self, class_id: u32, object_count: u32, begin: usize, tag: u8) {
         // SAFETY: the class id is still 0, so no reader looks at the other
         // fields, and only the mill writes them, under its ownership of the
         // slot.
         unsafe {
             *self.object_count.get() = object_count;
             *self.begin.get() = begin;
-            *self.object_size.get() = object_size;
             *self.tag.get() = tag;
         }
         self.class_id.store(class_id, Ordering::Release);
@@ -127,13 +124,6 @@ impl SpanRecord {
     pub fn begin(&self) -> usize {
         // SAFETY: as in `object_count`.
         unsafe { *self.begin.get() }
-    }
-
-    /// Bytes per object of this used record's span.
-    #[contracts::debug_requires(self.class_id() != 0)]
-    pub fn object_size(&self) -> usize {
-        // SAFETY: as in `object_count`.
-        unsafe { *self.object_size.get() as usize }
     }
 
     /// The tag of this used record's class in its chunk.
