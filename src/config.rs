@@ -110,14 +110,13 @@ static STATE: AtomicU8 = AtomicU8::new(0);
 /// default to off). It is read once, before `main` at the latest, and
 /// never changes afterwards.
 pub fn current() -> Config {
-    let state = STATE.load(Ordering::Acquire);
-    if state & SETTLED != 0 {
-        return Config(state & !SETTLED);
-    }
     // SAFETY: reads the C library's `environ` pointer (a plain load; a
-    // concurrent `setenv` would race just as it races with `getenv`).
-    let environ = unsafe { (&raw const libc::environ).read() };
-    settle(environ.cast_const().cast())
+    // concurrent `setenv` would race just as it races with `getenv`),
+    // which is NULL or a valid environment.
+    unsafe {
+        let environ = (&raw const libc::environ).read();
+        settle_from(environ.cast_const().cast())
+    }
 }
 
 /// Settles the configuration from `envp` unless it is settled already,

@@ -32,6 +32,7 @@ use core::ffi::c_int;
 use core::fmt::{self, Write};
 
 use crate::class::FIRST_USER_ID;
+use crate::malloc_api;
 use crate::size_classes;
 use crate::stats::{self, ClassStats};
 use crate::stats_report;
@@ -172,7 +173,7 @@ fn write_info(out: &mut Output) -> fmt::Result {
         if count == 0 {
             continue;
         }
-        let index = (class.id - 1) as usize;
+        let index = malloc_api::class_index(class.id);
         let from = index
             .checked_sub(1)
             .map_or(0, |below| size_classes::size_of_class(below) + 1);
@@ -234,8 +235,7 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
             Err(errno) => errno,
         }
     };
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = errno };
+    malloc_api::set_errno(errno);
     -1
 }
 

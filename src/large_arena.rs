@@ -300,7 +300,9 @@ impl Arena {
     fn add_free(&mut self, start: usize, length: usize) {
         self.frees += 1;
         let index = self.position(start);
-        let dirty = self.pages.free(start, length);
+        self.pages.free(start, length);
+        // Every freed page may hold memory.
+        let dirty = length;
         let mut range = FreeRange {
             start,
             length,

@@ -54,9 +54,12 @@ extern "C" fn after_fork_in_child() {
 /// [`Lock`] or from inside malloc's initialisation: `pthread_atfork` may
 /// itself call malloc (a nested call made meanwhile returns at once).
 pub fn prepare_for_fork() {
-    if ATFORK_STATE
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
+    // A load first: callers run this on every slow allocation, where a
+    // failing compare-and-swap would still be an atomic read-modify-write.
+    if ATFORK_STATE.load(Ordering::Acquire) != 0
+        || ATFORK_STATE
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
     {
         return;
     }

@@ -116,7 +116,7 @@ fn initialise() -> bool {
     true
 }
 
-fn set_errno(value: i32) {
+pub(crate) fn set_errno(value: i32) {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() = value };
 }
@@ -450,10 +450,7 @@ pub unsafe extern "C" fn posix_memalign(
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
-    let errno = {
-        // SAFETY: __errno_location returns this thread's errno slot.
-        unsafe { *libc::__errno_location() }
-    };
+    let errno = crate::mapper::last_errno();
     let p = allocate_aligned(size, align);
     if p.is_null() {
         set_errno(errno);

@@ -107,7 +107,7 @@ pub trait Mapper: Sync {
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
 }
 
-fn last_errno() -> Errno {
+pub(crate) fn last_errno() -> Errno {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() }
 }

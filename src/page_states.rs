@@ -164,7 +164,8 @@ impl PageStates {
 
     /// Makes the `length` bytes (whole pages) at `start` accessible or
     /// not, with one `mprotect` if any page differs; `false` if the kernel
-    /// refused (then nothing changed).
+    /// refused (it may have changed part of the range: the bitmap is no
+    /// longer trusted).
     pub fn protect(&mut self, start: usize, length: usize, accessible: bool) -> bool {
         let (bitmaps, first, end) = self.locate(start, length);
         let bitmap = bitmaps.accessible;
@@ -190,11 +191,10 @@ impl PageStates {
     }
 
     /// Records that the `length` bytes (whole pages) at `start` were
-    /// freed; returns the bytes that may hold memory (all of them).
-    pub fn free(&mut self, start: usize, length: usize) -> usize {
+    /// freed (all of them may hold memory).
+    pub fn free(&mut self, start: usize, length: usize) {
         let (bitmaps, first, end) = self.locate(start, length);
         bitmaps.freed.assign(first, end, true);
-        length
     }
 
     /// Forgets what was recorded of the `length` bytes (whole pages) at
@@ -273,7 +273,7 @@ mod tests {
             // SAFETY: inside the mapping, now accessible.
             unsafe { *((base + page * PAGE_SIZE) as *mut u8) = 1 };
         }
-        assert_eq!(states.free(base, 128 * PAGE_SIZE), 128 * PAGE_SIZE);
+        states.free(base, 128 * PAGE_SIZE);
         assert_eq!(states.verify(base, 256 * PAGE_SIZE), 3 * PAGE_SIZE);
         assert_eq!(states.verify(base, 256 * PAGE_SIZE), 3 * PAGE_SIZE);
         assert_eq!(states.forget(base + 4 * PAGE_SIZE, 66 * PAGE_SIZE), 0);
@@ -282,10 +282,7 @@ mod tests {
             2 * PAGE_SIZE
         );
         // Freed again, not verified: counted in full until verified.
-        assert_eq!(
-            states.free(base + 128 * PAGE_SIZE, 64 * PAGE_SIZE),
-            64 * PAGE_SIZE
-        );
+        states.free(base + 128 * PAGE_SIZE, 64 * PAGE_SIZE);
         assert_eq!(states.forget(base, 256 * PAGE_SIZE), 65 * PAGE_SIZE);
         assert_eq!(states.forget(base, 256 * PAGE_SIZE), 0);
     }

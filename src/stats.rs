@@ -101,7 +101,7 @@ pub struct ClassStats {
     pub id: u32,
     /// The class name.
     pub name: &'static str,
-    /// Object size in bytes (the requested size rounded up to 8).
+    /// Object size in bytes (the requested size rounded up to 16).
     pub object_size: usize,
     /// Objects handed out.
     pub allocations: u64,

@@ -12,6 +12,8 @@
 
 use core::fmt;
 
+use crate::mapper::last_errno;
+
 /// Where an [`Output`] sends its bytes.
 #[derive(Clone, Copy)]
 pub enum Sink {
@@ -31,11 +33,6 @@ pub struct Output {
     len: usize,
     /// The errno of the sink's first failure.
     error: Option<i32>,
-}
-
-fn last_errno() -> i32 {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
 }
 
 /// Writes all of `bytes` to `fd`, retrying after interruptions and short
