@@ -45,7 +45,8 @@
 #                    glibc,jemalloc,mimalloc,tcmalloc,slitter); also known,
 #                    off by default: slitter-unchecked, slitter with its
 #                    misuse checks compiled out (feature
-#                    measure_without_checks), to measure what they cost
+#                    measure_without_checks), to measure what they cost,
+#                    and slitter-hardened, slitter with SLITTER_HARDEN=1
 #   REFERENCE        the allocator the ratios are computed for (default
 #                    slitter, or mimalloc when slitter is not selected)
 #   SERVER_THREADS   threads of the server workload in the table (default 2)
