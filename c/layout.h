@@ -25,9 +25,10 @@
 #define SLITTER_SPAN_ALIGNMENT (16UL << 10)
 #define SLITTER_GRANULE 16UL
 /* The metadata region: span records, a page for the tag table, then one
- * object state byte per granule of data. */
+ * two-byte object state per granule of data. */
 #define SLITTER_METADATA_SIZE                                                  \
-	(SLITTER_RECORDS_SIZE + 4096UL + SLITTER_DATA_ALIGNMENT / SLITTER_GRANULE)
+	(SLITTER_RECORDS_SIZE + 4096UL +                                       \
+	 SLITTER_DATA_ALIGNMENT / SLITTER_GRANULE * 2UL)
 #define SLITTER_MAGAZINE_SIZE 31
 #define SLITTER_MAGAZINE_ALIGNMENT 512
 #define SLITTER_MAX_CLASSES 1024
@@ -42,7 +43,7 @@ struct slitter_span_record {
 	uint64_t bump_index;   /* next object the press hands out */
 };
 
-/* A magazine slot: a free object and its state byte. */
+/* A magazine slot: a free object and its state. */
 struct slitter_magazine_slot {
 	void *object;
 	void *state;

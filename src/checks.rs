@@ -13,12 +13,10 @@
 //! `free` before its quarantine), so a second release of it fails; every
 //! failure ends in `fatal::die`.
 
-use core::sync::atomic::AtomicU8;
-
 use crate::class;
 use crate::large::{self, Known};
 use crate::magazine::Slot;
-use crate::object_states::{self, Seen};
+use crate::object_states::{self, Seen, State};
 use crate::span::record_for;
 
 /// If `addr` is the start of a live object of class `class_id`, returns
@@ -66,7 +64,7 @@ pub fn mark_given_room(addr: usize) {
 /// The magazine slot of the live object at `addr`.
 #[cfg(not(feature = "measure_without_checks"))]
 #[inline(always)]
-fn slot_of(addr: usize, state: &'static AtomicU8) -> Slot {
+fn slot_of(addr: usize, state: &'static State) -> Slot {
     Slot {
         object: addr as *mut u8,
         state,
@@ -93,7 +91,7 @@ pub unsafe fn mark_released(slot: &Slot) {
 /// Marks the object of `slot` live as it is handed out.
 ///
 /// # Safety
-/// `slot` came out of a magazine (its state pointer is a state byte).
+/// `slot` came out of a magazine (its state pointer is an object state).
 #[inline(always)]
 pub unsafe fn mark_live(slot: *const Slot) {
     #[cfg(not(feature = "measure_without_checks"))]

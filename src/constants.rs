@@ -12,7 +12,7 @@
 //! Invariants (checked at compile time below): every region size is a
 //! multiple of the page size, and the alignments are powers of two; one
 //! chunk's span records fit in their part of its metadata region, and its
-//! object states (one byte per granule of data) in theirs.
+//! object states (one per granule of data) in theirs.
 //!
 //! The `test_only_small_constants` feature shrinks the chunk to 32 MiB and
 //! spans to 64 KiB so tests reach chunk and span roll-over quickly.
@@ -47,8 +47,12 @@ pub const SPAN_METADATA_SIZE: usize = 32;
 
 /// Objects start on this alignment (every object size is a multiple of
 /// it), and each granule of this size in a chunk's data region has one
-/// object state byte.
+/// object state.
 pub const GRANULE: usize = 16;
+
+/// Bytes of one object state: a tag byte and a flags byte (see
+/// `object_states.rs`).
+pub const STATE_SIZE: usize = 2;
 
 /// Offset of a chunk's tag table (which class each object state names, see
 /// `object_states.rs`) in its metadata region, after the span records.
@@ -60,8 +64,8 @@ pub const TAG_TABLE_SIZE: usize = 4096;
 /// Offset of a chunk's object states in its metadata region.
 pub const STATES_OFFSET: usize = TAG_TABLE_OFFSET + TAG_TABLE_SIZE;
 
-/// Bytes of a chunk's object states: one per granule of data.
-pub const STATES_SIZE: usize = DATA_ALIGNMENT / GRANULE;
+/// Bytes of a chunk's object states: one state per granule of data.
+pub const STATES_SIZE: usize = DATA_ALIGNMENT / GRANULE * STATE_SIZE;
 
 /// Size of a chunk's metadata region: span records, tag table, object
 /// states.
@@ -139,7 +143,6 @@ const_assert!(GUARD_PAGE_SIZE.is_multiple_of(4096));
 const_assert!(RECORDS_SIZE.is_multiple_of(4096));
 const_assert!(METADATA_SIZE.is_multiple_of(4096));
 const_assert!(SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= RECORDS_SIZE);
-const_assert!(256 * 2 <= TAG_TABLE_SIZE);
 // The fast paths address the tag table and the states with 32-bit
 // displacements from the metadata region's start.
 const_assert!(STATES_OFFSET < 1 << 31);

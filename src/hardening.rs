@@ -17,7 +17,7 @@
 //! registered, before any of their objects exists, so every object of a
 //! malloc class either was never handed out (fresh from a span: zero) or
 //! was zeroed when freed; a quarantined object is already marked free in
-//! its state byte, so a double free of it is still reported; the
+//! its state, so a double free of it is still reported; the
 //! zero-size class (inaccessible memory) has no canary and is never
 //! touched. The class API is not affected: its objects stay type-stable
 //! and readable after release.

@@ -1,7 +1,7 @@
 //! Magazines and lock-free magazine stacks.
 //!
 //! Owns: the [`Magazine`], a fixed array of `MAGAZINE_SIZE` slots, each a
-//! free object with the address of its state byte, that a thread pops from
+//! free object with the address of its state, that a thread pops from
 //! and pushes into without synchronisation; the "top" representation a
 //! thread cache keeps of a magazine it holds (the address of its first
 //! unused slot, from which the magazine and its count follow by alignment);
@@ -22,20 +22,21 @@
 //! stack, or one thread cache entry.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use static_assertions::const_assert_eq;
 
 use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
+use crate::object_states::State;
 
-/// A free object and its state byte (see `object_states.rs`).
+/// A free object and its state (see `object_states.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// The object.
     pub object: *mut u8,
-    /// The object's state byte, in its chunk's metadata.
-    pub state: *const AtomicU8,
+    /// The object's state, in its chunk's metadata.
+    pub state: *const State,
 }
 
 /// A batch of up to `MAGAZINE_SIZE` free objects of one class. The same
@@ -260,7 +261,7 @@ mod tests {
     fn slot(i: usize) -> Slot {
         Slot {
             object: i as *mut u8,
-            state: (i + 1) as *const AtomicU8,
+            state: (2 * (i + 1)) as *const State,
         }
     }
 

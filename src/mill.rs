@@ -206,7 +206,7 @@ impl Mill {
 
     /// A span from the newest chunk where it fits and its class has a tag,
     /// else from the newest where it fits and its class can get one (so
-    /// that tags, 63 per chunk, last).
+    /// that tags, 255 per chunk, last).
     fn take_from_chunks(
         newest: *mut Chunk,
         class_id: u32,

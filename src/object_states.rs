@@ -1,84 +1,108 @@
-//! Object states: one byte per granule of chunk data, and the tag table
+//! Object states: two bytes per granule of chunk data, and the tag table
 //! that says which class a state belongs to.
 //!
-//! Owns: the state byte of every `GRANULE` of a chunk's data region, at
-//! `STATES_OFFSET + (addr % DATA_ALIGNMENT) / GRANULE` in the chunk's
-//! metadata region, and the chunk's tag table at `TAG_TABLE_OFFSET`: one
-//! class id (16 bits) for each of the 256 possible state bytes.
+//! Owns: the [`State`] of every `GRANULE` of a chunk's data region, at
+//! `STATES_OFFSET + (addr % DATA_ALIGNMENT) / GRANULE * STATE_SIZE` in the
+//! chunk's metadata region, and the chunk's tag table at
+//! `TAG_TABLE_OFFSET`: one class id (16 bits) for each state whose flags
+//! are at most `LIVE | ROOM`.
 //!
-//! A state byte is 0 where no object that was ever handed out starts:
-//! inside objects, in a span's slack, outside spans, and at objects the
-//! press has not handed out yet. At the start of an object handed out at
-//! least once it holds the tag of the object's class in this chunk (bits
-//! 2 to 7, from 1 to [`MAX_TAG`], given by the mill) and two flags:
-//! [`LIVE`] while the object is handed out, [`ROOM`] while it is live and
-//! `realloc` gave it room (see [`ROOM`]). The tag table maps
-//! `tag << 2 | LIVE` and `tag << 2 | LIVE | ROOM` to the class id and every
-//! other byte to 0, so that one load of the state and one of the table
-//! tell whether an address is the start of a live object of a class, with
-//! no division and no span record (`take_back` in `checks.rs`).
+//! A state is 0 where no object that was ever handed out starts: inside
+//! objects, in a span's slack, outside spans, and at objects the press has
+//! not handed out yet. At the start of an object handed out at least once,
+//! its tag byte holds the tag of the object's class in this chunk (from 1
+//! to [`MAX_TAG`], given by the mill) and its flags byte [`LIVE`] while the
+//! object is handed out, [`ROOM`] too while it is live and `realloc` gave
+//! it room (see [`ROOM`]). Read as one little-endian 16-bit value,
+//! `tag | flags << 8`, a state indexes the tag table, which maps
+//! `tag | LIVE << 8` and `tag | (LIVE | ROOM) << 8` to the class id and
+//! every other value to 0, so that one load of the state and one of the
+//! table tell whether an address is the start of a live object of a
+//! class, with no division and no span record (`take_back` in
+//! `checks.rs`). The flags have a byte of their own so that they change
+//! with a plain byte store, which does not wait for the state's cache
+//! line the way a read-modify-write does (another core's frees write the
+//! states of neighbouring objects).
 //!
 //! Objects start on granule boundaries (every class's object size is a
-//! multiple of `GRANULE`, and spans are aligned), so each state byte
-//! belongs to at most one object, and an address that is not a multiple
-//! of `GRANULE` is never the start of an object.
+//! multiple of `GRANULE`, and spans are aligned), so each state belongs
+//! to at most one object, and an address that is not a multiple of
+//! `GRANULE` is never the start of an object.
 //!
 //! Invariants: a tag's two table entries are written once, by the mill,
 //! before any span carrying the tag is published, and never change; a
-//! state byte changes from 0 to its object's tag when the press first
-//! hands the object out, and keeps that tag forever after (type
-//! stability); from then on only its two flags change: [`LIVE`] is set
-//! exactly while the object is handed out, [`ROOM`] only while it is live.
+//! tag byte changes from 0 to its object's tag when the press first hands
+//! the object out, and keeps that tag forever after (type stability);
+//! from then on only the flags byte changes, and only to 0, `LIVE` or
+//! `LIVE | ROOM`: [`LIVE`] is set exactly while the object is handed out,
+//! [`ROOM`] only while it is live.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
-use crate::chunk_registry;
-use crate::constants::{GRANULE, STATES_OFFSET, STATES_SIZE, TAG_TABLE_OFFSET};
+use static_assertions::const_assert;
 
-/// State flag: the object is handed out and not yet released.
+use crate::chunk_registry;
+use crate::constants::{
+    GRANULE, STATES_OFFSET, STATES_SIZE, STATE_SIZE, TAG_TABLE_OFFSET, TAG_TABLE_SIZE,
+};
+
+/// Flag: the object is handed out and not yet released.
 pub const LIVE: u8 = 1;
 
-/// State flag of a live malloc object that `realloc` placed in a larger
-/// size class than its size selects (to give it room to grow): a sized
-/// free of it may name any size up to its class.
+/// Flag of a live malloc object that `realloc` placed in a larger size
+/// class than its size selects (to give it room to grow): a sized free of
+/// it may name any size up to its class.
 pub const ROOM: u8 = 2;
 
-/// Tags sit above the two flags.
-const TAG_SHIFT: u32 = 2;
-
 /// The largest tag: a chunk holds spans of at most this many classes.
-pub const MAX_TAG: u8 = u8::MAX >> TAG_SHIFT;
+pub const MAX_TAG: u8 = u8::MAX;
+
+// Every state that can be written indexes the tag table.
+const_assert!((MAX_TAG as usize | ((LIVE | ROOM) as usize) << 8) * 2 + 2 <= TAG_TABLE_SIZE);
+
+/// The state of one granule (see the module documentation).
+#[repr(C, align(2))]
+pub struct State {
+    tag: AtomicU8,
+    flags: AtomicU8,
+}
+
+const_assert!(core::mem::size_of::<State>() == STATE_SIZE);
 
 /// The index of the state of granule number `granule` (an address divided
 /// by `GRANULE`) in its chunk's states.
 #[inline(always)]
 fn index_of(granule: usize) -> usize {
-    granule & (STATES_SIZE - 1)
+    granule & (STATES_SIZE / STATE_SIZE - 1)
 }
 
-/// The state byte of the granule holding `addr`, in `metadata`, the
-/// region the chunk registry gives for `addr`.
+/// The state of the granule holding `addr`, in `metadata`, the region the
+/// chunk registry gives for `addr`.
 #[inline(always)]
-fn state_in(metadata: usize, addr: usize) -> &'static AtomicU8 {
+fn state_in(metadata: usize, addr: usize) -> &'static State {
     // SAFETY: the registry gives a mapped, immortal region of
     // METADATA_SIZE bytes, whose last STATES_SIZE = DATA_ALIGNMENT /
-    // GRANULE bytes, from STATES_OFFSET, are the states; the index is
-    // below STATES_SIZE.
-    unsafe { &*((metadata + STATES_OFFSET + index_of(addr / GRANULE)) as *const AtomicU8) }
+    // GRANULE * STATE_SIZE bytes, from STATES_OFFSET, are the states; the
+    // index is below STATES_SIZE / STATE_SIZE, and STATES_OFFSET is even.
+    unsafe {
+        &*((metadata + STATES_OFFSET + STATE_SIZE * index_of(addr / GRANULE)) as *const State)
+    }
 }
 
-/// The tag table entry of state byte `state` in `metadata`.
-fn table_entry(metadata: usize, state: u8) -> &'static AtomicU16 {
+/// The tag table entry of state `state` (`tag | flags << 8`) in `metadata`.
+fn table_entry(metadata: usize, state: u16) -> &'static AtomicU16 {
     let entry = metadata + TAG_TABLE_OFFSET + 2 * usize::from(state);
-    // SAFETY: the table (256 two-byte entries) lies inside the mapped,
-    // immortal metadata region (TAG_TABLE_SIZE >= 512), 2-byte aligned.
+    // SAFETY: callers pass states whose flags are at most LIVE | ROOM,
+    // whose entries lie inside the table (see the assertion above), in
+    // the mapped, immortal metadata region, 2-byte aligned.
     unsafe { &*(entry as *const AtomicU16) }
 }
 
-/// The tag table entry of state byte `state` in `metadata`: the class id
-/// of a live object whose state it is, else 0.
-fn live_class_in(metadata: usize, state: u8) -> u32 {
+/// The tag table entry of a state of tag `tag` with flags `flags` in
+/// `metadata`: the class id of a live object whose state it is, else 0.
+fn live_class_in(metadata: usize, tag: u8, flags: u8) -> u32 {
+    let state = u16::from(tag) | u16::from(flags) << 8;
     u32::from(table_entry(metadata, state).load(Ordering::Relaxed))
 }
 
@@ -87,16 +111,18 @@ fn live_class_in(metadata: usize, state: u8) -> u32 {
 /// compiler spends two more on widening atomic loads, and one on an
 /// address it could have folded).
 #[inline(always)]
-fn state_and_live_class(metadata: usize, granule: usize) -> (&'static AtomicU8, u32) {
+fn state_and_live_class(metadata: usize, granule: usize) -> (&'static State, u32) {
     let (state, class_id): (usize, u64);
-    // SAFETY: reads the state byte that `state_in` gives and the tag table
-    // entry that `live_class_in` gives (see their safety comments), both
+    // SAFETY: reads the state that `state_in` gives, as one 16-bit value
+    // (tag | flags << 8, `State` being 2-byte aligned and `STATE_SIZE`
+    // = 2 bytes, the scale of the index), and the tag table entry it
+    // indexes, which `table_entry` bounds (see their safety comments):
     // plain loads of bytes other threads only change by single-byte
-    // stores and read-modify-writes; writes no memory.
+    // stores; writes no memory.
     unsafe {
         asm!(
-            "lea {state}, [{metadata} + {index} + {states}]",
-            "movzx {class:e}, byte ptr [{state}]",
+            "lea {state}, [{metadata} + 2*{index} + {states}]",
+            "movzx {class:e}, word ptr [{state}]",
             "movzx {class:e}, word ptr [{metadata} + 2*{class} + {table}]",
             metadata = in(reg) metadata,
             index = in(reg) index_of(granule),
@@ -107,12 +133,12 @@ fn state_and_live_class(metadata: usize, granule: usize) -> (&'static AtomicU8, 
             options(pure, readonly, nostack, preserves_flags)
         );
         // The state lies in a mapped region, never at address 0 (which
-        // spares the callers a null test of their `Option<&AtomicU8>`).
+        // spares the callers a null test of their `Option<&State>`).
         core::hint::assert_unchecked(state != 0);
         // A zero-extended 16-bit entry (which lets the compiler use it as
         // an index with no further widening).
         core::hint::assert_unchecked(class_id <= u64::from(u16::MAX));
-        (&*(state as *const AtomicU8), class_id as u32)
+        (&*(state as *const State), class_id as u32)
     }
 }
 
@@ -120,18 +146,19 @@ fn state_and_live_class(metadata: usize, granule: usize) -> (&'static AtomicU8, 
 /// the first time, its class's `tag` (the object is free until it is
 /// popped from a magazine), and returns the state; `metadata` is the
 /// region the chunk registry gives for `addr`.
-pub fn hand_out_fresh(metadata: usize, addr: usize, tag: u8) -> &'static AtomicU8 {
+pub fn hand_out_fresh(metadata: usize, addr: usize, tag: u8) -> &'static State {
     let state = state_in(metadata, addr);
-    state.store(tag << TAG_SHIFT, Ordering::Relaxed);
+    state.tag.store(tag, Ordering::Relaxed);
     state
 }
 
 /// Makes `tag` name class `class_id` in the tag table of the chunk whose
 /// metadata region starts at `metadata`. Only the mill calls this, before
 /// publishing any span with this tag.
-#[contracts::debug_requires((1..=MAX_TAG).contains(&tag) && class_id != 0 && class_id <= u32::from(u16::MAX))]
+#[contracts::debug_requires(tag != 0 && class_id != 0 && class_id <= u32::from(u16::MAX))]
 pub fn set_tag(metadata: usize, tag: u8, class_id: u32) {
-    for state in [tag << TAG_SHIFT | LIVE, tag << TAG_SHIFT | LIVE | ROOM] {
+    for flags in [LIVE, LIVE | ROOM] {
+        let state = u16::from(tag) | u16::from(flags) << 8;
         table_entry(metadata, state).store(class_id as u16, Ordering::Relaxed);
     }
 }
@@ -143,7 +170,7 @@ pub fn set_tag(metadata: usize, tag: u8, class_id: u32) {
 /// is not a live object: releases into it are turned away by
 /// `cache::release_slow`, where they always go, at no cost here.
 #[inline(always)]
-pub fn live_state(class_id: u32, addr: usize) -> Option<(u32, &'static AtomicU8)> {
+pub fn live_state(class_id: u32, addr: usize) -> Option<(u32, &'static State)> {
     let (metadata, granule) = chunk_registry::granule_metadata_for(addr)?;
     let (state, live_class) = state_and_live_class(metadata, granule);
     // The class as read (equal to `class_id`): the compiler knows it needs
@@ -154,7 +181,7 @@ pub fn live_state(class_id: u32, addr: usize) -> Option<(u32, &'static AtomicU8)
 /// The class id and state of `addr` if it is the start of a live object
 /// of any class: the check made by `free`.
 #[inline(always)]
-pub fn live_object(addr: usize) -> Option<(u32, &'static AtomicU8)> {
+pub fn live_object(addr: usize) -> Option<(u32, &'static State)> {
     let (metadata, granule) = chunk_registry::granule_metadata_for(addr)?;
     let (state, class_id) = state_and_live_class(metadata, granule);
     (class_id != 0).then_some((class_id, state))
@@ -177,71 +204,48 @@ pub fn seen(addr: usize) -> Seen {
     if !addr.is_multiple_of(GRANULE) {
         return Seen::NoObject;
     }
-    let state = state_in(metadata, addr).load(Ordering::Relaxed);
-    match live_class_in(metadata, state | LIVE) {
+    let state = state_in(metadata, addr);
+    let (tag, flags) = (
+        state.tag.load(Ordering::Relaxed),
+        state.flags.load(Ordering::Relaxed),
+    );
+    match live_class_in(metadata, tag, LIVE) {
         0 => Seen::NoObject,
-        class_id if state & LIVE != 0 => Seen::Live(class_id),
+        class_id if flags & LIVE != 0 => Seen::Live(class_id),
         class_id => Seen::Free(class_id),
     }
 }
 
 /// Whether the live object whose state is `state` was given room.
-pub fn has_room(state: &AtomicU8) -> bool {
-    state.load(Ordering::Relaxed) & ROOM != 0
+pub fn has_room(state: &State) -> bool {
+    state.flags.load(Ordering::Relaxed) & ROOM != 0
 }
 
-/// Sets `FLAGS` in the state byte at `state` with one (non-atomic)
-/// read-modify-write instruction.
+/// Marks the object whose state is at `state` live as it is handed out:
+/// one plain byte store.
 ///
 /// # Safety
-/// `state` is an object's state byte. Only the thread that owns the
-/// object's current transition (handing it out, or releasing it after its
-/// check) writes it; a racing writer is a misuse (two threads releasing
-/// the same object at once), which may go undetected but corrupts nothing
-/// beyond the two flags.
+/// `state` is an object's state, and the caller hands the object out.
 #[inline(always)]
-unsafe fn set_flags<const FLAGS: u8>(state: *const AtomicU8) {
-    // SAFETY: guaranteed by the caller; one byte, no other memory.
-    unsafe {
-        asm!(
-            "or byte ptr [{state}], {flags}",
-            state = in(reg) state,
-            flags = const FLAGS,
-            options(nostack)
-        );
-    }
-}
-
-/// Marks the object whose state is at `state` live as it is handed out.
-///
-/// # Safety
-/// As for [`set_flags`]: the caller hands the object out.
-#[inline(always)]
-pub unsafe fn mark_live(state: *const AtomicU8) {
+pub unsafe fn mark_live(state: *const State) {
     // SAFETY: guaranteed by the caller.
-    unsafe { set_flags::<LIVE>(state) }
+    unsafe { &*state }.flags.store(LIVE, Ordering::Relaxed);
 }
 
-/// Marks the live object whose state is `state` as given room.
-pub fn mark_room(state: &AtomicU8) {
-    // SAFETY: `state` is a live object's state, which the caller (its
-    // `realloc`) owns.
-    unsafe { set_flags::<ROOM>(state) }
+/// Marks the live object whose state is `state` as given room (the caller,
+/// its `realloc`, owns it).
+pub fn mark_room(state: &State) {
+    state.flags.store(LIVE | ROOM, Ordering::Relaxed);
 }
 
-/// Marks the object whose state is `state`, just checked to be live, free.
+/// Marks the object whose state is `state`, just checked to be live, free:
+/// one plain byte store. Only the thread releasing the object after its
+/// check writes it; a racing writer is a misuse (two threads releasing the
+/// same object at once), which may go undetected but changes nothing
+/// beyond the flags.
 #[inline(always)]
-pub fn mark_free(state: &AtomicU8) {
-    // SAFETY: as for `set_flags`: the caller releases the object after
-    // its check; one byte, no other memory.
-    unsafe {
-        asm!(
-            "and byte ptr [{state}], {mask}",
-            state = in(reg) state as *const AtomicU8,
-            mask = const !(LIVE | ROOM),
-            options(nostack)
-        );
-    }
+pub fn mark_free(state: &State) {
+    state.flags.store(0, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -261,14 +265,29 @@ mod tests {
 
     #[test]
     fn flags_change_without_touching_the_tag() {
-        let state = AtomicU8::new(5 << TAG_SHIFT);
-        // SAFETY: a local byte standing for a state.
+        let state = State {
+            tag: AtomicU8::new(5),
+            flags: AtomicU8::new(0),
+        };
+        // SAFETY: a local state, handed out here.
         unsafe { mark_live(&state) };
-        assert_eq!(state.load(Ordering::Relaxed), 5 << TAG_SHIFT | LIVE);
+        assert_eq!(state.flags.load(Ordering::Relaxed), LIVE);
         mark_room(&state);
         assert!(has_room(&state));
         mark_free(&state);
-        assert_eq!(state.load(Ordering::Relaxed), 5 << TAG_SHIFT);
+        assert_eq!(state.flags.load(Ordering::Relaxed), 0);
         assert!(!has_room(&state));
+        assert_eq!(state.tag.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn a_state_reads_as_tag_then_flags() {
+        let state = State {
+            tag: AtomicU8::new(7),
+            flags: AtomicU8::new(LIVE),
+        };
+        // SAFETY: `State` is two bytes, 2-byte aligned.
+        let word = unsafe { &*(&state as *const State as *const u16) };
+        assert_eq!(*word, 7 | u16::from(LIVE) << 8);
     }
 }
