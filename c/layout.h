@@ -24,10 +24,10 @@
 
 #define SLITTER_SPAN_ALIGNMENT (16UL << 10)
 #define SLITTER_GRANULE 16UL
-/* The metadata region: span records, a page for the tag table, then one
- * two-byte object state per granule of data. */
+/* The metadata region: span records, the tag table (a 16-bit entry for
+ * each 16-bit state), then one two-byte object state per granule of data. */
 #define SLITTER_METADATA_SIZE                                                  \
-	(SLITTER_RECORDS_SIZE + 4096UL +                                       \
+	(SLITTER_RECORDS_SIZE + (2UL << 16) +                                  \
 	 SLITTER_DATA_ALIGNMENT / SLITTER_GRANULE * 2UL)
 #define SLITTER_MAGAZINE_SIZE 31
 #define SLITTER_MAGAZINE_ALIGNMENT 512

@@ -58,8 +58,10 @@ pub const STATE_SIZE: usize = 2;
 /// `object_states.rs`) in its metadata region, after the span records.
 pub const TAG_TABLE_OFFSET: usize = RECORDS_SIZE;
 
-/// Bytes set aside for the tag table: a page.
-pub const TAG_TABLE_SIZE: usize = 4096;
+/// Bytes of the tag table: a 16-bit entry for every 16-bit state, so that
+/// any state, even one a wild write changed, indexes inside it (only its
+/// first page is ever written: the entries of live states).
+pub const TAG_TABLE_SIZE: usize = 2 << 16;
 
 /// Offset of a chunk's object states in its metadata region.
 pub const STATES_OFFSET: usize = TAG_TABLE_OFFSET + TAG_TABLE_SIZE;

@@ -457,6 +457,18 @@ mod tests {
             let live = object_states::live_object(object).map(|(id, _)| id);
             assert_eq!(live, Some(class_id));
             assert!(object_states::live_state(class_id + 1, object).is_none());
+            // Given room, it is still live, of the same class; once free,
+            // of none, and seen as a free object of its class.
+            object_states::mark_room(state);
+            assert!(object_states::has_room(state));
+            let live = object_states::live_state(class_id, object).map(|(id, _)| id);
+            assert_eq!(live, Some(class_id));
+            object_states::mark_free(state);
+            assert!(object_states::live_object(object).is_none());
+            assert!(matches!(
+                object_states::seen(object),
+                object_states::Seen::Free(id) if id == class_id
+            ));
         }
         assert_eq!(mill.chunk_count(), 2);
         // The classes tagged in the first chunk keep taking their spans

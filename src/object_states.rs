@@ -4,8 +4,8 @@
 //! Owns: the [`State`] of every `GRANULE` of a chunk's data region, at
 //! `STATES_OFFSET + (addr % DATA_ALIGNMENT) / GRANULE * STATE_SIZE` in the
 //! chunk's metadata region, and the chunk's tag table at
-//! `TAG_TABLE_OFFSET`: one class id (16 bits) for each state whose flags
-//! are at most `LIVE | ROOM`.
+//! `TAG_TABLE_OFFSET`: one class id (16 bits) for each of the 65,536
+//! possible states.
 //!
 //! A state is 0 where no object that was ever handed out starts: inside
 //! objects, in a span's slack, outside spans, and at objects the press has
@@ -19,10 +19,12 @@
 //! every other value to 0, so that one load of the state and one of the
 //! table tell whether an address is the start of a live object of a
 //! class, with no division and no span record (`take_back` in
-//! `checks.rs`). The flags have a byte of their own so that they change
-//! with a plain byte store, which does not wait for the state's cache
-//! line the way a read-modify-write does (another core's frees write the
-//! states of neighbouring objects).
+//! `checks.rs`). The flags have a byte of their own so that allocation and
+//! release change them with a plain byte store, which does not wait for
+//! the state's cache line the way a read-modify-write does (another core's
+//! frees write the states of neighbouring objects); every 16-bit value
+//! has a table entry, so even a state changed by a wild write reads as a
+//! class id the mill wrote, or 0.
 //!
 //! Objects start on granule boundaries (every class's object size is a
 //! multiple of `GRANULE`, and spans are aligned), so each state belongs
@@ -33,9 +35,10 @@
 //! before any span carrying the tag is published, and never change; a
 //! tag byte changes from 0 to its object's tag when the press first hands
 //! the object out, and keeps that tag forever after (type stability);
-//! from then on only the flags byte changes, and only to 0, `LIVE` or
-//! `LIVE | ROOM`: [`LIVE`] is set exactly while the object is handed out,
-//! [`ROOM`] only while it is live.
+//! from then on only the flags byte changes: [`LIVE`] is set exactly
+//! while the object is handed out, [`ROOM`] only while it is live (or, in
+//! a free state, after a release raced with its `realloc`, a misuse; that
+//! state reads as free like any other).
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
@@ -58,8 +61,8 @@ pub const ROOM: u8 = 2;
 /// The largest tag: a chunk holds spans of at most this many classes.
 pub const MAX_TAG: u8 = u8::MAX;
 
-// Every state that can be written indexes the tag table.
-const_assert!((MAX_TAG as usize | ((LIVE | ROOM) as usize) << 8) * 2 + 2 <= TAG_TABLE_SIZE);
+// Every 16-bit state indexes the tag table.
+const_assert!((u16::MAX as usize + 1) * 2 <= TAG_TABLE_SIZE);
 
 /// The state of one granule (see the module documentation).
 #[repr(C, align(2))]
@@ -69,6 +72,10 @@ pub struct State {
 }
 
 const_assert!(core::mem::size_of::<State>() == STATE_SIZE);
+// States are read with a 2-byte scale and 16-bit loads from the
+// (page-aligned) metadata region: they are aligned.
+const_assert!(core::mem::align_of::<State>() == STATE_SIZE);
+const_assert!(STATES_OFFSET.is_multiple_of(STATE_SIZE));
 
 /// The index of the state of granule number `granule` (an address divided
 /// by `GRANULE`) in its chunk's states.
@@ -82,9 +89,10 @@ fn index_of(granule: usize) -> usize {
 #[inline(always)]
 fn state_in(metadata: usize, addr: usize) -> &'static State {
     // SAFETY: the registry gives a mapped, immortal region of
-    // METADATA_SIZE bytes, whose last STATES_SIZE = DATA_ALIGNMENT /
-    // GRANULE * STATE_SIZE bytes, from STATES_OFFSET, are the states; the
-    // index is below STATES_SIZE / STATE_SIZE, and STATES_OFFSET is even.
+    // METADATA_SIZE bytes, page-aligned (a chunk's) or 8-byte aligned (the
+    // stand-in), whose last STATES_SIZE = DATA_ALIGNMENT / GRANULE *
+    // STATE_SIZE bytes, from STATES_OFFSET (a multiple of STATE_SIZE), are
+    // the states; the index is below STATES_SIZE / STATE_SIZE.
     unsafe {
         &*((metadata + STATES_OFFSET + STATE_SIZE * index_of(addr / GRANULE)) as *const State)
     }
@@ -93,9 +101,9 @@ fn state_in(metadata: usize, addr: usize) -> &'static State {
 /// The tag table entry of state `state` (`tag | flags << 8`) in `metadata`.
 fn table_entry(metadata: usize, state: u16) -> &'static AtomicU16 {
     let entry = metadata + TAG_TABLE_OFFSET + 2 * usize::from(state);
-    // SAFETY: callers pass states whose flags are at most LIVE | ROOM,
-    // whose entries lie inside the table (see the assertion above), in
-    // the mapped, immortal metadata region, 2-byte aligned.
+    // SAFETY: the table has an entry for every 16-bit state (see the
+    // assertion above), inside the mapped, immortal metadata region,
+    // 2-byte aligned.
     unsafe { &*(entry as *const AtomicU16) }
 }
 
@@ -115,10 +123,11 @@ fn state_and_live_class(metadata: usize, granule: usize) -> (&'static State, u32
     let (state, class_id): (usize, u64);
     // SAFETY: reads the state that `state_in` gives, as one 16-bit value
     // (tag | flags << 8, `State` being 2-byte aligned and `STATE_SIZE`
-    // = 2 bytes, the scale of the index), and the tag table entry it
-    // indexes, which `table_entry` bounds (see their safety comments):
-    // plain loads of bytes other threads only change by single-byte
-    // stores; writes no memory.
+    // = 2 bytes, the scale of the index), and the tag table entry of that
+    // value, which `table_entry` gives for any 16-bit state (see their
+    // safety comments): aligned plain loads of bytes other threads only
+    // change by byte stores (an aligned 16-bit load is single-copy atomic
+    // on x86-64); writes no memory.
     unsafe {
         asm!(
             "lea {state}, [{metadata} + 2*{index} + {states}]",
@@ -233,9 +242,10 @@ pub unsafe fn mark_live(state: *const State) {
 }
 
 /// Marks the live object whose state is `state` as given room (the caller,
-/// its `realloc`, owns it).
+/// its `realloc`, owns it): an atomic `or`, off the fast paths, so that a
+/// release racing with it (a misuse) cannot be undone into a live state.
 pub fn mark_room(state: &State) {
-    state.flags.store(LIVE | ROOM, Ordering::Relaxed);
+    state.flags.fetch_or(ROOM, Ordering::Relaxed);
 }
 
 /// Marks the object whose state is `state`, just checked to be live, free:
