@@ -10,7 +10,9 @@
 //! aligned one); a large allocation must be one that only the large path
 //! serves, and hold at least that many bytes. A disagreement aborts with a
 //! `slitter: size mismatch` line naming the address, the size and the
-//! class.
+//! class. When the program replaced C++'s `operator new` or `delete`,
+//! sized deletes go to its unsized `operator delete` instead, looked up
+//! once per operator.
 //!
 //! Relies on: a small object allocated by `malloc` or `calloc` of `n`
 //! bytes lives in class `index_for(n)`, and one allocated with alignment
@@ -23,7 +25,7 @@
 //! 1)`.
 
 use core::ffi::{c_void, CStr};
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::checks::{ClassLabel, Operation};
 use crate::malloc_api::{self, Owner};
@@ -139,25 +141,64 @@ fn defined_outside_the_cxx_library(name: &CStr) -> bool {
     }
 }
 
-/// Calls the program's `name` (an unsized `operator delete`) on `ptr`,
-/// with `align` when it takes one.
-fn forward_delete(name: &CStr, ptr: *mut c_void, align: Option<usize>) {
-    // SAFETY: dlsym reads the loader's tables; the C++ library or the
-    // program defines these operators with these signatures (void (void *)
-    // and void (void *, std::align_val_t)).
-    unsafe {
-        let symbol = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+/// An unsized `operator delete` that sized deletes forward to when the
+/// program replaced C++'s operators, found with the dynamic loader at its
+/// first use and kept (a lookup per call would be slow, and the loader
+/// may allocate).
+struct Forward {
+    name: &'static CStr,
+    symbol: AtomicPtr<c_void>,
+}
+
+impl Forward {
+    const fn new(name: &'static CStr) -> Self {
+        Forward {
+            name,
+            symbol: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// The operator's address (null if nothing defines it).
+    fn symbol(&self) -> *mut c_void {
+        let known = self.symbol.load(Ordering::Acquire);
+        if !known.is_null() {
+            return known;
+        }
+        // SAFETY: dlsym reads the loader's tables.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
+        self.symbol.store(found, Ordering::Release);
+        found
+    }
+
+    /// Calls the operator on `ptr`, with `align` when it takes one (or
+    /// `free` when nothing defines it).
+    fn call(&self, ptr: *mut c_void, align: Option<usize>) {
+        let symbol = self.symbol();
         if symbol.is_null() {
             return malloc_api::free(ptr);
         }
-        match align {
-            None => core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void)>(symbol)(ptr),
-            Some(align) => core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void, usize)>(
-                symbol,
-            )(ptr, align),
+        // SAFETY: the C++ library or the program defines these operators
+        // with these signatures (void (void *) and void (void *,
+        // std::align_val_t)).
+        unsafe {
+            match align {
+                None => {
+                    core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void)>(symbol)(ptr)
+                }
+                Some(align) => {
+                    core::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void, usize)>(symbol)(
+                        ptr, align,
+                    )
+                }
+            }
         }
     }
 }
+
+static DELETE: Forward = Forward::new(c"_ZdlPv");
+static DELETE_ARRAY: Forward = Forward::new(c"_ZdaPv");
+static DELETE_ALIGNED: Forward = Forward::new(c"_ZdlPvSt11align_val_t");
+static DELETE_ARRAY_ALIGNED: Forward = Forward::new(c"_ZdaPvSt11align_val_t");
 
 /// C++ `operator new(n)` asks `malloc` for at least one byte.
 fn cxx_size(size: usize) -> usize {
@@ -178,7 +219,7 @@ fn cxx_aligned_size(size: usize, align: usize) -> usize {
 #[export_name = "_ZdlPvm"]
 pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
     if cxx_operators_replaced() {
-        return forward_delete(c"_ZdlPv", ptr, None);
+        return DELETE.call(ptr, None);
     }
     free_checked(ptr, cxx_size(size), MALLOC_ALIGNMENT, "operator delete")
 }
@@ -187,7 +228,7 @@ pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
 #[export_name = "_ZdaPvm"]
 pub extern "C" fn cxx_delete_array_sized(ptr: *mut c_void, size: usize) {
     if cxx_operators_replaced() {
-        return forward_delete(c"_ZdaPv", ptr, None);
+        return DELETE_ARRAY.call(ptr, None);
     }
     free_checked(ptr, cxx_size(size), MALLOC_ALIGNMENT, "operator delete[]")
 }
@@ -196,7 +237,7 @@ pub extern "C" fn cxx_delete_array_sized(ptr: *mut c_void, size: usize) {
 #[export_name = "_ZdlPvmSt11align_val_t"]
 pub extern "C" fn cxx_delete_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
     if cxx_operators_replaced() {
-        return forward_delete(c"_ZdlPvSt11align_val_t", ptr, Some(align));
+        return DELETE_ALIGNED.call(ptr, Some(align));
     }
     free_checked(ptr, cxx_aligned_size(size, align), align, "operator delete")
 }
@@ -205,7 +246,7 @@ pub extern "C" fn cxx_delete_sized_aligned(ptr: *mut c_void, size: usize, align:
 #[export_name = "_ZdaPvmSt11align_val_t"]
 pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, align: usize) {
     if cxx_operators_replaced() {
-        return forward_delete(c"_ZdaPvSt11align_val_t", ptr, Some(align));
+        return DELETE_ARRAY_ALIGNED.call(ptr, Some(align));
     }
     free_checked(
         ptr,
