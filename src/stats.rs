@@ -263,12 +263,20 @@ pub struct ProcessStats {
 /// assert!(stats.span_bytes <= stats.reserved_bytes);
 /// ```
 pub fn process_stats() -> ProcessStats {
+    process_stats_with(|_| {})
+}
+
+/// [`process_stats`], showing `visit` each class's snapshot as it is
+/// summed, so that a report of the classes and their totals agree even
+/// while other threads run.
+pub(crate) fn process_stats_with(mut visit: impl FnMut(&ClassStats)) -> ProcessStats {
     let mut stats = ProcessStats {
         internal: internal_counts(),
         uncounted_threads: cache::other_threads_with_caches(),
         ..Default::default()
     };
     for class in all_class_stats() {
+        visit(&class);
         stats.classes += 1;
         stats.classes_used += usize::from(class.is_used());
         stats.allocations += class.allocations;

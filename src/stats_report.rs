@@ -8,12 +8,14 @@
 //! whether the counts are exact. Every line starts with `slitter: `.
 //!
 //! Invariants: formatting and writing allocate nothing (a stack buffer,
-//! then `write(2)`); the snapshot is taken before anything is written.
+//! then `write(2)`); each class is read once, and the totals line sums the
+//! rows as they were read (a class left out counted nothing), so the two
+//! agree even while other threads allocate.
 
 use core::fmt::{self, Write};
 
 use crate::config;
-use crate::stats::{self, ClassStats, ProcessStats, UNCOUNTED_BOUND};
+use crate::stats::{self, ClassStats, UNCOUNTED_BOUND};
 use crate::writer::{Output, Sink};
 
 /// One row of the class table: name, id, object size and counts.
@@ -48,7 +50,7 @@ fn class_row(out: &mut Output, class: &ClassStats) -> fmt::Result {
     )
 }
 
-fn write_table(out: &mut Output, process: &ProcessStats) -> fmt::Result {
+fn write_table(out: &mut Output) -> fmt::Result {
     writeln!(
         out,
         "slitter: statistics of pid {} (version {}, {})",
@@ -70,9 +72,13 @@ fn write_table(out: &mut Output, process: &ProcessStats) -> fmt::Result {
             &"span bytes",
         ],
     )?;
-    for class in stats::all_class_stats().filter(ClassStats::is_used) {
-        class_row(out, &class)?;
-    }
+    let mut rows = Ok(());
+    let process = stats::process_stats_with(|class| {
+        if rows.is_ok() && class.is_used() {
+            rows = class_row(out, class);
+        }
+    });
+    rows?;
     row(
         out,
         "total",
@@ -121,10 +127,9 @@ fn write_table(out: &mut Output, process: &ProcessStats) -> fmt::Result {
 
 /// Writes the statistics table to `sink`; the errno of a failed write.
 pub fn print_to(sink: Sink) -> Result<(), i32> {
-    let process = stats::process_stats();
     let mut out = Output::new(sink);
     // `Output` never fails to format; write errors come from `finish`.
-    let _ = write_table(&mut out, &process);
+    let _ = write_table(&mut out);
     out.finish()
 }
 
