@@ -14,7 +14,6 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::ptr::NonNull;
 
@@ -25,25 +24,6 @@ const CASE_VAR: &str = "SLITTER_DEATH_CASE";
 
 extern "C" {
     fn slitter_allocate(class: SlitterClass) -> *mut c_void;
-}
-
-/// Asserts that `output` is from a process killed by SIGABRT whose stderr
-/// has exactly one `slitter: ` line, and returns that line.
-fn assert_aborted(output: &Output) -> String {
-    assert_eq!(
-        output.status.signal(),
-        Some(libc::SIGABRT),
-        "expected death by SIGABRT\n{}",
-        common::describe(output)
-    );
-    let lines = common::slitter_lines(output);
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected exactly one `slitter: ` line on stderr\n{}",
-        common::describe(output)
-    );
-    lines.into_iter().next().unwrap()
 }
 
 /// The value of `key=` on the child's stdout.
@@ -71,7 +51,7 @@ fn assert_mentions(line: &str, parts: &[&str], output: &Output) {
 /// Checks a class-mismatch report: `owner` allocated the object at `ptr`,
 /// which was released into `wrong`; both are `(name, id)`.
 fn check_mismatch_report(output: &Output, owner: (&str, &str), wrong: (&str, &str)) {
-    let line = assert_aborted(output);
+    let line = common::assert_aborted(output);
     let ptr = reported(output, "ptr");
     let owner_label = format!("class {}, id {}", owner.0, owner.1);
     let wrong_label = format!("class {}, id {}", wrong.0, wrong.1);
@@ -284,7 +264,7 @@ fn rust_class_mismatch_aborts() {
 /// one report names the pointer, the class and `phrase`.
 fn check_bad_release(case: &str, phrase: &str) {
     let output = run_case(case);
-    let line = assert_aborted(&output);
+    let line = common::assert_aborted(&output);
     let label = format!("class death-{case}, id {}", reported(&output, "id"));
     assert_mentions(&line, &[reported(&output, "ptr"), phrase, &label], &output);
 }
@@ -318,7 +298,7 @@ fn double_release_from_another_thread_aborts() {
 /// its one report names the pointer and `phrase`.
 fn check_bad_dealloc(case: &str, phrase: &str) {
     let output = run_case(case);
-    let line = assert_aborted(&output);
+    let line = common::assert_aborted(&output);
     assert_mentions(&line, &[reported(&output, "ptr"), phrase], &output);
 }
 
@@ -334,7 +314,7 @@ fn global_allocator_double_dealloc_aborts() {
 
 fn check_unknown_id(id: u32) {
     let output = run_case(&format!("unknown-id={id}"));
-    let line = assert_aborted(&output);
+    let line = common::assert_aborted(&output);
     assert_mentions(&line, &[&format!("unknown class id {id}")], &output);
 }
 

@@ -62,20 +62,12 @@ fn assert_aborts(binary: &Path, case: &str, phrases: &[&str]) {
 
 fn assert_aborts_with(binary: &Path, case: &str, env: &[(&str, &str)], phrases: &[&str]) {
     let output = run_with(binary, case, env);
-    assert_eq!(
-        output.status.signal(),
-        Some(libc::SIGABRT),
-        "case {case}: expected SIGABRT\n{}",
-        common::describe(&output)
-    );
-    let lines = slitter_lines(&output);
-    assert_eq!(lines.len(), 1, "case {case}\n{}", common::describe(&output));
+    let line = common::assert_aborted(&output);
     let ptr = reported_pointer(case, &output);
     for phrase in [ptr.as_str()].iter().chain(phrases) {
         assert!(
-            lines[0].contains(phrase),
-            "case {case}: expected {phrase:?} in {:?}",
-            lines[0]
+            line.contains(phrase),
+            "case {case}: expected {phrase:?} in {line:?}"
         );
     }
 }

@@ -185,6 +185,26 @@ pub fn slitter_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `output` is from a process killed by SIGABRT whose stderr
+/// has exactly one `slitter: ` line (slitter's report), and returns it.
+pub fn assert_aborted(output: &Output) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGABRT),
+        "expected death by SIGABRT\n{}",
+        describe(output)
+    );
+    let lines = slitter_lines(output);
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `slitter: ` line on stderr\n{}",
+        describe(output)
+    );
+    lines.into_iter().next().unwrap()
+}
+
 // ---------------------------------------------------------------------------
 // The malloc drop-in: programs built without slitter and run with
 // LD_PRELOAD=libslitter.so (`tests/malloc.rs`, `tests/programs.rs`).
