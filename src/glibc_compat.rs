@@ -67,8 +67,15 @@ fn malloc_classes() -> impl Iterator<Item = ClassStats> {
 }
 
 fn heap() -> Heap {
+    heap_with(|_| {})
+}
+
+/// [`heap`], showing `visit` each class's snapshot as it is summed, so
+/// that a report of the classes and their totals agree.
+fn heap_with(mut visit: impl FnMut(&ClassStats)) -> Heap {
     let mut heap = Heap::default();
     for class in malloc_classes() {
+        visit(&class);
         let (free_objects, free_bytes) = free_in(&class);
         heap.span_bytes += class.span_bytes;
         heap.free_objects += free_objects;
@@ -164,25 +171,26 @@ pub extern "C" fn mallopt(param: c_int, _value: c_int) -> c_int {
 /// element per class whose spans hold free objects), then the totals,
 /// where the large allocations are the `mmap` ones.
 fn write_info(out: &mut Output) -> fmt::Result {
-    let heap = heap();
     let process = stats::process_stats();
     let internal = process.internal;
     writeln!(out, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>")?;
-    for class in malloc_classes() {
-        let (count, total) = free_in(&class);
-        if count == 0 {
-            continue;
+    let mut sizes = Ok(());
+    let heap = heap_with(|class| {
+        let (count, total) = free_in(class);
+        if count == 0 || sizes.is_err() {
+            return;
         }
         let index = malloc_api::class_index(class.id);
         let from = index
             .checked_sub(1)
             .map_or(0, |below| size_classes::size_of_class(below) + 1);
         let to = size_classes::size_of_class(index);
-        writeln!(
+        sizes = writeln!(
             out,
             "  <size from=\"{from}\" to=\"{to}\" total=\"{total}\" count=\"{count}\"/>"
-        )?;
-    }
+        );
+    });
+    sizes?;
     let (free_objects, free_bytes, span_bytes) =
         (heap.free_objects, heap.free_bytes, heap.span_bytes);
     let totals = |out: &mut Output| {

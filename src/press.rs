@@ -91,11 +91,13 @@ impl Press {
                 let fresh =
                     self.mill
                         .allocate_span(self.class_id, self.object_size, self.span_size)?;
+                // Counted before it is published, so that statistics never
+                // see objects of a span they do not count.
+                self.spans.fetch_add(1, Ordering::Relaxed);
                 self.current.store(
                     fresh as *const SpanRecord as *mut SpanRecord,
                     Ordering::Release,
                 );
-                self.spans.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

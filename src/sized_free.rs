@@ -11,8 +11,9 @@
 //! serves, and hold at least that many bytes. A disagreement aborts with a
 //! `slitter: size mismatch` line naming the address, the size and the
 //! class. When the program replaced C++'s `operator new` or `delete`,
-//! sized deletes go to its unsized `operator delete` instead, looked up
-//! once per operator.
+//! sized deletes go to the unsized `operator delete` of the same form
+//! instead (the program's or the C++ library's), looked up once per
+//! operator (or to `free` while none is found).
 //!
 //! Relies on: a small object allocated by `malloc` or `calloc` of `n`
 //! bytes lives in class `index_for(n)`, and one allocated with alignment
@@ -143,8 +144,8 @@ fn defined_outside_the_cxx_library(name: &CStr) -> bool {
 
 /// An unsized `operator delete` that sized deletes forward to when the
 /// program replaced C++'s operators, found with the dynamic loader at its
-/// first use and kept (a lookup per call would be slow, and the loader
-/// may allocate).
+/// first use and kept once found (a lookup per call would be slow, and
+/// the loader may allocate).
 struct Forward {
     name: &'static CStr,
     symbol: AtomicPtr<c_void>,
@@ -166,7 +167,9 @@ impl Forward {
         }
         // SAFETY: dlsym reads the loader's tables.
         let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
-        self.symbol.store(found, Ordering::Release);
+        if !found.is_null() {
+            self.symbol.store(found, Ordering::Release);
+        }
         found
     }
 
@@ -177,9 +180,13 @@ impl Forward {
         if symbol.is_null() {
             return malloc_api::free(ptr);
         }
-        // SAFETY: the C++ library or the program defines these operators
-        // with these signatures (void (void *) and void (void *,
-        // std::align_val_t)).
+        // SAFETY: `symbol` is the non-null address dlsym gave for one of
+        // these mangled names, which POSIX lets a program call as a
+        // function; the names fix the signatures (void (void *) and void
+        // (void *, std::align_val_t), an enum class over size_t, passed as
+        // a usize), and the operators are noexcept, so nothing unwinds
+        // through the call. slitter defines none of these unsized names,
+        // so the call does not come back here.
         unsafe {
             match align {
                 None => {

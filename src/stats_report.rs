@@ -8,9 +8,10 @@
 //! whether the counts are exact. Every line starts with `slitter: `.
 //!
 //! Invariants: formatting and writing allocate nothing (a stack buffer,
-//! then `write(2)`); each class is read once, and the totals line sums the
-//! rows as they were read (a class left out counted nothing), so the two
-//! agree even while other threads allocate.
+//! then `write(2)`, possibly while the classes are still being read); each
+//! class is read once, and the totals line sums the rows as they were read
+//! (a class is left out only when every one of its counts is 0), so the
+//! two agree even while other threads allocate.
 
 use core::fmt::{self, Write};
 
@@ -74,7 +75,7 @@ fn write_table(out: &mut Output) -> fmt::Result {
     )?;
     let mut rows = Ok(());
     let process = stats::process_stats_with(|class| {
-        if rows.is_ok() && class.is_used() {
+        if rows.is_ok() && (class.is_used() || class.releases != 0) {
             rows = class_row(out, class);
         }
     });

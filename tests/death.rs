@@ -51,7 +51,7 @@ fn assert_mentions(line: &str, parts: &[&str], output: &Output) {
 /// Checks a class-mismatch report: `owner` allocated the object at `ptr`,
 /// which was released into `wrong`; both are `(name, id)`.
 fn check_mismatch_report(output: &Output, owner: (&str, &str), wrong: (&str, &str)) {
-    let line = common::assert_aborted(output);
+    let line = common::assert_aborted(output, "class mismatch");
     let ptr = reported(output, "ptr");
     let owner_label = format!("class {}, id {}", owner.0, owner.1);
     let wrong_label = format!("class {}, id {}", wrong.0, wrong.1);
@@ -264,7 +264,7 @@ fn rust_class_mismatch_aborts() {
 /// one report names the pointer, the class and `phrase`.
 fn check_bad_release(case: &str, phrase: &str) {
     let output = run_case(case);
-    let line = common::assert_aborted(&output);
+    let line = common::assert_aborted(&output, case);
     let label = format!("class death-{case}, id {}", reported(&output, "id"));
     assert_mentions(&line, &[reported(&output, "ptr"), phrase, &label], &output);
 }
@@ -298,7 +298,7 @@ fn double_release_from_another_thread_aborts() {
 /// its one report names the pointer and `phrase`.
 fn check_bad_dealloc(case: &str, phrase: &str) {
     let output = run_case(case);
-    let line = common::assert_aborted(&output);
+    let line = common::assert_aborted(&output, case);
     assert_mentions(&line, &[reported(&output, "ptr"), phrase], &output);
 }
 
@@ -313,8 +313,9 @@ fn global_allocator_double_dealloc_aborts() {
 }
 
 fn check_unknown_id(id: u32) {
-    let output = run_case(&format!("unknown-id={id}"));
-    let line = common::assert_aborted(&output);
+    let case = format!("unknown-id={id}");
+    let output = run_case(&case);
+    let line = common::assert_aborted(&output, &case);
     assert_mentions(&line, &[&format!("unknown class id {id}")], &output);
 }
 

@@ -62,7 +62,7 @@ fn assert_aborts(binary: &Path, case: &str, phrases: &[&str]) {
 
 fn assert_aborts_with(binary: &Path, case: &str, env: &[(&str, &str)], phrases: &[&str]) {
     let output = run_with(binary, case, env);
-    let line = common::assert_aborted(&output);
+    let line = common::assert_aborted(&output, &format!("case {case}"));
     let ptr = reported_pointer(case, &output);
     for phrase in [ptr.as_str()].iter().chain(phrases) {
         assert!(

@@ -185,21 +185,22 @@ pub fn slitter_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that `output` is from a process killed by SIGABRT whose stderr
-/// has exactly one `slitter: ` line (slitter's report), and returns it.
-pub fn assert_aborted(output: &Output) -> String {
+/// Asserts that `output`, of the run `what` names, is from a process
+/// killed by SIGABRT whose stderr has exactly one `slitter: ` line
+/// (slitter's report), and returns it.
+pub fn assert_aborted(output: &Output, what: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(
         output.status.signal(),
         Some(libc::SIGABRT),
-        "expected death by SIGABRT\n{}",
+        "{what}: expected death by SIGABRT\n{}",
         describe(output)
     );
     let lines = slitter_lines(output);
     assert_eq!(
         lines.len(),
         1,
-        "expected exactly one `slitter: ` line on stderr\n{}",
+        "{what}: expected exactly one `slitter: ` line on stderr\n{}",
         describe(output)
     );
     lines.into_iter().next().unwrap()
