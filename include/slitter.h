@@ -211,7 +211,7 @@ struct slitter_stats {
    */
   uint64_t classes;
   /**
-   * Classes that handed out an object or took memory.
+   * Classes that handed out or took back an object, or took memory.
    */
   uint64_t classes_used;
   /**

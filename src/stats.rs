@@ -117,10 +117,11 @@ pub struct ClassStats {
 }
 
 impl ClassStats {
-    /// Whether the class has been used: it handed out an object or took
-    /// memory.
+    /// Whether the class has been used: it handed out or took back an
+    /// object, or took memory (a snapshot taken while other threads run
+    /// can count a release before the allocation it follows).
     pub fn is_used(&self) -> bool {
-        self.allocations != 0 || self.spans != 0
+        self.allocations != 0 || self.releases != 0 || self.spans != 0
     }
 
     fn of(info: &'static ClassInfo) -> ClassStats {
@@ -231,7 +232,7 @@ pub struct ProcessStats {
     /// Registered classes, the malloc size classes included once malloc
     /// was used.
     pub classes: usize,
-    /// Classes that handed out an object or took memory.
+    /// Classes that handed out or took back an object, or took memory.
     pub classes_used: usize,
     /// Objects handed out, all classes together.
     pub allocations: u64,

@@ -94,7 +94,7 @@ pub struct SlitterStats {
     /// Registered classes (malloc size classes included once malloc was
     /// used).
     pub classes: u64,
-    /// Classes that handed out an object or took memory.
+    /// Classes that handed out or took back an object, or took memory.
     pub classes_used: u64,
     /// Objects handed out, all classes together.
     pub allocations: u64,

@@ -10,8 +10,8 @@
 //! Invariants: formatting and writing allocate nothing (a stack buffer,
 //! then `write(2)`, possibly while the classes are still being read); each
 //! class is read once, and the totals line sums the rows as they were read
-//! (a class is left out only when every one of its counts is 0), so the
-//! two agree even while other threads allocate.
+//! (a class left out, unused, counts nothing), so the two agree even while
+//! other threads allocate.
 
 use core::fmt::{self, Write};
 
@@ -75,7 +75,7 @@ fn write_table(out: &mut Output) -> fmt::Result {
     )?;
     let mut rows = Ok(());
     let process = stats::process_stats_with(|class| {
-        if rows.is_ok() && (class.is_used() || class.releases != 0) {
+        if rows.is_ok() && class.is_used() {
             rows = class_row(out, class);
         }
     });
