@@ -98,8 +98,10 @@ fn state_in(metadata: usize, addr: usize) -> &'static State {
     }
 }
 
-/// The tag table entry of state `state` (`tag | flags << 8`) in `metadata`.
-fn table_entry(metadata: usize, state: u16) -> &'static AtomicU16 {
+/// The tag table entry of the state of tag `tag` and flags `flags` (read
+/// as `tag | flags << 8`) in `metadata`.
+fn table_entry(metadata: usize, tag: u8, flags: u8) -> &'static AtomicU16 {
+    let state = u16::from(tag) | u16::from(flags) << 8;
     let entry = metadata + TAG_TABLE_OFFSET + 2 * usize::from(state);
     // SAFETY: the table has an entry for every 16-bit state (see the
     // assertion above), inside the mapped, immortal metadata region,
@@ -110,8 +112,7 @@ fn table_entry(metadata: usize, state: u16) -> &'static AtomicU16 {
 /// The tag table entry of a state of tag `tag` with flags `flags` in
 /// `metadata`: the class id of a live object whose state it is, else 0.
 fn live_class_in(metadata: usize, tag: u8, flags: u8) -> u32 {
-    let state = u16::from(tag) | u16::from(flags) << 8;
-    u32::from(table_entry(metadata, state).load(Ordering::Relaxed))
+    u32::from(table_entry(metadata, tag, flags).load(Ordering::Relaxed))
 }
 
 /// [`state_in`] and [`live_class_in`] of its state, for the fast paths,
@@ -167,8 +168,7 @@ pub fn hand_out_fresh(metadata: usize, addr: usize, tag: u8) -> &'static State {
 #[contracts::debug_requires(tag != 0 && class_id != 0 && class_id <= u32::from(u16::MAX))]
 pub fn set_tag(metadata: usize, tag: u8, class_id: u32) {
     for flags in [LIVE, LIVE | ROOM] {
-        let state = u16::from(tag) | u16::from(flags) << 8;
-        table_entry(metadata, state).store(class_id as u16, Ordering::Relaxed);
+        table_entry(metadata, tag, flags).store(class_id as u16, Ordering::Relaxed);
     }
 }
 
