@@ -27,6 +27,11 @@ struct Cursor {
 static CURSOR: Lock<Cursor> = Lock::new(Cursor { next: 0, end: 0 });
 static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
+/// The arena's lock, for the fork handlers.
+pub fn lock() -> &'static dyn crate::lock::Forkable {
+    &CURSOR
+}
+
 /// Returns `size` bytes of zero-filled memory aligned to `align`, or `None`
 /// when the operating system refuses more memory.
 #[contracts::debug_requires(align.is_power_of_two() && align <= 4096)]

@@ -695,6 +695,24 @@ fn flush_entry(entry: &mut CacheEntry, info: &ClassInfo) {
 static EXIT_KEY: AtomicU32 = AtomicU32::new(0);
 static EXIT_KEY_LOCK: Lock<()> = Lock::new(());
 
+/// The lock of the thread-exit key's creation, for the fork handlers.
+pub fn exit_key_lock() -> &'static dyn crate::lock::Forkable {
+    &EXIT_KEY_LOCK
+}
+
+/// The lock of the free list of entry arrays, for the fork handlers.
+pub fn free_arrays_lock() -> &'static dyn crate::lock::Forkable {
+    &FREE_ARRAYS
+}
+
+/// Puts the thread caches right in a forked child: of the threads that
+/// held entry arrays, only the calling one exists there.
+pub fn after_fork_in_child() {
+    // SAFETY: `state` is this thread's header, only touched by this thread.
+    let mine = unsafe { !(*state()).array.is_null() };
+    ENTRY_ARRAYS_IN_USE.store(usize::from(mine), Ordering::Relaxed);
+}
+
 fn exit_key() -> libc::pthread_key_t {
     let key = EXIT_KEY.load(Ordering::Acquire);
     if key != 0 {

@@ -126,6 +126,36 @@ pub const FIRST_USER_ID: u32 = 1 + crate::size_classes::COUNT as u32;
 /// The next id to hand out to a user class; also serialises registrations.
 static NEXT_ID: Lock<u32> = Lock::new(FIRST_USER_ID);
 
+/// The lock of class registration, for the fork handlers.
+pub fn registration_lock() -> &'static dyn crate::lock::Forkable {
+    &NEXT_ID
+}
+
+/// In a forked child whose mill memory was replaced: the presses of the
+/// classes on it stop carving their current spans, whose objects not yet
+/// handed out may hold what the parent's threads wrote while the child
+/// copied them (they must be zero).
+pub fn after_fork_in_child() {
+    for id in 1..MAX_CLASSES as u32 {
+        if let Some(info) = info(id) {
+            if info.press.mill().replaced_in_child() {
+                info.press.forget_current_span();
+            }
+        }
+    }
+}
+
+/// Calls `f` on the refill lock of every class's press, by class id (for
+/// the fork handlers, which hold the registration lock, so that no class
+/// appears meanwhile).
+pub fn each_press_lock(f: &mut dyn FnMut(&dyn crate::lock::Forkable)) {
+    for id in 1..MAX_CLASSES as u32 {
+        if let Some(info) = info(id) {
+            f(info.press.refill_lock());
+        }
+    }
+}
+
 /// The class registered under `id`, if any.
 #[inline(always)]
 pub fn info(id: u32) -> Option<&'static ClassInfo> {
@@ -257,7 +287,7 @@ fn copy_name(name: &[u8]) -> ([u8; MAX_NAME_LEN], usize) {
 /// Registers a new class and returns its immortal descriptor.
 #[contracts::debug_ensures(ret.map_or(true, |c| info(c.id).is_some_and(|i| core::ptr::eq(i, c))))]
 pub fn register(config: &RawConfig<'_>) -> Result<&'static ClassInfo, ClassError> {
-    crate::lock::prepare_for_fork();
+    crate::fork::prepare_for_fork();
     register_as(config, None)
 }
 

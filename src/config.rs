@@ -25,8 +25,12 @@
 //! `main` or as the library is loaded), and never changes afterwards;
 //! before that (a NULL `environ`, which a malloc made by the dynamic loader
 //! before the C library is initialised would see) readers get the defaults
-//! without settling anything; the warnings are printed once, by the thread
-//! that settled.
+//! without settling anything, except [`settle_now`], which malloc's
+//! initialisation calls because it fixes the hardening for good: it reads
+//! the environment the process started with from `/proc/self/environ`,
+//! and settles the defaults if even that fails (a switch found later is
+//! then reported as ignored, so that what slitter prints is what it does);
+//! the warnings are printed once, by the thread that settled.
 
 use core::ffi::{c_char, CStr};
 use core::fmt;
@@ -127,9 +131,22 @@ pub fn current() -> Config {
 pub unsafe fn settle_from(envp: *const *const c_char) -> Config {
     let state = STATE.load(Ordering::Acquire);
     if state & SETTLED != 0 {
-        return Config(state & !SETTLED);
+        return Config(state & !(SETTLED | DEFAULTED));
     }
     settle(envp)
+}
+
+/// [`settle_from`] for slitter's constructor, which also reports the
+/// switches of `envp` that came too late (see [`settle_now`]).
+///
+/// # Safety
+/// As for [`settle_from`].
+pub unsafe fn settle_at_start(envp: *const *const c_char) -> Config {
+    if STATE.load(Ordering::Acquire) & DEFAULTED != 0 {
+        return settle(envp);
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { settle_from(envp) }
 }
 
 fn settle(envp: *const *const c_char) -> Config {
@@ -138,6 +155,13 @@ fn settle(envp: *const *const c_char) -> Config {
     }
     // SAFETY: a non-null `environ` or `envp` is such an array.
     let parsed = unsafe { parse_environment(envp) };
+    settle_parsed(&parsed)
+}
+
+/// Settles the configuration to `parsed` unless it is settled already
+/// (then reports the switches `parsed` would have turned on and the
+/// settled one has off as ignored), and returns it.
+fn settle_parsed(parsed: &Parsed<'_>) -> Config {
     match STATE.compare_exchange(
         0,
         parsed.config.0 | SETTLED,
@@ -148,7 +172,122 @@ fn settle(envp: *const *const c_char) -> Config {
             parsed.warn();
             parsed.config
         }
-        Err(state) => Config(state & !SETTLED),
+        Err(state) => {
+            let settled = Config(state & !(SETTLED | DEFAULTED));
+            if state & DEFAULTED != 0 {
+                for switch in SWITCHES.iter() {
+                    if parsed.config.is_on(switch) && !settled.is_on(switch) {
+                        crate::fatal::report(format_args!(
+                            "warning: {} is ignored: malloc started before the \
+                             environment could be read",
+                            switch.name
+                        ));
+                    }
+                }
+            }
+            settled
+        }
+    }
+}
+
+/// `STATE` bit: the configuration was settled to the defaults by
+/// [`settle_now`], without an environment.
+const DEFAULTED: u8 = 0x40;
+
+/// The configuration, settled now for good: from `environ`, else from the
+/// environment the process started with (`/proc/self/environ`), else the
+/// defaults. Called where a switch takes effect for good (malloc's
+/// initialisation), so that the configuration reported is what is done.
+pub fn settle_now() -> Config {
+    let config = current();
+    if STATE.load(Ordering::Acquire) & SETTLED != 0 {
+        return config;
+    }
+    let mut values = ProcValues::default();
+    if values.read_proc_environ() {
+        return settle_parsed(&parse_values(values.slices()));
+    }
+    match STATE.compare_exchange(0, SETTLED | DEFAULTED, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Config::default(),
+        Err(state) => Config(state & !(SETTLED | DEFAULTED)),
+    }
+}
+
+/// The bytes of a switch's value kept from `/proc/self/environ`: enough
+/// for every valid value, and a longer one stays invalid.
+const VALUE_CAPACITY: usize = 16;
+
+/// The switches' values as read from `/proc/self/environ`, without
+/// allocating.
+#[derive(Default)]
+struct ProcValues {
+    values: [Option<([u8; VALUE_CAPACITY], usize)>; SWITCHES.len()],
+}
+
+impl ProcValues {
+    fn slices(&self) -> [Option<&[u8]>; SWITCHES.len()] {
+        core::array::from_fn(|i| self.values[i].as_ref().map(|(bytes, len)| &bytes[..*len]))
+    }
+
+    /// Scans `/proc/self/environ` (NUL-separated `NAME=value` entries);
+    /// `false` if it cannot be read.
+    fn read_proc_environ(&mut self) -> bool {
+        // SAFETY: opens a NUL-terminated path read-only.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/environ".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return false;
+        }
+        // The start of the current entry: long enough for every name and a
+        // value of VALUE_CAPACITY bytes (a longer one is cut, hence
+        // invalid, as it would be whole).
+        let mut entry = [0u8; 32 + VALUE_CAPACITY];
+        let mut len = 0;
+        let mut buffer = [0u8; 4096];
+        let complete = loop {
+            // SAFETY: reads into a stack buffer of that size.
+            let got = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if got < 0 {
+                break false;
+            }
+            if got == 0 {
+                break true;
+            }
+            for &byte in &buffer[..got as usize] {
+                if byte == 0 {
+                    self.take(&entry[..len]);
+                    len = 0;
+                } else if len < entry.len() {
+                    entry[len] = byte;
+                    len += 1;
+                }
+            }
+        };
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        complete
+    }
+
+    /// Keeps the value of `entry` if it sets a switch not seen yet.
+    fn take(&mut self, entry: &[u8]) {
+        for (switch, value) in SWITCHES.iter().zip(&mut self.values) {
+            if value.is_some() {
+                continue;
+            }
+            if let Some(found) = entry
+                .strip_prefix(switch.name.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+            {
+                let mut bytes = [0u8; VALUE_CAPACITY];
+                let len = found.len().min(VALUE_CAPACITY);
+                bytes[..len].copy_from_slice(&found[..len]);
+                *value = Some((bytes, len));
+            }
+        }
     }
 }
 

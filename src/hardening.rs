@@ -122,6 +122,11 @@ static HELD: Lock<Quarantine> = Lock::new(Quarantine {
     next: 0,
 });
 
+/// The quarantine's lock, for the fork handlers.
+pub fn lock() -> &'static dyn crate::lock::Forkable {
+    &HELD
+}
+
 /// Takes back the object of `slot` (class `class_id`, size class `index`),
 /// just marked free by `free`: checks its canary, zeroes it, and puts it in
 /// quarantine, releasing the oldest quarantined object to the cache.

@@ -201,6 +201,11 @@ static STATE: Lock<State> = Lock::new(State {
     live_bytes: 0,
 });
 
+/// The large path's lock, for the fork handlers.
+pub fn lock() -> &'static dyn crate::lock::Forkable {
+    &STATE
+}
+
 fn hash(user: usize, capacity: usize) -> usize {
     ((user >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (capacity - 1)
 }

@@ -51,6 +51,7 @@ mod class;
 mod config;
 mod constants;
 mod fatal;
+mod fork;
 mod glibc_compat;
 mod global_alloc;
 mod hardening;
@@ -72,6 +73,7 @@ mod span;
 mod stats;
 mod stats_c_api;
 mod stats_report;
+mod tagged_stack;
 mod tally;
 mod writer;
 

@@ -1,81 +1,18 @@
-//! A mutex around data, built directly on `pthread_mutex_t`, and the fork
-//! guard that keeps every such lock free across `fork()`.
+//! A mutex around data, built directly on `pthread_mutex_t`.
 //!
 //! Owns: the blocking lock used by the slow paths (mill, press refill,
 //! internal arena, registries, large allocations). It is a plain pthread
 //! mutex so that it can be statically initialised and never allocates.
-//! Every [`Lock`] is taken under a process-wide read lock, the fork guard;
-//! a `pthread_atfork` prepare handler takes the guard for writing, so
-//! `fork()` happens only while no thread holds any slitter lock, and the
-//! child starts with all of them free (it re-initialises the guard, whose
-//! writer is the parent's thread).
+//! `fork.rs` takes every such lock, in one fixed order, before `fork()`
+//! ([`Forkable::hold_for_fork`]), so that the child starts with all of
+//! them free ([`Forkable::reset_in_child`]) and the parent gets them back
+//! ([`Forkable::release_after_fork`]); a `Lock` costs nothing else.
 //!
 //! Invariants: the data is only reachable through a guard, so only one
-//! thread touches it at a time; a thread holding a `Lock` holds the fork
-//! guard for reading (glibc's default rwlock prefers readers, so nested
-//! locks never wait behind a waiting fork).
+//! thread touches it at a time.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU8, Ordering};
-
-/// The process-wide fork guard.
-struct ForkGuard(UnsafeCell<libc::pthread_rwlock_t>);
-
-// SAFETY: the rwlock is only used through the pthread functions, which
-// synchronise.
-unsafe impl Sync for ForkGuard {}
-
-static FORK_GUARD: ForkGuard = ForkGuard(UnsafeCell::new(libc::PTHREAD_RWLOCK_INITIALIZER));
-
-/// 0: atfork handlers not registered; 1: being registered; 2: registered.
-static ATFORK_STATE: AtomicU8 = AtomicU8::new(0);
-
-extern "C" fn before_fork() {
-    // SAFETY: the guard is initialised; the forking thread holds no Lock
-    // (it is not inside slitter), so this cannot deadlock on itself.
-    unsafe { libc::pthread_rwlock_wrlock(FORK_GUARD.0.get()) };
-}
-
-extern "C" fn after_fork_in_parent() {
-    // SAFETY: this thread took the guard for writing in `before_fork`.
-    unsafe { libc::pthread_rwlock_unlock(FORK_GUARD.0.get()) };
-}
-
-extern "C" fn after_fork_in_child() {
-    // The child has one thread, which no longer has the writer's thread id:
-    // start the guard afresh. Every mutex is free, since no thread held one
-    // at the fork.
-    // SAFETY: no other thread exists to use the guard concurrently.
-    unsafe { FORK_GUARD.0.get().write(libc::PTHREAD_RWLOCK_INITIALIZER) };
-}
-
-/// Registers the fork handlers, once. Must not be called while holding a
-/// [`Lock`] or from inside malloc's initialisation: `pthread_atfork` may
-/// itself call malloc (a nested call made meanwhile returns at once).
-pub fn prepare_for_fork() {
-    // A load first: callers run this on every slow allocation, where a
-    // failing compare-and-swap would still be an atomic read-modify-write.
-    if ATFORK_STATE.load(Ordering::Acquire) != 0
-        || ATFORK_STATE
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-    {
-        return;
-    }
-    // SAFETY: the handlers are `extern "C"` functions that never unwind.
-    let ret = unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_in_parent),
-            Some(after_fork_in_child),
-        )
-    };
-    if ret != 0 {
-        crate::fatal::die(format_args!("pthread_atfork failed with error {ret}"));
-    }
-    ATFORK_STATE.store(2, Ordering::Release);
-}
 
 /// Data of type `T` protected by a pthread mutex.
 pub struct Lock<T> {
@@ -102,30 +39,65 @@ impl<T> Lock<T> {
 
     /// Blocks until the lock is held.
     pub fn lock(&self) -> LockGuard<'_, T> {
-        // SAFETY: the guard is initialised; read locks nest.
-        let ret = unsafe { libc::pthread_rwlock_rdlock(FORK_GUARD.0.get()) };
-        if ret != 0 {
-            crate::fatal::die(format_args!(
-                "pthread_rwlock_rdlock failed with error {ret}"
-            ));
-        }
+        self.acquire();
+        LockGuard { lock: self }
+    }
+
+    fn acquire(&self) {
         // SAFETY: the mutex is initialised and lives as long as `self`.
         let ret = unsafe { libc::pthread_mutex_lock(self.mutex.get()) };
         if ret != 0 {
             crate::fatal::die(format_args!("pthread_mutex_lock failed with error {ret}"));
         }
-        LockGuard { lock: self }
+    }
+}
+
+/// What the fork handlers (`fork.rs`) do with every lock.
+pub trait Forkable {
+    /// Takes the lock before `fork()` without a guard: the prepare handler
+    /// holds it across the fork, then calls
+    /// [`Forkable::release_after_fork`] (parent) or
+    /// [`Forkable::reset_in_child`].
+    fn hold_for_fork(&self);
+
+    /// Releases the lock [`Forkable::hold_for_fork`] took, in the parent.
+    ///
+    /// # Safety
+    /// This thread holds the lock through `hold_for_fork`.
+    unsafe fn release_after_fork(&self);
+
+    /// Makes the lock free in a forked child, whose only thread is the
+    /// copy of the one that held it through [`Forkable::hold_for_fork`]
+    /// (its thread id changed, so the mutex is initialised afresh rather
+    /// than unlocked).
+    ///
+    /// # Safety
+    /// Called in the child of a `fork()` across which this lock was held,
+    /// before the child's thread uses it.
+    unsafe fn reset_in_child(&self);
+}
+
+impl<T> Forkable for Lock<T> {
+    fn hold_for_fork(&self) {
+        self.acquire();
+    }
+
+    unsafe fn release_after_fork(&self) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { libc::pthread_mutex_unlock(self.mutex.get()) };
+    }
+
+    unsafe fn reset_in_child(&self) {
+        // SAFETY: no other thread exists in the child, and the data was
+        // left consistent by the holder, which was not inside it.
+        unsafe { self.mutex.get().write(libc::PTHREAD_MUTEX_INITIALIZER) };
     }
 }
 
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: this guard holds the mutex, locked by this thread, and a
-        // read lock on the fork guard.
-        unsafe {
-            libc::pthread_mutex_unlock(self.lock.mutex.get());
-            libc::pthread_rwlock_unlock(FORK_GUARD.0.get());
-        }
+        // SAFETY: this guard holds the mutex, locked by this thread.
+        unsafe { libc::pthread_mutex_unlock(self.lock.mutex.get()) };
     }
 }
 
@@ -165,5 +137,18 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*COUNTER.lock(), 40_000);
+    }
+
+    #[test]
+    fn a_lock_held_for_fork_is_released_and_reset() {
+        static HELD: Lock<u32> = Lock::new(7);
+        HELD.hold_for_fork();
+        // SAFETY: this thread holds it.
+        unsafe { HELD.release_after_fork() };
+        assert_eq!(*HELD.lock(), 7);
+        HELD.hold_for_fork();
+        // SAFETY: as in a child: the holder, not inside the data, resets it.
+        unsafe { HELD.reset_in_child() };
+        assert_eq!(*HELD.lock(), 7);
     }
 }

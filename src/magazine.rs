@@ -6,7 +6,7 @@
 //! thread cache keeps of a magazine it holds (the address of its first
 //! unused slot, from which the magazine and its count follow by alignment);
 //! and the [`MagazineStack`], a Treiber stack through which whole magazines
-//! move between threads, classes and the rack.
+//! move between threads, classes and the rack (`tagged_stack.rs`).
 //!
 //! Invariants: a magazine is `MAGAZINE_ALIGNMENT` bytes, aligned to its
 //! size, so a top `t` belongs to the magazine at `(t - 1)` rounded down and
@@ -14,20 +14,20 @@
 //! the first slot); `count` is exact whenever the magazine is not held by a
 //! thread cache (the cache's top is authoritative while it is). Magazines
 //! are immortal (they come from the internal arena and are never freed), so
-//! a stale pointer read during a racing pop always points to a magazine; the
-//! stack head packs the top magazine's address (512-byte aligned, below
-//! 2^47, so 38 significant bits) with a 26-bit generation counter bumped on
-//! every successful update, which defeats ABA unless a pop is preempted for
-//! exactly 2^26 updates. A magazine is in at most one place at a time: one
-//! stack, or one thread cache entry.
+//! a stale pointer read during a racing pop always points to a magazine;
+//! the stack's head pairs the top magazine's address with a 64-bit
+//! generation, compared and swapped as one 16-byte word, so that ABA cannot
+//! happen. A magazine is in at most one place at a time: one stack, or one
+//! thread cache entry.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use static_assertions::const_assert_eq;
 
-use crate::constants::{ADDRESS_SPACE_LIMIT, MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
+use crate::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
 use crate::object_states::State;
+use crate::tagged_stack::{self, DoubleWordHead};
 
 /// A free object and its state (see `object_states.rs`).
 #[repr(C)]
@@ -47,7 +47,7 @@ pub struct Magazine {
     pub count: u32,
     unused: u32,
     /// Next magazine in a stack (a plain address; 0 at the bottom).
-    link: AtomicUsize,
+    link: AtomicU64,
     /// The objects.
     pub slots: [Slot; MAGAZINE_SIZE],
 }
@@ -80,7 +80,7 @@ impl Magazine {
         Magazine {
             count: 0,
             unused: 0,
-            link: AtomicUsize::new(0),
+            link: AtomicU64::new(0),
             slots: [Slot::EMPTY; MAGAZINE_SIZE],
         }
     }
@@ -119,14 +119,17 @@ impl Magazine {
     }
 
     /// The top of this magazine: the address of its first unused slot.
+    /// Forms no reference: `magazine` may be one of the read-only
+    /// sentinels, which only ever gives the address.
     pub fn top(magazine: *mut Magazine) -> *mut Slot {
-        // SAFETY: `count <= MAGAZINE_SIZE`, so the result is inside the
+        // SAFETY: `magazine` is a valid magazine, whose count is read in
+        // place; `count <= MAGAZINE_SIZE`, so the result is inside the
         // magazine or one past its end.
         unsafe {
-            (*magazine)
-                .slots
-                .as_mut_ptr()
-                .add((*magazine).count as usize)
+            let count = (&raw const (*magazine).count).read();
+            (&raw mut (*magazine).slots)
+                .cast::<Slot>()
+                .add(count as usize)
         }
     }
 }
@@ -157,30 +160,9 @@ pub fn top_may_be_empty(top: *mut Slot) -> bool {
     (top as usize) & (MAGAZINE_ALIGNMENT - 2 * FIRST_SLOT_OFFSET) == 0
 }
 
-const ADDRESS_SHIFT: u32 = 9;
-const ADDRESS_BITS: u32 = 38;
-const ADDRESS_MASK: u64 = (1 << ADDRESS_BITS) - 1;
-const_assert_eq!(
-    1usize << (ADDRESS_BITS + ADDRESS_SHIFT),
-    ADDRESS_SPACE_LIMIT
-);
-const_assert_eq!(1usize << ADDRESS_SHIFT, core::mem::align_of::<Magazine>());
-
-fn pack(magazine: usize, generation: u64) -> u64 {
-    ((magazine as u64) >> ADDRESS_SHIFT) | (generation << ADDRESS_BITS)
-}
-
-fn address(head: u64) -> usize {
-    ((head & ADDRESS_MASK) << ADDRESS_SHIFT) as usize
-}
-
-fn generation(head: u64) -> u64 {
-    head >> ADDRESS_BITS
-}
-
-/// A lock-free stack of magazines (see the module invariants).
+/// A lock-free stack of magazines (see `tagged_stack.rs`).
 pub struct MagazineStack {
-    head: AtomicU64,
+    head: DoubleWordHead,
 }
 
 impl Default for MagazineStack {
@@ -193,49 +175,28 @@ impl MagazineStack {
     /// An empty stack.
     pub const fn new() -> Self {
         MagazineStack {
-            head: AtomicU64::new(0),
+            head: DoubleWordHead::new(),
         }
     }
 
     /// Pushes a magazine that the caller owns; ownership moves to the stack.
-    #[contracts::debug_requires((magazine.as_ptr() as usize) < ADDRESS_SPACE_LIMIT)]
     pub fn push(&self, magazine: NonNull<Magazine>) {
-        let addr = magazine.as_ptr() as usize;
         // SAFETY: the caller owns the magazine; `link` is atomic because a
         // racing pop may read it through a stale head.
         let link = unsafe { &(*magazine.as_ptr()).link };
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            link.store(address(head), Ordering::Relaxed);
-            let new = pack(addr, generation(head).wrapping_add(1));
-            match self
-                .head
-                .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(current) => head = current,
-            }
-        }
+        tagged_stack::push(&self.head, magazine.as_ptr() as u64, link);
     }
 
     /// Pops a magazine, whose ownership moves to the caller.
     #[contracts::debug_ensures(ret.is_none_or(|m| (m.as_ptr() as usize).is_multiple_of(MAGAZINE_ALIGNMENT)))]
     pub fn pop(&self) -> Option<NonNull<Magazine>> {
-        let mut head = self.head.load(Ordering::Acquire);
-        loop {
-            let top = NonNull::new(address(head) as *mut Magazine)?;
-            // SAFETY: magazines are immortal, so even a stale `top` is a
-            // valid magazine; its link is only read atomically.
-            let next = unsafe { (*top.as_ptr()).link.load(Ordering::Relaxed) };
-            let new = pack(next, generation(head).wrapping_add(1));
-            match self
-                .head
-                .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire)
-            {
-                Ok(_) => return Some(top),
-                Err(current) => head = current,
-            }
-        }
+        let top = tagged_stack::pop(&self.head, |addr| {
+            // SAFETY: every node of the stack is a magazine, and magazines
+            // are immortal, so even a stale top is a valid magazine; its
+            // link is only read atomically.
+            unsafe { &(*(addr as *const Magazine)).link }
+        })?;
+        NonNull::new(top as *mut Magazine)
     }
 }
 
@@ -304,7 +265,7 @@ mod tests {
             assert_eq!(stack.pop(), Some(m));
         }
         assert!(stack.pop().is_none());
-        assert_eq!(generation(stack.head.load(Ordering::Relaxed)), 6);
+        assert_eq!(stack.head.generation(), 6);
     }
 
     #[test]

@@ -82,6 +82,11 @@ static FAST_MALLOC_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static FAST_FREE_LIMIT: AtomicU32 = AtomicU32::new(FIRST_USER_ID);
 static INIT_LOCK: Lock<()> = Lock::new(());
 
+/// The lock of malloc's initialisation, for the fork handlers.
+pub fn init_lock() -> &'static dyn crate::lock::Forkable {
+    &INIT_LOCK
+}
+
 /// Registers the size classes if that is not done yet; `false` when out of
 /// memory.
 #[cold]
@@ -102,7 +107,7 @@ fn initialise() -> bool {
                     return false;
                 }
             }
-            if crate::config::current().harden() {
+            if crate::config::settle_now().harden() {
                 hardening::enable();
                 FAST_FREE_LIMIT.store(0, Ordering::Relaxed);
             } else {
@@ -112,7 +117,7 @@ fn initialise() -> bool {
         }
     }
     // Outside the lock: pthread_atfork may call malloc.
-    crate::lock::prepare_for_fork();
+    crate::fork::prepare_for_fork();
     true
 }
 
@@ -271,15 +276,25 @@ fn free_taken(ptr: *mut c_void, id: u32, slot: crate::magazine::Slot) {
     }
     // SAFETY: the slot comes from `take_back_any`.
     unsafe { checks::mark_released(&slot) };
-    hardening::take_back(id, class_index(id), slot)
+    keeping_errno(|| hardening::take_back(id, class_index(id), slot))
 }
 
 #[cold]
 fn free_slow(ptr: *mut c_void) {
-    if ptr.is_null() || large::free(ptr) {
+    if ptr.is_null() || keeping_errno(|| large::free(ptr)) {
         return;
     }
     report_bad(ptr, FREE)
+}
+
+/// Runs `f`, then gives `errno` back the value it had: `free` keeps
+/// `errno` (as glibc does since 2.33), whatever system calls it makes
+/// (`munmap`, `madvise`, `mincore`) and however they fail.
+fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
+    let saved = crate::mapper::last_errno();
+    let result = f();
+    set_errno(saved);
+    result
 }
 
 fn report_bad(ptr: *const c_void, operation: Operation) -> ! {
@@ -471,12 +486,16 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     allocate_aligned(size, align)
 }
 
-/// `size` bytes aligned to `align`, rounded up to a power of two (glibc).
+/// `size` bytes aligned to `align`, rounded up to a power of two (glibc);
+/// NULL with EINVAL when no power of two is that large.
 #[no_mangle]
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     match align.checked_next_power_of_two() {
         Some(align) => allocate_aligned(size, align),
-        None => out_of_memory(),
+        None => {
+            set_errno(libc::EINVAL);
+            null_mut()
+        }
     }
 }
 

@@ -105,6 +105,26 @@ pub trait Mapper: Sync {
 
     /// Makes a reserved range usable for objects (zero-filled).
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
+
+    /// Called in the child of a `fork()`, for each range of `size` bytes
+    /// at `base` that `allocate_data` backed, of which the first `used`
+    /// bytes hold objects handed out so far. A mapper whose memory the
+    /// child would share with its parent (a `MAP_SHARED` mapping) gives the
+    /// child memory of its own there, holding what the first `used` bytes
+    /// hold and zeroes after them, and returns `Ok(true)`. The default,
+    /// for private memory (which `fork` already copies), does nothing and
+    /// returns `Ok(false)`. An error aborts the child with a message. It
+    /// runs in the child's only thread, inside the fork handler: it must
+    /// not allocate.
+    fn after_fork_in_child(
+        &self,
+        base: NonNull<c_void>,
+        size: usize,
+        used: usize,
+    ) -> Result<bool, Errno> {
+        let _ = (base, size, used);
+        Ok(false)
+    }
 }
 
 pub(crate) fn last_errno() -> Errno {
@@ -265,24 +285,202 @@ fn create_backing_file(size: usize) -> Result<i32, Errno> {
     Ok(fd)
 }
 
+/// The most ranges the file mapper backs (one per chunk of its classes:
+/// 1 GiB of objects each).
+const MAX_FILE_RANGES: usize = 256;
+
+/// A range the file mapper backed, and the descriptor of its file (kept
+/// open, for the copy a forked child makes).
+#[derive(Clone, Copy)]
+struct FileRange {
+    /// 0: an unused entry.
+    base: usize,
+    fd: i32,
+}
+
+static FILE_RANGES: Lock<[FileRange; MAX_FILE_RANGES]> =
+    Lock::new([FileRange { base: 0, fd: -1 }; MAX_FILE_RANGES]);
+
+/// The locks of the file mapper, for the fork handlers.
+pub fn file_mapper_locks(f: &mut dyn FnMut(&dyn crate::lock::Forkable)) {
+    f(&FILE_DIRECTORY);
+    f(&FILE_RANGES);
+}
+
+/// Maps the file `fd` over `[base, base + size)`, shared, read-write.
+fn map_file(base: NonNull<c_void>, size: usize, fd: i32) -> Result<(), Errno> {
+    os_mmap(
+        base.as_ptr(),
+        size,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED | libc::MAP_FIXED,
+        fd,
+    )
+    .map(|_| ())
+}
+
+fn close(fd: i32) {
+    // SAFETY: closing a descriptor the file mapper owns.
+    unsafe { libc::close(fd) };
+}
+
+/// Writes the bytes at `[base + offset, base + end)` into `fd` at the same
+/// offsets.
+fn write_at(fd: i32, base: usize, mut offset: usize, end: usize) -> Result<(), Errno> {
+    while offset < end {
+        // SAFETY: the range is mapped and readable (the caller's data).
+        let written = unsafe {
+            libc::pwrite(
+                fd,
+                (base + offset) as *const c_void,
+                end - offset,
+                offset as libc::off_t,
+            )
+        };
+        match written {
+            n if n > 0 => offset += n as usize,
+            0 => return Err(libc::EIO),
+            _ if last_errno() == libc::EINTR => {}
+            _ => return Err(last_errno()),
+        }
+    }
+    Ok(())
+}
+
+/// A new file of `size` bytes holding what the first `used` bytes of the
+/// data at `base` (backed by `old`) hold, copying only the parts of `old`
+/// that hold data (`SEEK_DATA`), so that holes stay holes.
+fn copy_into_new_file(base: usize, size: usize, used: usize, old: i32) -> Result<i32, Errno> {
+    let fd = create_backing_file(size)?;
+    let mut offset = 0;
+    let copied = loop {
+        if offset >= used {
+            break Ok(());
+        }
+        // SAFETY: lseek on a descriptor the mapper owns.
+        let data = unsafe { libc::lseek(old, offset as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            // ENXIO: no data after `offset`.
+            break if last_errno() == libc::ENXIO {
+                Ok(())
+            } else {
+                Err(last_errno())
+            };
+        }
+        let data = data as usize;
+        if data >= used {
+            break Ok(());
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(old, data as libc::off_t, libc::SEEK_HOLE) };
+        let end = if hole < 0 {
+            used
+        } else {
+            (hole as usize).min(used)
+        };
+        if let Err(error) = write_at(fd, base, data, end) {
+            break Err(error);
+        }
+        offset = end;
+    };
+    match copied {
+        Ok(()) => Ok(fd),
+        Err(error) => {
+            close(fd);
+            Err(error)
+        }
+    }
+}
+
+/// Replaces `[base, base + size)` with private anonymous memory holding
+/// what its first `used` bytes hold: the child's copy when no new file can
+/// be made.
+fn copy_into_anonymous_memory(base: usize, size: usize, used: usize) -> Result<(), Errno> {
+    if used > 0 {
+        let copy = os_map_zeroed(used).ok_or(libc::ENOMEM)?;
+        // SAFETY: both ranges are mapped, `used` bytes long, and distinct;
+        // then the fresh pages move over the start of the range, which
+        // this mapper backs.
+        let moved = unsafe {
+            core::ptr::copy_nonoverlapping(base as *const u8, copy.as_ptr(), used);
+            libc::mremap(
+                copy.as_ptr().cast(),
+                used,
+                used,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                base as *mut c_void,
+            )
+        };
+        if moved == libc::MAP_FAILED {
+            return Err(last_errno());
+        }
+    }
+    if size > used {
+        back_anonymous(
+            NonNull::new((base + used) as *mut c_void).ok_or(libc::EINVAL)?,
+            size - used,
+        )?;
+    }
+    Ok(())
+}
+
 /// The mapper named `"file"`: object data lives in shared mappings of
 /// unlinked temporary files (in the directory set with
-/// `slitter_set_file_backed_slab_directory`), metadata stays anonymous.
+/// `slitter_set_file_backed_slab_directory`), metadata stays anonymous. A
+/// forked child gets files of its own, holding a copy of the objects (see
+/// [`Mapper::after_fork_in_child`]), so that neither process sees the
+/// other's objects change.
 pub struct FileBackedMapper;
 
 impl Mapper for FileBackedMapper {
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno> {
+        let mut ranges = FILE_RANGES.lock();
+        let entry = ranges
+            .iter_mut()
+            .find(|range| range.base == 0)
+            .ok_or(libc::ENOMEM)?;
         let fd = create_backing_file(size)?;
-        let mapped = os_mmap(
-            base.as_ptr(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_FIXED,
+        if let Err(error) = map_file(base, size, fd) {
+            close(fd);
+            return Err(error);
+        }
+        *entry = FileRange {
+            base: base.as_ptr() as usize,
             fd,
-        );
-        // SAFETY: the mapping keeps the file alive; the descriptor is ours.
-        unsafe { libc::close(fd) };
-        mapped.map(|_| ())
+        };
+        Ok(())
+    }
+
+    fn after_fork_in_child(
+        &self,
+        base: NonNull<c_void>,
+        size: usize,
+        used: usize,
+    ) -> Result<bool, Errno> {
+        let addr = base.as_ptr() as usize;
+        let used = used.next_multiple_of(self.page_size()).min(size);
+        let mut ranges = FILE_RANGES.lock();
+        let Some(entry) = ranges.iter_mut().find(|range| range.base == addr) else {
+            return Ok(false);
+        };
+        match copy_into_new_file(addr, size, used, entry.fd) {
+            Ok(fd) => {
+                map_file(base, size, fd)?;
+                close(entry.fd);
+                entry.fd = fd;
+            }
+            Err(error) => {
+                copy_into_anonymous_memory(addr, size, used)?;
+                close(entry.fd);
+                *entry = FileRange { base: 0, fd: -1 };
+                crate::fatal::report(format_args!(
+                    "warning: cannot create a file for the forked child's copy of \
+                     file-backed objects at {addr:#x} (errno {error}); it uses \
+                     anonymous memory"
+                ));
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -352,6 +550,11 @@ impl core::fmt::Display for RegisterMapperError {
             Self::TooManyMappers => write!(f, "at most {MAX_MAPPERS} mappers can be registered"),
         }
     }
+}
+
+/// The lock of the mapper registry, for the fork handlers.
+pub fn registry_lock() -> &'static dyn crate::lock::Forkable {
+    &REGISTRY
 }
 
 type Entry = Option<(&'static str, &'static dyn Mapper)>;

@@ -22,7 +22,7 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::arena;
 use crate::chunk_registry;
@@ -149,6 +149,8 @@ pub struct Mill {
     state: Lock<MillState>,
     chunks: AtomicUsize,
     span_bytes: AtomicUsize,
+    /// See [`Mill::replaced_in_child`].
+    replaced_in_child: AtomicBool,
 }
 
 fn as_ptr(addr: usize) -> NonNull<c_void> {
@@ -165,6 +167,7 @@ impl Mill {
             }),
             chunks: AtomicUsize::new(0),
             span_bytes: AtomicUsize::new(0),
+            replaced_in_child: AtomicBool::new(false),
         }
     }
 
@@ -178,30 +181,75 @@ impl Mill {
         self.span_bytes.load(Ordering::Relaxed)
     }
 
-    /// Reserves and backs a new chunk; returns its layout.
+    /// Reserves and backs a new chunk; returns its layout. On failure,
+    /// everything reserved is given back.
     fn map_chunk(&self) -> Result<ChunkLayout, Errno> {
         let base = self.mapper.reserve(CHUNK_RESERVATION_SIZE)?.as_ptr() as usize;
+        let end = base + CHUNK_RESERVATION_SIZE;
         let Some(layout) = carve(base, CHUNK_RESERVATION_SIZE) else {
             crate::fatal::die(format_args!(
                 "cannot carve a chunk out of the reservation at {base:#x}"
             ));
         };
+        // What is still reserved after each step, given back if a later
+        // step fails (errors of that give-back cannot be reported better).
+        let give_back = |start: usize, stop: usize, error: Errno| {
+            let _ = self.mapper.release(as_ptr(start), stop - start);
+            error
+        };
         if layout.keep_start > base {
             self.mapper
-                .release(as_ptr(base), layout.keep_start - base)?;
+                .release(as_ptr(base), layout.keep_start - base)
+                .map_err(|error| give_back(base, end, error))?;
         }
-        let end = base + CHUNK_RESERVATION_SIZE;
         if end > layout.keep_end {
             self.mapper
-                .release(as_ptr(layout.keep_end), end - layout.keep_end)?;
+                .release(as_ptr(layout.keep_end), end - layout.keep_end)
+                .map_err(|error| give_back(layout.keep_start, end, error))?;
         }
+        let kept = |error| give_back(layout.keep_start, layout.keep_end, error);
         self.mapper
-            .allocate_meta(as_ptr(layout.meta), METADATA_SIZE)?;
+            .allocate_meta(as_ptr(layout.meta), METADATA_SIZE)
+            .map_err(kept)?;
         self.mapper
-            .allocate_data(as_ptr(layout.data), DATA_ALIGNMENT)?;
+            .allocate_data(as_ptr(layout.data), DATA_ALIGNMENT)
+            .map_err(kept)?;
         chunk_registry::register(layout.data, layout.meta);
         self.chunks.fetch_add(1, Ordering::Relaxed);
         Ok(layout)
+    }
+
+    /// In a forked child: lets the mapper give the child memory of its own
+    /// for each chunk's data (see [`Mapper::after_fork_in_child`]);
+    /// whether it did for any.
+    fn replace_data_in_child(&self) -> bool {
+        let state = self.state.lock();
+        let mut replaced = false;
+        let mut chunk = state.newest;
+        // SAFETY: chunks are immortal and only reached under the mill's
+        // lock, held here.
+        while let Some(current) = unsafe { chunk.as_ref() } {
+            let data = current.end - DATA_ALIGNMENT;
+            match self
+                .mapper
+                .after_fork_in_child(as_ptr(data), DATA_ALIGNMENT, current.next - data)
+            {
+                Ok(done) => replaced |= done,
+                Err(error) => crate::fatal::die(format_args!(
+                    "the mapper cannot give the forked child its own copy of the objects \
+                     at {data:#x} (errno {error})"
+                )),
+            }
+            chunk = current.older;
+        }
+        replaced
+    }
+
+    /// Whether this mill's memory was replaced in this process, a forked
+    /// child, so that the objects its presses have not handed out yet may
+    /// hold the parent's writes.
+    pub fn replaced_in_child(&self) -> bool {
+        self.replaced_in_child.load(Ordering::Relaxed)
     }
 
     /// A span from the newest chunk where it fits and its class has a tag,
@@ -291,6 +339,35 @@ impl Mill {
 static MILLS: [AtomicPtr<Mill>; MAX_MAPPERS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_MAPPERS];
 static MILLS_LOCK: Lock<()> = Lock::new(());
+
+/// The lock of the mill table, for the fork handlers.
+pub fn table_lock() -> &'static dyn crate::lock::Forkable {
+    &MILLS_LOCK
+}
+
+/// Puts the mills right in a forked child: memory a mapper shares with the
+/// parent is replaced by the child's own (and the presses of the classes
+/// on it then take new spans, see [`Mill::replaced_in_child`]).
+pub fn after_fork_in_child() {
+    for index in 0..MAX_MAPPERS {
+        if let Some(mill) = existing_mill(index) {
+            if mill.replace_data_in_child() {
+                mill.replaced_in_child.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+    crate::class::after_fork_in_child();
+}
+
+/// Calls `f` on the lock of every mill, by mapper index (for the fork
+/// handlers, which hold the mill table's lock).
+pub fn each_mill_lock(f: &mut dyn FnMut(&dyn crate::lock::Forkable)) {
+    for index in 0..MAX_MAPPERS {
+        if let Some(mill) = existing_mill(index) {
+            f(&mill.state);
+        }
+    }
+}
 
 /// The mill of the mapper at `index`, if it was created.
 pub fn existing_mill(index: MapperIndex) -> Option<&'static Mill> {

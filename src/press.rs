@@ -48,6 +48,21 @@ impl Press {
         }
     }
 
+    /// The mill this press takes spans from.
+    pub fn mill(&self) -> &'static Mill {
+        self.mill
+    }
+
+    /// Stops carving the current span: the next batch takes a new one.
+    pub fn forget_current_span(&self) {
+        self.current.store(core::ptr::null_mut(), Ordering::Release);
+    }
+
+    /// The lock taken to get a new span, for the fork handlers.
+    pub fn refill_lock(&self) -> &dyn crate::lock::Forkable {
+        &self.refill
+    }
+
     /// The number of spans this press has taken from its mill, and their
     /// bytes.
     pub fn spans_taken(&self) -> (usize, usize) {

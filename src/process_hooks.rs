@@ -37,7 +37,7 @@ pub fn keep() {
 
 extern "C" fn on_start(_argc: c_int, _argv: *const *const c_char, envp: *const *const c_char) {
     // SAFETY: the C library passes the process's environment array.
-    let config = unsafe { config::settle_from(envp) };
+    let config = unsafe { config::settle_at_start(envp) };
     if config.verbose() {
         config::print_effective(config);
     }

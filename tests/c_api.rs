@@ -1,5 +1,6 @@
 //! The C API as C programs see it: `tests/c/class_api.c`, compiled against
 //! `include/slitter.h` and linked with the cdylib and with the staticlib;
+//! `tests/c/file_fork.c`, objects of the file mapper across `fork()`;
 //! and the committed header checked against the one cbindgen generates.
 
 mod common;
@@ -53,4 +54,13 @@ fn committed_header_is_up_to_date() {
             first_difference + 1
         );
     }
+}
+
+/// `tests/c/file_fork.c`: after `fork()`, objects of a class of the
+/// `"file"` mapper (shared mappings) are the parent's and the child's own.
+#[test]
+fn file_mapper_objects_are_not_shared_across_fork() {
+    let binary = common::compile_c("c_api", "tests/c/file_fork.c", Link::Dynamic);
+    let output = common::run(&binary);
+    common::assert_success_ending_with(&output, "file_fork: ok");
 }

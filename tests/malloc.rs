@@ -14,6 +14,10 @@
 //!   new/delete, several threads.
 //! - `tests/c/fork_load.c`: 150 forks while 3 threads allocate.
 //! - `tests/c/thread_churn.c`: 10,000 short threads with bounded RSS.
+//! - `tests/c/free_errno.c`: free keeps errno when munmap, madvise and
+//!   mincore fail (a seccomp filter makes them).
+//! - `tests/c/fork_stats.c`: a forked child's statistics count no thread
+//!   of its parent's.
 //!
 //! Every program prints an `allocator: malloc=<object> free=<object>` line
 //! (`tests/c/allocator_probe.h`); each test first checks the program's own
@@ -135,6 +139,31 @@ fn fork_under_load_under_preload() {
     let binary = common::compile_program(GROUP, "tests/c/fork_load.c", None);
     let output = common::run_preloaded(&binary, &["150"]);
     assert_ok_under_slitter(&output, "fork_load");
+}
+
+#[test]
+fn free_keeps_errno_when_its_system_calls_fail_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/free_errno.c", None);
+    let output = common::run_preloaded(&binary, &[]);
+    assert_ok_under_slitter(&output, "free_errno");
+}
+
+#[test]
+fn a_forked_childs_statistics_count_only_its_own_threads() {
+    let binary = common::compile_program(GROUP, "tests/c/fork_stats.c", None);
+    let output = common::output(common::preloaded_command(&binary).env("SLITTER_STATS", "1"));
+    assert_ok_under_slitter(&output, "fork_stats");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tables = stderr.matches("slitter: statistics of pid").count();
+    assert_eq!(
+        tables, 2,
+        "one table each from the child and the parent\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("other running threads"),
+        "a table counts threads that do not exist\n{}",
+        common::describe(&output)
+    );
 }
 
 #[test]

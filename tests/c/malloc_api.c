@@ -545,6 +545,18 @@ static void test_aligned_alloc_and_memalign(void)
 	else
 		check_fresh("memalign(24)", p, 100, 32);
 	free(p);
+
+	/* An alignment above the largest power of two is invalid (glibc:
+	 * EINVAL), not a request too large. */
+	const size_t invalid[] = { SIZE_MAX / 2 + 2, SIZE_MAX - 4095,
+				   SIZE_MAX };
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		errno = 0;
+		CHECK(memalign(opaque(invalid[i]), 16) == NULL,
+		      "memalign(%zu, 16) succeeded", invalid[i]);
+		CHECK(errno == EINVAL, "memalign(%zu, 16): errno %d",
+		      invalid[i], errno);
+	}
 }
 
 static void test_valloc_pvalloc(void)
