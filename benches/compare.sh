@@ -31,9 +31,11 @@
 #   5. fails when a run exits non-zero or when its "checksum:" lines differ
 #      from those of the first run of the same workload (under any
 #      allocator, and for the server workload under any thread count);
-#   6. prints the tables; writes every run's output, the raw measurements
-#      (runs.tsv), the tables (summary.txt) and a markdown version
-#      (table.md) to RESULTS_DIR.
+#   6. prints the tables and a summary; writes every run's output, the raw
+#      measurements (runs.tsv), the tables (summary.txt), a markdown version
+#      (table.md), the ratios (ratios-time.tsv, ratios-rss.tsv) and, with
+#      two allocators or more, a chart of them (chart.svg, drawn by gnuplot,
+#      from Debian's gnuplot-nox, installed when missing) to RESULTS_DIR.
 #
 # Environment:
 #   ROUNDS           timed rounds per workload (default 5)
@@ -64,6 +66,7 @@
 #                    to NOISE_RETRIES times, and up to NOISE_MAX_RERUNS
 #                    times in all (defaults 0.1, 2 and 100, which bounds
 #                    the extra time); the report gives the disturbance left
+#   CHART            1 (default) to draw chart.svg, 0 not to
 #   RESULTS_DIR      where to write the results (default
 #                    $CARGO_TARGET_DIR/bench-results/<date>-<time>)
 #   CARGO_TARGET_DIR (default ./target), CC (default gcc)
@@ -159,6 +162,8 @@ noise_retries="${NOISE_RETRIES:-2}"
 [[ "$noise_retries" =~ ^[0-9]+$ ]] || die "NOISE_RETRIES must be a non-negative integer"
 noise_max_reruns="${NOISE_MAX_RERUNS:-100}"
 [[ "$noise_max_reruns" =~ ^[0-9]+$ ]] || die "NOISE_MAX_RERUNS must be a non-negative integer"
+chart="${CHART:-1}"
+[[ "$chart" == 0 || "$chart" == 1 ]] || die "CHART must be 0 or 1"
 cc="${CC:-gcc}"
 results_dir="${RESULTS_DIR:-$target_dir/bench-results/$(date +%Y%m%d-%H%M%S)}"
 bin_dir="$target_dir/bench-workloads"
@@ -188,6 +193,9 @@ for a in "${allocators[@]}"; do
 	fi
 done
 command -v "$cc" >/dev/null || packages+=(gcc libc6-dev)
+if [[ "$chart" == 1 ]] && ((${#allocators[@]} > 1)) && ! command -v gnuplot >/dev/null; then
+	packages+=(gnuplot-nox)
+fi
 if contains python "${workloads[@]}" && [[ -z "${PYTHON:-}" ]] &&
 	[[ ! -x /usr/bin/python3 ]] && ! command -v python3 >/dev/null; then
 	packages+=(python3)
@@ -499,6 +507,7 @@ done
 # means. FORMAT=text or md.
 report() {
 	awk -F '\t' -v format="$1" -v ref="$reference" -v allocs="${allocators[*]}" \
+		-v ratios_time="$results_dir/ratios-time.tsv" -v ratios_rss="$results_dir/ratios-rss.tsv" \
 		-v works="${workloads[*]}" -v server_threads="$server_threads" \
 		-v scaling="$scaling" -v scaling_allocs="${scaling_allocators[*]}" '
 	function median(key,    n, i, j, t, v) {
@@ -592,26 +601,38 @@ report() {
 				c[++c[0]] = "/" A[i] " RSS"; width[c[0]] = length(A[i]) + 5
 			}
 			row(c, width); rule(c)
+			# The same ratios, one row per workload, one column per other
+			# allocator, for the chart.
+			theader = "workload"
+			for (i = 1; i <= na; i++) if (A[i] != ref) theader = theader "\t" ref " / " A[i]
+			if (format != "md") {
+				print theader > ratios_time; print theader > ratios_rss
+			}
 			for (k = 1; k <= nw; k++) {
 				w = W[k]; delete d; d[0] = 1; d[1] = w
+				tline = w; mline = w
 				for (i = 1; i <= na; i++) {
 					a = A[i]
 					if (a == ref) continue
 					tr = wall[w, ref] / wall[w, a]; mr = rss[w, ref] / rss[w, a]
 					d[++d[0]] = sprintf("%.2f", tr); d[++d[0]] = sprintf("%.2f", mr)
+					tline = tline sprintf("\t%.4f", tr); mline = mline sprintf("\t%.4f", mr)
 					logt[a] += log(tr); logm[a] += log(mr)
 					if (tr > maxt[a]) { maxt[a] = tr; maxw[a] = w }
 				}
 				row(d, width)
+				if (format != "md") { print tline > ratios_time; print mline > ratios_rss }
 			}
-			delete d; d[0] = 1; d[1] = "geomean"
+			delete d; d[0] = 1; d[1] = "geomean"; tline = "geomean"; mline = "geomean"
 			for (i = 1; i <= na; i++) {
 				a = A[i]
 				if (a == ref) continue
 				gt[a] = exp(logt[a] / nw); gm[a] = exp(logm[a] / nw)
 				d[++d[0]] = sprintf("%.2f", gt[a]); d[++d[0]] = sprintf("%.2f", gm[a])
+				tline = tline sprintf("\t%.4f", gt[a]); mline = mline sprintf("\t%.4f", gm[a])
 			}
 			row(d, width)
+			if (format != "md") { print tline > ratios_time; print mline > ratios_rss }
 			s = ""
 			for (i = 1; i <= na; i++) {
 				a = A[i]
@@ -639,23 +660,17 @@ report() {
 			}
 		}
 
-		if (ref == "slitter" && format != "md") {
-			title("Issue 5 targets (informational)")
-			for (i = 1; i <= na; i++) have[A[i]] = 1
-			if (have["mimalloc"]) {
-				printf "  time geomean slitter/mimalloc %.2f (target <= 1.00): %s\n",
-					gt["mimalloc"], (gt["mimalloc"] <= 1.0 ? "met" : "NOT met")
-				printf "  worst workload slitter/mimalloc %.2f, %s (target <= 1.50): %s\n",
-					maxt["mimalloc"], maxw["mimalloc"], (maxt["mimalloc"] <= 1.5 ? "met" : "NOT met")
-				printf "  RSS geomean slitter/mimalloc %.2f (target <= 1.25): %s\n",
-					gm["mimalloc"], (gm["mimalloc"] <= 1.25 ? "met" : "NOT met")
+		if (na > 1) {
+			title("Summary")
+			for (i = 1; i <= na; i++) {
+				a = A[i]
+				if (a == ref) continue
+				printf "%s%s took %.2f times the time of %s and used %.2f times its peak RSS (geometric means over %d workload(s)); its highest time ratio: %.2f, %s.\n",
+					(format == "md" ? "- " : ""), ref, gt[a], a, gm[a], nw, maxt[a], maxw[a]
 			}
-			if (have["glibc"])
-				printf "  time geomean slitter/glibc %.2f (target <= 0.50): %s\n",
-					gt["glibc"], (gt["glibc"] <= 0.5 ? "met" : "NOT met")
-			if (scaling == 1 && ("slitter" in scal))
-				printf "  server 2-thread/1-thread throughput %.2f (target >= 1.80): %s\n",
-					scal["slitter"], (scal["slitter"] >= 1.8 ? "met" : "NOT met")
+			if (scaling == 1 && (ref in scal))
+				printf "%sThe server workload under %s ran %.2f times as fast on 2 threads as on 1 (perfect scaling on 2 cores: 2.00).\n",
+					(format == "md" ? "- " : ""), ref, scal[ref]
 		}
 	}' "$raw"
 }
@@ -669,6 +684,51 @@ report() {
 	report md
 } >"$results_dir/table.md"
 
+# chart_panel FILE LABEL: the gnuplot commands of one panel: a bar per
+# workload and other allocator, from FILE (ratios-time.tsv or
+# ratios-rss.tsv).
+chart_panel() {
+	local columns
+	columns="$(awk -F '\t' 'NR == 1 { print NF; exit }' "$1")"
+	cat <<EOF
+set ylabel "$2"
+plot for [i=2:$columns] "$1" using i:xtic(1) title columnheader(i)
+EOF
+}
+
+# Draws the ratios to the reference as chart.svg: time above, peak RSS
+# below, with a dashed line at 1.
+draw_chart() {
+	local svg="$results_dir/chart.svg"
+	command -v gnuplot >/dev/null || die "no gnuplot to draw the chart (install gnuplot-nox, or CHART=0)"
+	{
+		cat <<EOF
+set terminal svg size 1000,760 dynamic enhanced font "sans,12" background "white"
+set output "$svg"
+set datafile separator "\t"
+set multiplot layout 2,1 title "$reference / each other allocator, per workload: below 1, $reference is faster (top) or smaller (bottom)\nscale $scale_name, median of $rounds round(s)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top
+set grid ytics
+set yrange [0:*]
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 linewidth 1.5
+EOF
+		chart_panel "$results_dir/ratios-time.tsv" "wall time ratio"
+		chart_panel "$results_dir/ratios-rss.tsv" "peak RSS ratio"
+		printf 'unset multiplot\n'
+	} >"$results_dir/chart.gp"
+	gnuplot "$results_dir/chart.gp" || die "gnuplot failed on $results_dir/chart.gp"
+	log "== chart: $svg"
+}
+if [[ "$chart" == 1 && -s "$results_dir/ratios-time.tsv" ]]; then
+	draw_chart
+fi
+
 printf '\n'
 cat "$results_dir/summary.txt"
-printf '\n(raw runs: %s; markdown: %s)\n' "$raw" "$results_dir/table.md"
+printf '\n(raw runs: %s; markdown: %s' "$raw" "$results_dir/table.md"
+[[ ! -f "$results_dir/chart.svg" ]] || printf '; chart: %s' "$results_dir/chart.svg"
+printf ')\n'

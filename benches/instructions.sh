@@ -80,9 +80,12 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/slitter-instructions.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 
 log "== compiling benches/pair_loop.c"
+# The loop loads libslitter.so by its SONAME, libslitter.so.0, which cargo
+# does not make: a link in $tmp gives it that name.
+ln -s "$lib_dir/libslitter.so" "$tmp/libslitter.so.0"
 "$cc" -O2 -std=c11 -Wall -Wextra -Werror -I "$root/include" \
 	"$root/benches/pair_loop.c" -o "$tmp/pair_loop" \
-	-L "$lib_dir" -Wl,-rpath,"$lib_dir" -lslitter
+	-L "$lib_dir" -Wl,-rpath,"$tmp" -lslitter
 "$cc" -O2 -std=c11 -Wall -Wextra -Werror -DMALLOC_ONLY \
 	"$root/benches/pair_loop.c" -o "$tmp/pair_loop_malloc"
 

@@ -28,6 +28,9 @@ case $TARGET_DIR in
 *) TARGET_DIR=$ROOT/$TARGET_DIR ;;
 esac
 LIB_DIR=$TARGET_DIR/release
+# Programs linked with -lslitter load libslitter.so by its SONAME,
+# libslitter.so.0, which cargo does not make (`make` makes it too).
+ln -sf libslitter.so "$LIB_DIR/libslitter.so.0"
 OUT_DIR=$TARGET_DIR/demo
 mkdir -p "$OUT_DIR"
 

@@ -269,3 +269,37 @@ pub unsafe extern "C" fn slitter_set_file_backed_slab_directory(path: *const c_c
         Err(errno) => errno,
     }
 }
+
+/// A decimal part of `CARGO_PKG_VERSION`, parsed at compile time.
+const fn version_part(digits: &str) -> u32 {
+    let bytes = digits.as_bytes();
+    assert!(!bytes.is_empty(), "a version part has digits");
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "a version part is decimal");
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
+
+/// `slitter_version()`: the crate's version as one number.
+const VERSION: u32 = {
+    let minor = version_part(env!("CARGO_PKG_VERSION_MINOR"));
+    let patch = version_part(env!("CARGO_PKG_VERSION_PATCH"));
+    assert!(
+        minor < 100 && patch < 100,
+        "minor and patch fit in two digits"
+    );
+    version_part(env!("CARGO_PKG_VERSION_MAJOR")) * 10000 + minor * 100 + patch
+};
+
+/// Returns the version of the slitter library the program runs with, as
+/// major * 10000 + minor * 100 + patch (0.1.0 is 100): the same encoding as
+/// the header's `SLITTER_VERSION`, so a program can check at run time that
+/// the library is at least as new as the header it was compiled with.
+#[no_mangle]
+pub extern "C" fn slitter_version() -> core::ffi::c_uint {
+    VERSION
+}

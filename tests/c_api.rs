@@ -1,11 +1,14 @@
 //! The C API as C programs see it: `tests/c/class_api.c`, compiled against
-//! `include/slitter.h` and linked with the cdylib and with the staticlib;
+//! `include/slitter.h` and linked with the cdylib and with the staticlib
+//! (it also checks the header's version macros against `slitter_version()`);
 //! `tests/c/file_fork.c`, objects of the file mapper across `fork()`;
-//! and the committed header checked against the one cbindgen generates.
+//! and the committed header checked against the one cbindgen generates with
+//! the `regenerate-header` feature.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::Link;
 
@@ -25,10 +28,46 @@ fn class_api_with_staticlib() {
     check_class_api(Link::Static);
 }
 
-/// The header build.rs generated for this build (cargo passes the build
-/// script's OUT_DIR to the package's integration tests).
+/// The header that build.rs generates with the `regenerate-header` feature:
+/// a `cargo check --features regenerate-header` of this package into a
+/// target directory of its own, whose build-script message names the
+/// OUT_DIR holding `slitter.h`.
 fn generated_header() -> PathBuf {
-    Path::new(env!("OUT_DIR")).join("slitter.h")
+    let mut command = Command::new(common::cargo());
+    command
+        .current_dir(common::manifest_dir())
+        .args([
+            "check",
+            "--lib",
+            "--features",
+            "regenerate-header",
+            "--message-format=json",
+        ])
+        .env("CARGO_TARGET_DIR", common::nested_target_dir("header"))
+        .env_remove("SLITTER_UPDATE_HEADER");
+    let output = common::output(&mut command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed\n{}",
+        common::describe(&output)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let out_dir = stdout
+        .lines()
+        .filter(|line| line.contains(r#""reason":"build-script-executed""#))
+        .filter(|line| line.contains("#slitter@"))
+        .find_map(|line| {
+            let start = line.find(r#""out_dir":""#)? + r#""out_dir":""#.len();
+            let end = start + line[start..].find('"')?;
+            Some(PathBuf::from(&line[start..end]))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{command:?} reported no build script run of slitter\n{}",
+                common::describe(&output)
+            )
+        });
+    out_dir.join("slitter.h")
 }
 
 #[test]
@@ -49,7 +88,8 @@ fn committed_header_is_up_to_date() {
             .unwrap_or_else(|| generated.lines().count().min(committed.lines().count()));
         panic!(
             "include/slitter.h differs from the generated {} (first at line {}); \
-             run `SLITTER_UPDATE_HEADER=1 cargo build` and commit include/slitter.h",
+             run `SLITTER_UPDATE_HEADER=1 cargo build --features regenerate-header` \
+             and commit include/slitter.h",
             generated_path.display(),
             first_difference + 1
         );

@@ -248,8 +248,26 @@ static void check_try_register(void)
 	}
 }
 
+/*
+ * The header's version macros agree with each other and with the library's
+ * slitter_version().
+ */
+static void check_version(void)
+{
+	CHECK(SLITTER_VERSION == SLITTER_VERSION_MAJOR * 10000 +
+					 SLITTER_VERSION_MINOR * 100 +
+					 SLITTER_VERSION_PATCH,
+	      "SLITTER_VERSION %d does not match %d.%d.%d", SLITTER_VERSION,
+	      SLITTER_VERSION_MAJOR, SLITTER_VERSION_MINOR,
+	      SLITTER_VERSION_PATCH);
+	CHECK(slitter_version() == SLITTER_VERSION,
+	      "slitter_version() returns %u, the header says %d",
+	      slitter_version(), SLITTER_VERSION);
+}
+
 int main(void)
 {
+	check_version();
 	CHECK(small_class.id != 0 && medium_class.id != 0 &&
 		      large_class.id != 0 && zeroed_class.id != 0,
 	      "DEFINE_SLITTER_CLASS left a class id at 0");

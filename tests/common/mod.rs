@@ -23,7 +23,8 @@ use std::process::{Command, Output};
 /// How a C program is linked against slitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Link {
-    /// `-L <dir> -lslitter` with an rpath: uses `libslitter.so`.
+    /// `-L <dir> -lslitter` with an rpath: uses `libslitter.so` (through its
+    /// SONAME, see [`soname_dir`]).
     Dynamic,
     /// `<dir>/libslitter.a` and the system libraries Rust's std needs.
     Static,
@@ -87,6 +88,28 @@ pub fn scratch_dir(group: &str) -> PathBuf {
     let dir = profile_dir().join("c-tests").join(group);
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// A directory holding `libslitter.so.<major>`, the SONAME that build.rs
+/// gives the cdylib and so the name that programs linked with `-lslitter`
+/// load at run time, as a link to [`lib_dir`]'s `libslitter.so` (cargo only
+/// makes the latter).
+pub fn soname_dir() -> PathBuf {
+    let dir = scratch_dir("soname");
+    let name = format!("libslitter.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let target = lib_dir().join("libslitter.so");
+    let link = dir.join(&name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+        // A new link renamed over the old one: tests running at the same
+        // time never see the name missing.
+        let temporary = dir.join(format!("{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&temporary);
+        std::os::unix::fs::symlink(&target, &temporary)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", temporary.display()));
+        std::fs::rename(&temporary, &link)
+            .unwrap_or_else(|e| panic!("cannot rename to {}: {e}", link.display()));
+    }
     dir
 }
 
@@ -262,7 +285,8 @@ pub fn compile_program(group: &str, source: &str, link: Option<Link>) -> PathBuf
                 .arg("-L")
                 .arg(&lib_dir)
                 .arg("-lslitter")
-                .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+                .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+                .arg(format!("-Wl,-rpath,{}", soname_dir().display()));
         }
         Some(Link::Static) => {
             cc.arg("-I")
@@ -569,4 +593,19 @@ pub fn assert_bound_to_slitter(dir: &Path, what: &str) {
             dir.display()
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Tests that run cargo themselves.
+
+/// The cargo running these tests (`$CARGO`), else `cargo` from `$PATH`.
+pub fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// `target/<profile>/c-tests/<group>/target`: the target directory of a
+/// cargo run from inside a test. It must not be the outer one, which the
+/// `cargo test` running the test keeps locked.
+pub fn nested_target_dir(group: &str) -> PathBuf {
+    scratch_dir(group).join("target")
 }
