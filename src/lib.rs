@@ -42,50 +42,24 @@
 // The measurement build compiles the checks out, leaving their helpers unused.
 #![cfg_attr(feature = "measure_without_checks", allow(unused))]
 
-mod arena;
-mod c_api;
-mod cache;
-mod checks;
-mod chunk_registry;
-mod class;
-mod config;
-mod constants;
-mod fatal;
-mod fork;
-mod glibc_compat;
-mod global_alloc;
-mod hardening;
-mod large;
-mod large_arena;
-mod lock;
-mod magazine;
-mod malloc_api;
-mod mapper;
-mod mill;
-mod object_states;
-mod page_states;
-mod press;
-mod process_hooks;
-mod rack;
-mod size_classes;
-mod sized_free;
-mod span;
-mod stats;
-mod stats_c_api;
-mod stats_report;
-mod tagged_stack;
-mod tally;
-mod writer;
+pub(crate) mod c_api;
+pub(crate) mod cache;
+pub(crate) mod heap;
+pub(crate) mod layout;
+pub(crate) mod malloc;
+pub(crate) mod process;
+pub(crate) mod stats;
+pub(crate) mod sys;
 
-pub use c_api::{SlitterClass, SlitterClassConfig, SlitterStatus};
-pub use class::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
-pub use config::{current as configuration, Config};
-pub use constants::{MAX_CLASSES, MAX_SPAN_SIZE};
-pub use global_alloc::Slitter;
-pub use mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
-pub use stats::{
+pub use c_api::classes::{SlitterClass, SlitterClassConfig, SlitterStatus};
+pub use c_api::stats::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
+pub use cache::class_table::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
+pub use heap::mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
+pub use layout::constants::{MAX_CLASSES, MAX_SPAN_SIZE};
+pub use malloc::global_alloc::Slitter;
+pub use stats::counters::{
     all_class_stats, class_stats, internal_counts, mapper_stats, process_stats, ClassStats,
     InternalCounts, MapperStats, ProcessStats, UNCOUNTED_BOUND,
 };
-pub use stats_c_api::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
-pub use stats_report::print_stats;
+pub use stats::report::print_stats;
+pub use sys::config::{current as configuration, Config};

@@ -1,0 +1,608 @@
+//! Classes: registration, the class table, and the Rust class API.
+//!
+//! Owns: [`ClassInfo`], the immutable facts of a class (id, name, object
+//! size, zeroing) together with its press and its stacks of full and partial
+//! magazines; the process-wide class table indexed by id; the public Rust
+//! API ([`Class`], [`ClassConfig`], [`ClassError`]).
+//!
+//! Invariants: ids stay below `MAX_CLASSES`; 0 means "no class" in span
+//! records, ids `1..FIRST_USER_ID` are reserved for the malloc size classes
+//! (registered on first use of malloc), and user classes get the following
+//! ids, densely; a class is never unregistered, and
+//! its `ClassInfo` is immortal and immutable once published in the table;
+//! magazines in `full` hold exactly `MAGAZINE_SIZE` objects of this class,
+//! those in `partial` between 1 and `MAGAZINE_SIZE - 1`.
+
+use core::ffi::c_void;
+use core::fmt;
+use core::num::NonZeroU32;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use crate::cache::checks;
+use crate::cache::thread_cache;
+use crate::heap::arena;
+use crate::heap::mapper;
+use crate::heap::mill;
+use crate::heap::press::Press;
+use crate::layout::constants::{self, GRANULE, MAX_CLASSES, MAX_SPAN_SIZE};
+use crate::layout::magazine::MagazineStack;
+use crate::sys::lock::Lock;
+
+/// Class names longer than this are truncated.
+///
+/// ```
+/// let long = "n".repeat(100);
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     name: Some(&long),
+///     size: 8,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// assert_eq!(class.info().name().len(), slitter::MAX_NAME_LEN);
+/// ```
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Everything slitter knows about one class.
+///
+/// ```
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     name: Some("info-example"),
+///     size: 20,
+///     zero_init: true,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// let info = class.info();
+/// assert_eq!(info.id, class.id());
+/// assert_eq!(info.name(), "info-example");
+/// assert_eq!(info.object_size, 32);
+/// assert!(info.zero_init);
+/// ```
+pub struct ClassInfo {
+    /// The class id (index in the class table).
+    pub id: u32,
+    /// Object size in bytes, rounded up to a multiple of 16 (the granule
+    /// of object states: every object starts on one).
+    pub object_size: usize,
+    /// Whether objects are zero-filled when handed out.
+    pub zero_init: bool,
+    name: [u8; MAX_NAME_LEN],
+    name_len: usize,
+    /// Source of fresh objects.
+    pub press: Press,
+    /// Magazines holding `MAGAZINE_SIZE` free objects.
+    pub full: MagazineStack,
+    /// Magazines holding some free objects, left by exiting threads.
+    pub partial: MagazineStack,
+}
+
+impl ClassInfo {
+    /// The class name given at registration (possibly truncated to
+    /// [`MAX_NAME_LEN`] bytes; "anonymous" if none was given).
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(class.info().name(), "anonymous");
+    /// ```
+    pub fn name(&self) -> &str {
+        // The name was truncated to a valid UTF-8 prefix at registration.
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    /// The number of bytes to clear in each object handed out (0: none).
+    ///
+    /// ```
+    /// let class = |zero_init| {
+    ///     slitter::Class::new(slitter::ClassConfig {
+    ///         size: 40, // rounded up to 48
+    ///         zero_init,
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap()
+    /// };
+    /// assert_eq!(class(true).info().zero_size(), 48);
+    /// assert_eq!(class(false).info().zero_size(), 0);
+    /// ```
+    pub fn zero_size(&self) -> u32 {
+        if self.zero_init {
+            self.object_size as u32
+        } else {
+            0
+        }
+    }
+}
+
+static CLASSES: [AtomicPtr<ClassInfo>; MAX_CLASSES] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CLASSES];
+
+/// Ids below this one are reserved for the malloc size classes.
+pub const FIRST_USER_ID: u32 = 1 + crate::malloc::size_classes::COUNT as u32;
+
+/// The next id to hand out to a user class; also serialises registrations.
+static NEXT_ID: Lock<u32> = Lock::new(FIRST_USER_ID);
+
+/// The lock of class registration, for the fork handlers.
+pub fn registration_lock() -> &'static dyn crate::sys::lock::Forkable {
+    &NEXT_ID
+}
+
+/// In a forked child whose mill memory was replaced: the presses of the
+/// classes on it stop carving their current spans, whose objects not yet
+/// handed out may hold what the parent's threads wrote while the child
+/// copied them (they must be zero).
+pub fn after_fork_in_child() {
+    for id in 1..MAX_CLASSES as u32 {
+        if let Some(info) = info(id) {
+            if info.press.mill().replaced_in_child() {
+                info.press.forget_current_span();
+            }
+        }
+    }
+}
+
+/// Calls `f` on the refill lock of every class's press, by class id (for
+/// the fork handlers, which hold the registration lock, so that no class
+/// appears meanwhile).
+pub fn each_press_lock(f: &mut dyn FnMut(&dyn crate::sys::lock::Forkable)) {
+    for id in 1..MAX_CLASSES as u32 {
+        if let Some(info) = info(id) {
+            f(info.press.refill_lock());
+        }
+    }
+}
+
+/// The class registered under `id`, if any.
+#[inline(always)]
+pub fn info(id: u32) -> Option<&'static ClassInfo> {
+    let slot = CLASSES.get(id as usize)?;
+    // SAFETY: published ClassInfo records are initialised and immortal.
+    unsafe { slot.load(Ordering::Acquire).as_ref() }
+}
+
+/// Why a class could not be registered.
+///
+/// ```
+/// use slitter::{Class, ClassConfig, ClassError};
+///
+/// let error = Class::new(ClassConfig::default()).unwrap_err();
+/// assert_eq!(error, ClassError::ZeroSize);
+/// assert_eq!(error.to_string(), "the object size is 0");
+///
+/// let unknown = ClassConfig {
+///     size: 8,
+///     mapper_name: Some("no-such-mapper"),
+///     ..Default::default()
+/// };
+/// assert_eq!(Class::new(unknown), Err(ClassError::UnknownMapper));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassError {
+    /// The C caller passed a NULL config.
+    NullConfig,
+    /// The object size is 0.
+    ZeroSize,
+    /// The object size exceeds the largest span the mill serves.
+    SizeTooLarge {
+        /// The requested size.
+        size: usize,
+        /// The largest size a class may have.
+        max: usize,
+    },
+    /// No mapper is registered under the requested name.
+    UnknownMapper,
+    /// All `MAX_CLASSES - FIRST_USER_ID` user class ids are taken.
+    TooManyClasses,
+    /// Memory for the class's records could not be obtained.
+    OutOfMemory,
+}
+
+impl fmt::Display for ClassError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NullConfig => write!(f, "the class config is NULL"),
+            Self::ZeroSize => write!(f, "the object size is 0"),
+            Self::SizeTooLarge { size, max } => {
+                write!(
+                    f,
+                    "the object size {size} exceeds the maximum of {max} bytes"
+                )
+            }
+            Self::UnknownMapper => write!(f, "no mapper is registered under that name"),
+            Self::TooManyClasses => {
+                write!(
+                    f,
+                    "at most {} classes can be registered",
+                    MAX_CLASSES - FIRST_USER_ID as usize
+                )
+            }
+            Self::OutOfMemory => write!(f, "out of memory for the class's records"),
+        }
+    }
+}
+
+impl std::error::Error for ClassError {}
+
+/// How to create a [`Class`]. Fields not given default to an anonymous
+/// class of non-zeroed objects in anonymous memory (the size has no usable
+/// default).
+///
+/// ```
+/// use slitter::{Class, ClassConfig};
+///
+/// let config = ClassConfig {
+///     name: Some("file-backed"),
+///     size: 4096,
+///     mapper_name: Some("file"),
+///     ..Default::default()
+/// };
+/// let class = Class::new(config).unwrap();
+/// let page = class.allocate().unwrap();
+/// // SAFETY: a fresh 4096-byte object.
+/// unsafe { page.as_ptr().cast::<u8>().write_bytes(1, 4096) };
+/// class.release(page);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassConfig<'a> {
+    /// A name for diagnostics (`None`: "anonymous").
+    pub name: Option<&'a str>,
+    /// Object size in bytes (1 to the maximum span size).
+    pub size: usize,
+    /// Whether every object handed out reads as zeroes.
+    pub zero_init: bool,
+    /// The registered mapper to take memory from (`None`: anonymous mmap;
+    /// `"file"`: file-backed).
+    pub mapper_name: Option<&'a str>,
+}
+
+/// The byte-level view of a config that both the Rust and C APIs build.
+pub struct RawConfig<'a> {
+    /// Name bytes, not necessarily UTF-8.
+    pub name: Option<&'a [u8]>,
+    /// Object size in bytes.
+    pub size: usize,
+    /// Zero-fill objects.
+    pub zero_init: bool,
+    /// Mapper name bytes.
+    pub mapper_name: Option<&'a [u8]>,
+}
+
+/// Copies the longest valid UTF-8 prefix of `name` (at most MAX_NAME_LEN
+/// bytes) into a fixed buffer.
+fn copy_name(name: &[u8]) -> ([u8; MAX_NAME_LEN], usize) {
+    let mut len = name.len().min(MAX_NAME_LEN);
+    len = match core::str::from_utf8(&name[..len]) {
+        Ok(_) => len,
+        Err(e) => e.valid_up_to(),
+    };
+    let mut buffer = [0; MAX_NAME_LEN];
+    buffer[..len].copy_from_slice(&name[..len]);
+    (buffer, len)
+}
+
+/// Registers a new class and returns its immortal descriptor.
+#[contracts::debug_ensures(ret.map_or(true, |c| info(c.id).is_some_and(|i| core::ptr::eq(i, c))))]
+pub fn register(config: &RawConfig<'_>) -> Result<&'static ClassInfo, ClassError> {
+    crate::process::fork::prepare_for_fork();
+    register_as(config, None)
+}
+
+/// Registers the class of reserved id `id` (one of the malloc size classes,
+/// `1..FIRST_USER_ID`); returns the descriptor already registered under
+/// `id` if there is one.
+#[contracts::debug_requires(id != 0 && id < FIRST_USER_ID)]
+pub fn register_reserved(
+    id: u32,
+    config: &RawConfig<'_>,
+) -> Result<&'static ClassInfo, ClassError> {
+    register_as(config, Some(id))
+}
+
+fn register_as(
+    config: &RawConfig<'_>,
+    reserved: Option<u32>,
+) -> Result<&'static ClassInfo, ClassError> {
+    constants::check_against_c();
+    crate::process::hooks::keep();
+    if config.size == 0 {
+        return Err(ClassError::ZeroSize);
+    }
+    if config.size > MAX_SPAN_SIZE {
+        return Err(ClassError::SizeTooLarge {
+            size: config.size,
+            max: MAX_SPAN_SIZE,
+        });
+    }
+    let (mapper_index, mapper) =
+        mapper::find_mapper(config.mapper_name).ok_or(ClassError::UnknownMapper)?;
+    let mill = mill::mill_for(mapper_index, mapper).ok_or(ClassError::OutOfMemory)?;
+    let object_size = config.size.next_multiple_of(GRANULE);
+    let (name, name_len) = copy_name(config.name.unwrap_or(b"anonymous"));
+
+    let mut next_id = NEXT_ID.lock();
+    let id = match reserved {
+        Some(id) => {
+            if let Some(existing) = info(id) {
+                return Ok(existing);
+            }
+            id
+        }
+        None => *next_id,
+    };
+    if id as usize >= MAX_CLASSES {
+        return Err(ClassError::TooManyClasses);
+    }
+    let slot = arena::allocate(
+        core::mem::size_of::<ClassInfo>(),
+        core::mem::align_of::<ClassInfo>(),
+    )
+    .ok_or(ClassError::OutOfMemory)?
+    .cast::<ClassInfo>()
+    .as_ptr();
+    // SAFETY: `slot` is fresh, aligned arena memory for one ClassInfo.
+    unsafe {
+        slot.write(ClassInfo {
+            id,
+            object_size,
+            zero_init: config.zero_init,
+            name,
+            name_len,
+            press: Press::new(id, object_size, mill),
+            full: MagazineStack::new(),
+            partial: MagazineStack::new(),
+        })
+    };
+    CLASSES[id as usize].store(slot, Ordering::Release);
+    if reserved.is_none() {
+        *next_id += 1;
+    }
+    // SAFETY: just initialised and published; arena memory is immortal.
+    Ok(unsafe { &*slot })
+}
+
+/// A registered class: a handle on a type-stable pool of same-size objects.
+///
+/// Objects of a class are never returned to the operating system nor used
+/// by another class, so a pointer to a released object stays safe to read
+/// (it still points at an object of the same class).
+///
+/// ```
+/// let class = slitter::Class::new(slitter::ClassConfig {
+///     name: Some("doc-example"),
+///     size: 24,
+///     ..Default::default()
+/// })
+/// .unwrap();
+/// let object = class.allocate().unwrap();
+/// class.release(object);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Class {
+    id: NonZeroU32,
+}
+
+impl Class {
+    /// Registers a new class. Classes are never unregistered: create each
+    /// once and keep (or copy) the handle.
+    ///
+    /// ```
+    /// let nodes = slitter::Class::new(slitter::ClassConfig {
+    ///     name: Some("nodes"),
+    ///     size: 48,
+    ///     ..Default::default()
+    /// })
+    /// .expect("a valid config");
+    /// assert_eq!(nodes.info().object_size, 48);
+    /// ```
+    pub fn new(config: ClassConfig<'_>) -> Result<Class, ClassError> {
+        let raw = RawConfig {
+            name: config.name.map(str::as_bytes),
+            size: config.size,
+            zero_init: config.zero_init,
+            mapper_name: config.mapper_name.map(str::as_bytes),
+        };
+        let info = register(&raw)?;
+        Ok(Class {
+            id: NonZeroU32::new(info.id).expect("class ids start at 1"),
+        })
+    }
+
+    /// The class with id `id`, if one is registered.
+    ///
+    /// ```
+    /// use slitter::{Class, ClassConfig};
+    ///
+    /// let class = Class::new(ClassConfig {
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(Class::from_id(class.id()), Some(class));
+    /// assert_eq!(Class::from_id(0), None);
+    /// assert_eq!(Class::from_id(slitter::MAX_CLASSES as u32), None);
+    /// ```
+    pub fn from_id(id: u32) -> Option<Class> {
+        info(id)?;
+        Some(Class {
+            id: NonZeroU32::new(id)?,
+        })
+    }
+
+    /// The class id: what the C API's `SlitterClass` holds.
+    ///
+    /// ```
+    /// let make = || {
+    ///     slitter::Class::new(slitter::ClassConfig {
+    ///         size: 8,
+    ///         ..Default::default()
+    ///     })
+    ///     .unwrap()
+    /// };
+    /// let (a, b) = (make(), make());
+    /// assert_ne!(a.id(), b.id());
+    /// assert!(a.id() > 0 && (b.id() as usize) < slitter::MAX_CLASSES);
+    /// ```
+    pub fn id(self) -> u32 {
+        self.id.get()
+    }
+
+    /// The class's descriptor.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     name: Some("described"),
+    ///     size: 8,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(class.info().name(), "described");
+    /// ```
+    pub fn info(self) -> &'static ClassInfo {
+        info(self.id.get()).expect("a Class handle always names a registered class")
+    }
+
+    /// A new object of this class (16-byte aligned), or `None` when memory
+    /// is exhausted.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 32,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// let a = class.allocate().unwrap();
+    /// let b = class.allocate().unwrap();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.as_ptr() as usize % 16, 0);
+    /// class.release(a);
+    /// class.release(b);
+    /// ```
+    #[inline(always)]
+    pub fn allocate(self) -> Option<NonNull<c_void>> {
+        thread_cache::allocate(self.id.get()).map(NonNull::cast)
+    }
+
+    /// Returns an object to this class. Aborts the process with a
+    /// `slitter:` message if `object` is not a live object of this class
+    /// (allocated from another class or not by slitter, an interior
+    /// pointer, or already released).
+    ///
+    /// A released object keeps its class: the memory is type-stable, and
+    /// only a later allocation from the same class hands it out again.
+    ///
+    /// ```
+    /// let class = slitter::Class::new(slitter::ClassConfig {
+    ///     size: 64,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// let objects: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
+    /// for &object in &objects {
+    ///     class.release(object);
+    /// }
+    /// // Released objects come back from this class, not from fresh memory.
+    /// let again: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
+    /// assert!(again.iter().any(|object| objects.contains(object)));
+    /// for object in again {
+    ///     class.release(object);
+    /// }
+    /// ```
+    #[inline(always)]
+    pub fn release(self, object: NonNull<c_void>) {
+        let addr = object.as_ptr() as usize;
+        match checks::take_back(self.id.get(), addr) {
+            Some((id, slot)) => thread_cache::release(id, slot),
+            None => checks::report_bad_release(self.id.get(), addr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let config = |size, mapper_name| ClassConfig {
+            name: Some("bad"),
+            size,
+            zero_init: false,
+            mapper_name,
+        };
+        assert_eq!(Class::new(config(0, None)), Err(ClassError::ZeroSize));
+        assert_eq!(
+            Class::new(config(MAX_SPAN_SIZE + 1, None)),
+            Err(ClassError::SizeTooLarge {
+                size: MAX_SPAN_SIZE + 1,
+                max: MAX_SPAN_SIZE
+            })
+        );
+        assert_eq!(
+            Class::new(config(8, Some("nope"))),
+            Err(ClassError::UnknownMapper)
+        );
+        assert!(Class::new(config(MAX_SPAN_SIZE, None)).is_ok());
+    }
+
+    #[test]
+    fn names_are_truncated_to_valid_utf8() {
+        let long = "é".repeat(40);
+        let class = Class::new(ClassConfig {
+            name: Some(&long),
+            size: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        let name = class.info().name();
+        assert!(name.len() <= MAX_NAME_LEN && name.len() >= MAX_NAME_LEN - 1);
+        assert!(long.starts_with(name));
+        assert_eq!(
+            Class::new(ClassConfig {
+                size: 8,
+                ..Default::default()
+            })
+            .unwrap()
+            .info()
+            .name(),
+            "anonymous"
+        );
+    }
+
+    #[test]
+    fn sizes_round_up_to_the_granule_and_objects_are_aligned() {
+        for size in [1, 7, 8, 9, 16, 24, 48, 100, 4096] {
+            let class = Class::new(ClassConfig {
+                size,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(class.info().object_size, size.next_multiple_of(16));
+            let objects: Vec<_> = (0..100).map(|_| class.allocate().unwrap()).collect();
+            for &object in &objects {
+                assert_eq!(object.as_ptr() as usize % 16, 0);
+            }
+            for object in objects {
+                class.release(object);
+            }
+        }
+    }
+
+    #[test]
+    fn from_id_only_finds_registered_classes() {
+        let class = Class::new(ClassConfig {
+            size: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(Class::from_id(class.id()), Some(class));
+        assert_eq!(Class::from_id(0), None);
+        assert_eq!(
+            Class::from_id(MAX_CLASSES as u32 - 1).map(Class::id),
+            info(MAX_CLASSES as u32 - 1).map(|i| i.id)
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The large blocks of the malloc API: requests above the largest size
+//! class, or aligned beyond a span.
+//!
+//! Owns: the table of live blocks, the history of freed ones and their
+//! placement and resizing (`blocks`), the arena of reservations blocks are
+//! carved from (`arena`), and which of its pages are resident
+//! (`page_states`).
+//!
+//! May call: `sys`, `layout`, and the heap layer's `mapper`. Files, bottom
+//! up: page_states, arena, blocks.
+
+pub(crate) mod arena;
+pub(crate) mod blocks;
+pub(crate) mod page_states;

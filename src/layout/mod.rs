@@ -1,0 +1,17 @@
+//! The layout layer: where things are in memory, as values and address
+//! arithmetic.
+//!
+//! Owns: the layout constants (`constants`, cross-checked with the C shim
+//! by the cache layer), the registry of chunks (`chunk_registry`), the
+//! span records (`span`), the two-byte object states and their tag tables
+//! (`object_states`), and the magazine, the 512-byte block of slots shared
+//! with the C fast path (`magazine`).
+//!
+//! May call: `sys`. Files, bottom up: constants, chunk_registry, span,
+//! object_states, magazine.
+
+pub(crate) mod chunk_registry;
+pub(crate) mod constants;
+pub(crate) mod magazine;
+pub(crate) mod object_states;
+pub(crate) mod span;
