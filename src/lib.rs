@@ -18,6 +18,11 @@
 //! [`SlitterClass`]), or link or `LD_PRELOAD` the library to replace
 //! `malloc`.
 //!
+//! Layers, bottom up: sys, layout, heap, cache, stats, process,
+//! class_api, malloc, c_api. Each is a folder whose `mod.rs` says what it owns and which
+//! layers it may call; a module calls only lower files of its own folder
+//! and lower layers (`tests/layers.rs` checks it).
+//!
 //! Follow an allocation from the top: [`Class::allocate`] (`class.rs`) →
 //! `cache.rs` (fast path) → `magazine.rs` / `rack.rs` → `press.rs` →
 //! `mill.rs` → `mapper.rs` (mmap). A release goes through `checks.rs` first.
@@ -44,6 +49,7 @@
 
 pub(crate) mod c_api;
 pub(crate) mod cache;
+pub(crate) mod class_api;
 pub(crate) mod heap;
 pub(crate) mod layout;
 pub(crate) mod malloc;
@@ -53,13 +59,14 @@ pub(crate) mod sys;
 
 pub use c_api::classes::{SlitterClass, SlitterClassConfig, SlitterStatus};
 pub use c_api::stats::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
-pub use cache::class_table::{Class, ClassConfig, ClassError, ClassInfo, MAX_NAME_LEN};
+pub use cache::class_table::{ClassError, ClassInfo, MAX_NAME_LEN};
+pub use class_api::class::{class_stats, Class, ClassConfig};
 pub use heap::mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
 pub use layout::constants::{MAX_CLASSES, MAX_SPAN_SIZE};
 pub use malloc::global_alloc::Slitter;
 pub use stats::counters::{
-    all_class_stats, class_stats, internal_counts, mapper_stats, process_stats, ClassStats,
-    InternalCounts, MapperStats, ProcessStats, UNCOUNTED_BOUND,
+    all_class_stats, internal_counts, mapper_stats, process_stats, ClassStats, InternalCounts,
+    MapperStats, ProcessStats, UNCOUNTED_BOUND,
 };
 pub use stats::report::print_stats;
 pub use sys::config::{current as configuration, Config};

@@ -188,6 +188,7 @@ unsafe fn register(config: *const SlitterClassConfig) -> Result<SlitterClass, Cl
         // SAFETY: guaranteed by the caller.
         mapper_name: unsafe { optional_bytes(config.mapper_name) },
     };
+    crate::process::entry::enter();
     class_table::register(&raw).map(|info| SlitterClass { id: info.id })
 }
 

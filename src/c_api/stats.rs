@@ -18,7 +18,7 @@
 use core::ffi::{c_char, c_int};
 
 use crate::c_api::classes::SlitterClass;
-use crate::cache::class_table::Class;
+use crate::class_api::class::{self, Class};
 use crate::stats::counters::{self, UNCOUNTED_BOUND};
 use crate::stats::report;
 
@@ -188,7 +188,7 @@ pub unsafe extern "C" fn slitter_class_stats(
     let Some(class) = Class::from_id(class.id) else {
         return libc::ENOENT;
     };
-    let stats = counters::class_stats(class);
+    let stats = class::class_stats(class);
     let value = SlitterClassStats {
         size: 0,
         version: 0,

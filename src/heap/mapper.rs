@@ -11,6 +11,7 @@
 //! registry holds at most [`MAX_MAPPERS`] mappers and the index of a mapper
 //! never changes, so mills can be indexed by it.
 
+use crate::sys::errno::last_errno;
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr::NonNull;
 
@@ -125,11 +126,6 @@ pub trait Mapper: Sync {
         let _ = (base, size, used);
         Ok(false)
     }
-}
-
-pub(crate) fn last_errno() -> Errno {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
 }
 
 /// `mmap` with the given protection, flags and file, at `addr` if non-null.

@@ -356,7 +356,6 @@ pub fn after_fork_in_child() {
             }
         }
     }
-    crate::cache::class_table::after_fork_in_child();
 }
 
 /// Calls `f` on the lock of every mill, by mapper index (for the fork

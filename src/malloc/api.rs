@@ -25,16 +25,19 @@
 
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::cache::checks::{self, Operation};
 use crate::cache::class_table::{self, RawConfig, FIRST_USER_ID};
 use crate::cache::thread_cache;
 use crate::heap::large::blocks::{self, Resized, PAGE_SIZE};
 use crate::heap::mapper::NO_ACCESS_MAPPER_NAME;
+use crate::layout::size_classes::{self, MALLOC_ALIGNMENT, MAX_SMALL_SIZE};
 use crate::malloc::hardening;
-use crate::malloc::size_classes::{self, MALLOC_ALIGNMENT, MAX_SMALL_SIZE};
-use crate::sys::lock::Lock;
+use crate::process::entry;
+use crate::process::fork::{self, LockSet};
+use crate::sys::errno::{last_errno, set_errno};
+use crate::sys::lock::{Forkable, Lock};
 
 /// The class id of size class `index`.
 #[inline(always)]
@@ -82,9 +85,21 @@ static FAST_MALLOC_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static FAST_FREE_LIMIT: AtomicU32 = AtomicU32::new(FIRST_USER_ID);
 static INIT_LOCK: Lock<()> = Lock::new(());
 
-/// The lock of malloc's initialisation, for the fork handlers.
-pub fn init_lock() -> &'static dyn crate::sys::lock::Forkable {
-    &INIT_LOCK
+/// malloc's own locks, held across `fork()` before the core's (see
+/// `process::fork`).
+struct MallocLocks;
+
+static FORK_REGISTRATION: AtomicU8 = AtomicU8::new(0);
+
+impl LockSet for MallocLocks {
+    fn each(f: &mut dyn FnMut(&dyn Forkable)) {
+        f(&INIT_LOCK);
+        f(hardening::lock());
+    }
+
+    fn registration() -> &'static AtomicU8 {
+        &FORK_REGISTRATION
+    }
 }
 
 /// Registers the size classes if that is not done yet; `false` when out of
@@ -116,14 +131,11 @@ fn initialise() -> bool {
             INITIALISED.store(true, Ordering::Release);
         }
     }
-    // Outside the lock: pthread_atfork may call malloc.
-    crate::process::fork::prepare_for_fork();
+    // Outside the lock: pthread_atfork may call malloc. The core's fork
+    // handlers first, so that malloc's prepare handler runs before them.
+    entry::enter();
+    fork::register::<MallocLocks>();
     true
-}
-
-pub(crate) fn set_errno(value: i32) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = value };
 }
 
 #[cold]
@@ -291,7 +303,7 @@ fn free_slow(ptr: *mut c_void) {
 /// `errno` (as glibc does since 2.33), whatever system calls it makes
 /// (`munmap`, `madvise`, `mincore`) and however they fail.
 fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
-    let saved = crate::heap::mapper::last_errno();
+    let saved = last_errno();
     let result = f();
     set_errno(saved);
     result
@@ -465,7 +477,7 @@ pub unsafe extern "C" fn posix_memalign(
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
-    let errno = crate::heap::mapper::last_errno();
+    let errno = last_errno();
     let p = allocate_aligned(size, align);
     if p.is_null() {
         set_errno(errno);

@@ -32,8 +32,8 @@ use core::ffi::c_int;
 use core::fmt::{self, Write};
 
 use crate::cache::class_table::FIRST_USER_ID;
+use crate::layout::size_classes;
 use crate::malloc::api;
-use crate::malloc::size_classes;
 use crate::stats::counters::{self, ClassStats};
 use crate::stats::report;
 use crate::sys::writer::{Output, Sink};
@@ -243,7 +243,7 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
             Err(errno) => errno,
         }
     };
-    api::set_errno(errno);
+    crate::sys::errno::set_errno(errno);
     -1
 }
 

@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::cache::checks::ClassLabel;
 use crate::cache::thread_cache;
 use crate::layout::magazine::Slot;
-use crate::malloc::size_classes;
+use crate::layout::size_classes;
 use crate::sys::lock::Lock;
 
 /// Bytes of canary at the end of each hardened object's slot.

@@ -1,17 +1,16 @@
 //! The malloc personality: the C allocation API over slitter's classes.
 //!
-//! Owns: the size classes (`size_classes`), opt-in hardening
+//! Owns: opt-in hardening
 //! (`hardening`), the exported C functions (`api`), C++'s sized deletes
 //! (`sized_free`), glibc's introspection functions (`glibc_extras`) and
 //! the Rust `#[global_allocator]` (`global_alloc`).
 //!
 //! May call: every layer below (`sys`, `layout`, `heap`, `cache`, `stats`,
-//! `process`). Files, bottom up: size_classes, hardening, api, sized_free,
+//! `process`). Files, bottom up: hardening, api, sized_free,
 //! glibc_extras, global_alloc.
 
 pub(crate) mod api;
 pub(crate) mod glibc_extras;
 pub(crate) mod global_alloc;
 pub(crate) mod hardening;
-pub(crate) mod size_classes;
 pub(crate) mod sized_free;

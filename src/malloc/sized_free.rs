@@ -29,8 +29,8 @@ use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::cache::checks::{ClassLabel, Operation};
+use crate::layout::size_classes::MALLOC_ALIGNMENT;
 use crate::malloc::api::{self, Owner};
-use crate::malloc::size_classes::MALLOC_ALIGNMENT;
 
 /// Frees `ptr`, named by the caller (`operation`) as an allocation of
 /// `size` bytes aligned to `align`; aborts if `ptr` is not live or the

@@ -13,7 +13,7 @@
 //! exact); counters only grow, except the live and cached counts of the
 //! large path.
 
-use crate::cache::class_table::{self, Class, ClassInfo};
+use crate::cache::class_table::{self, ClassInfo};
 use crate::cache::thread_cache;
 use crate::cache::{rack, tally};
 use crate::heap::arena;
@@ -126,7 +126,7 @@ impl ClassStats {
         self.allocations != 0 || self.releases != 0 || self.spans != 0
     }
 
-    fn of(info: &'static ClassInfo) -> ClassStats {
+    pub(crate) fn of(info: &'static ClassInfo) -> ClassStats {
         thread_cache::fold_this_thread(info);
         let (allocations, releases) = tally::counts(info.id);
         let (spans, span_bytes) = info.press.spans_taken();
@@ -141,24 +141,6 @@ impl ClassStats {
             span_bytes,
         }
     }
-}
-
-/// A snapshot of `class`'s statistics (see [`ClassStats`] for what is
-/// exact).
-///
-/// ```
-/// let class = slitter::Class::new(slitter::ClassConfig {
-///     size: 8,
-///     ..Default::default()
-/// })
-/// .unwrap();
-/// let object = class.allocate().unwrap();
-/// assert_eq!(slitter::class_stats(class).live, 1);
-/// class.release(object);
-/// assert_eq!(slitter::class_stats(class).live, 0);
-/// ```
-pub fn class_stats(class: Class) -> ClassStats {
-    ClassStats::of(class.info())
 }
 
 /// Snapshots of the statistics of every registered class (used or not),
@@ -300,7 +282,7 @@ pub use crate::cache::thread_cache::UNCOUNTED_BOUND;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ClassConfig;
+    use crate::{class_stats, Class, ClassConfig};
 
     fn new_class(size: usize) -> Class {
         Class::new(ClassConfig {

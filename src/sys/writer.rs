@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use crate::heap::mapper::last_errno;
+use crate::sys::errno::last_errno;
 
 /// Where an [`Output`] sends its bytes.
 #[derive(Clone, Copy)]
