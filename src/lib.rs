@@ -61,7 +61,8 @@ pub use c_api::classes::{SlitterClass, SlitterClassConfig, SlitterStatus};
 pub use c_api::stats::{SlitterClassStats, SlitterMapperStats, SlitterStats, SlitterStatsVersion};
 pub use cache::class_table::{ClassError, ClassInfo, MAX_NAME_LEN};
 pub use class_api::class::{class_stats, Class, ClassConfig};
-pub use heap::mapper::{register_mapper, Errno, Mapper, RegisterMapperError, MAX_MAPPERS};
+pub use heap::mapper::{Errno, Mapper};
+pub use heap::mapper_registry::{register_mapper, RegisterMapperError, MAX_MAPPERS};
 pub use layout::constants::{MAX_CLASSES, MAX_SPAN_SIZE};
 pub use malloc::global_alloc::Slitter;
 pub use stats::counters::{

@@ -10,8 +10,9 @@ use core::ffi::{c_char, c_void, CStr};
 
 use crate::cache::checks;
 use crate::cache::class_table::{self, ClassError, RawConfig};
+use crate::cache::misuse_report;
 use crate::cache::thread_cache;
-use crate::heap::mapper;
+use crate::heap::file_mapper;
 
 /// A registered class, passed by value. Id 0 is never a valid class.
 // The Rust examples are attached for rustdoc only, so that cbindgen keeps
@@ -251,7 +252,7 @@ pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
     match checks::take_back(class.id, addr) {
         Some((id, slot)) => thread_cache::release(id, slot),
         None if ptr.is_null() => {}
-        None => checks::report_bad_release(class.id, addr),
+        None => misuse_report::report_bad_release(class.id, addr),
     }
 }
 
@@ -265,7 +266,7 @@ pub extern "C" fn slitter_release(class: SlitterClass, ptr: *mut c_void) {
 pub unsafe extern "C" fn slitter_set_file_backed_slab_directory(path: *const c_char) -> i32 {
     // SAFETY: guaranteed by the caller.
     let path = (!path.is_null()).then(|| unsafe { CStr::from_ptr(path) });
-    match mapper::set_file_backed_slab_directory(path) {
+    match file_mapper::set_file_backed_slab_directory(path) {
         Ok(()) => 0,
         Err(errno) => errno,
     }

@@ -280,7 +280,7 @@ pub extern "C" fn slitter_stats_print(fd: c_int) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heap::mapper::MAX_MAPPERS;
+    use crate::heap::mapper_registry::MAX_MAPPERS;
 
     #[test]
     fn structs_are_filled_up_to_the_callers_size() {

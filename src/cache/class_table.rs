@@ -18,7 +18,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::heap::arena;
-use crate::heap::mapper;
+use crate::heap::mapper_registry;
 use crate::heap::mill;
 use crate::heap::press::Press;
 use crate::layout::constants::{GRANULE, MAX_CLASSES, MAX_SPAN_SIZE};
@@ -279,7 +279,7 @@ fn register_as(
         });
     }
     let (mapper_index, mapper) =
-        mapper::find_mapper(config.mapper_name).ok_or(ClassError::UnknownMapper)?;
+        mapper_registry::find_mapper(config.mapper_name).ok_or(ClassError::UnknownMapper)?;
     let mill = mill::mill_for(mapper_index, mapper).ok_or(ClassError::OutOfMemory)?;
     let object_size = config.size.next_multiple_of(GRANULE);
     let (name, name_len) = copy_name(config.name.unwrap_or(b"anonymous"));

@@ -52,6 +52,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::cache::checks;
 use crate::cache::class_table::{self, ClassInfo};
+use crate::cache::misuse_report;
 use crate::cache::rack;
 use crate::cache::tally;
 use crate::heap::arena;
@@ -388,7 +389,7 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
         Some(object) => object,
         None => crate::sys::fatal::die(format_args!(
             "out of memory allocating from ({})",
-            crate::cache::checks::ClassLabel(class_id)
+            crate::cache::misuse_report::ClassLabel(class_id)
         )),
     }
 }
@@ -427,7 +428,7 @@ fn release_slow(class_id: u32, slot: Slot) {
         // unknown id gets here, and the release tops of id 0 are always
         // the full sentinel's, so here is where they are turned away,
         // before anything is written.
-        return checks::reject_release(class_id, slot.object as usize);
+        return misuse_report::reject_release(class_id, slot.object as usize);
     };
     // SAFETY: the slot passed the check for this (existing) class.
     unsafe { checks::mark_released(&slot) };

@@ -14,6 +14,7 @@ use core::ptr::NonNull;
 
 use crate::cache::checks;
 use crate::cache::class_table::{info, register, ClassError, ClassInfo, RawConfig};
+use crate::cache::misuse_report;
 use crate::cache::thread_cache;
 use crate::process::entry;
 use crate::stats::counters::ClassStats;
@@ -203,7 +204,7 @@ impl Class {
         let addr = object.as_ptr() as usize;
         match checks::take_back(self.id.get(), addr) {
             Some((id, slot)) => thread_cache::release(id, slot),
-            None => checks::report_bad_release(self.id.get(), addr),
+            None => misuse_report::report_bad_release(self.id.get(), addr),
         }
     }
 }

@@ -12,8 +12,8 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::heap::mapper::os_map_zeroed;
 use crate::sys::lock::Lock;
+use crate::sys::os_memory::os_map_zeroed;
 
 /// Internal memory is mapped in regions of this size (or larger, for a
 /// larger request).

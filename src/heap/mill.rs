@@ -25,7 +25,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::heap::arena;
-use crate::heap::mapper::{Errno, Mapper, MapperIndex, MAX_MAPPERS};
+use crate::heap::mapper::{Errno, Mapper};
+use crate::heap::mapper_registry::{MapperIndex, MAX_MAPPERS};
 use crate::layout::chunk_registry;
 use crate::layout::constants::{
     CHUNK_RESERVATION_SIZE, DATA_ALIGNMENT, GRANULE, GUARD_PAGE_SIZE, MAX_CLASSES, MAX_SPAN_SIZE,
@@ -489,7 +490,8 @@ mod tests {
 
     #[test]
     fn spans_roll_over_into_new_chunks() {
-        static MAPPER: crate::heap::mapper::AnonymousMapper = crate::heap::mapper::AnonymousMapper;
+        static MAPPER: crate::heap::anonymous_mapper::AnonymousMapper =
+            crate::heap::anonymous_mapper::AnonymousMapper;
         let mill = Mill::new(&MAPPER);
         let span = MAX_SPAN_SIZE;
         let per_chunk = DATA_ALIGNMENT / span;
@@ -514,7 +516,8 @@ mod tests {
 
     #[test]
     fn classes_get_tags_until_a_chunk_has_none_left() {
-        static MAPPER: crate::heap::mapper::AnonymousMapper = crate::heap::mapper::AnonymousMapper;
+        static MAPPER: crate::heap::anonymous_mapper::AnonymousMapper =
+            crate::heap::anonymous_mapper::AnonymousMapper;
         let mill = Mill::new(&MAPPER);
         // Tags 1 to MAX_TAG in the first chunk, then 1 in a second one.
         let expected_tag = |class_id: u32| {
@@ -560,7 +563,8 @@ mod tests {
 
     #[test]
     fn a_span_too_large_for_a_chunk_takes_no_tag_there() {
-        static MAPPER: crate::heap::mapper::AnonymousMapper = crate::heap::mapper::AnonymousMapper;
+        static MAPPER: crate::heap::anonymous_mapper::AnonymousMapper =
+            crate::heap::anonymous_mapper::AnonymousMapper;
         let mill = Mill::new(&MAPPER);
         let span = MAX_SPAN_SIZE;
         let per_chunk = DATA_ALIGNMENT / span;

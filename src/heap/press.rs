@@ -121,14 +121,15 @@ impl Press {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heap::mapper::AnonymousMapper;
+    use crate::heap::anonymous_mapper::AnonymousMapper;
     use std::collections::HashSet;
 
     #[test]
     fn batches_are_distinct_and_cross_spans() {
         static MAPPER: AnonymousMapper = AnonymousMapper;
         let mill =
-            crate::heap::mill::mill_for(crate::heap::mapper::MAX_MAPPERS - 1, &MAPPER).unwrap();
+            crate::heap::mill::mill_for(crate::heap::mapper_registry::MAX_MAPPERS - 1, &MAPPER)
+                .unwrap();
         let size = 4096;
         let press = Press::new(1, size, mill);
         let per_span = span_size_for(size) / size;

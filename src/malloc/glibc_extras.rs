@@ -33,7 +33,7 @@ use core::fmt::{self, Write};
 
 use crate::cache::class_table::FIRST_USER_ID;
 use crate::layout::size_classes;
-use crate::malloc::api;
+use crate::malloc::init;
 use crate::stats::counters::{self, ClassStats};
 use crate::stats::report;
 use crate::sys::writer::{Output, Sink};
@@ -180,7 +180,7 @@ fn write_info(out: &mut Output) -> fmt::Result {
         if count == 0 || sizes.is_err() {
             return;
         }
-        let index = api::class_index(class.id);
+        let index = init::class_index(class.id);
         let from = index
             .checked_sub(1)
             .map_or(0, |below| size_classes::size_of_class(below) + 1);

@@ -16,7 +16,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use crate::malloc::api;
+use crate::malloc::{allocation, exports, realloc};
 
 /// slitter as Rust's global allocator.
 ///
@@ -72,22 +72,22 @@ pub struct Slitter;
 unsafe impl GlobalAlloc for Slitter {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        api::allocate_aligned(layout.size(), layout.align()).cast()
+        allocation::allocate_aligned(layout.size(), layout.align()).cast()
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        api::allocate_zeroed(layout.size(), layout.align()).cast()
+        allocation::allocate_zeroed(layout.size(), layout.align()).cast()
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        api::free(ptr.cast())
+        exports::free(ptr.cast())
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        api::reallocate(ptr.cast(), new_size, layout.align()).cast()
+        realloc::reallocate(ptr.cast(), new_size, layout.align()).cast()
     }
 }
 

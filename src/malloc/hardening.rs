@@ -26,7 +26,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::cache::checks::ClassLabel;
+use crate::cache::misuse_report::ClassLabel;
 use crate::cache::thread_cache;
 use crate::layout::magazine::Slot;
 use crate::layout::size_classes;

@@ -28,9 +28,11 @@
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::cache::checks::{ClassLabel, Operation};
+use crate::cache::misuse_report::{ClassLabel, Operation};
 use crate::layout::size_classes::MALLOC_ALIGNMENT;
-use crate::malloc::api::{self, Owner};
+use crate::malloc::allocation::{self, Owner};
+use crate::malloc::exports;
+use crate::malloc::init;
 
 /// Frees `ptr`, named by the caller (`operation`) as an allocation of
 /// `size` bytes aligned to `align`; aborts if `ptr` is not live or the
@@ -41,16 +43,16 @@ fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str)
     }
     let operation = Operation { name, frees: true };
     let expected = if align.is_power_of_two() {
-        api::small_class_for(size, align)
+        allocation::small_class_for(size, align)
     } else {
         crate::sys::fatal::die(format_args!(
             "{name} of {ptr:p} with alignment {align}, which is not a power of two"
         ))
     };
-    match api::owner(ptr, operation) {
+    match allocation::owner(ptr, operation) {
         Owner::Small { id, room }
-            if expected == Some(api::class_index(id))
-                || (room && expected.is_some_and(|index| index < api::class_index(id))) => {}
+            if expected == Some(init::class_index(id))
+                || (room && expected.is_some_and(|index| index < init::class_index(id))) => {}
         Owner::Small { id, .. } => crate::sys::fatal::die(format_args!(
             "size mismatch: {name} of {ptr:p} with size {size}, but it was allocated \
              in {} ({})",
@@ -64,7 +66,7 @@ fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str)
             describe_expected(expected)
         )),
     }
-    api::free(ptr)
+    exports::free(ptr)
 }
 
 /// Says where an allocation of the size named at free would come from.
@@ -76,7 +78,7 @@ fn describe_expected(expected: Option<usize>) -> impl core::fmt::Display {
                 Some(index) => write!(
                     f,
                     "that size belongs to {}",
-                    ClassLabel(api::class_id(index))
+                    ClassLabel(init::class_id(index))
                 ),
                 None => f.write_str("that size belongs to the large path"),
             }
@@ -178,7 +180,7 @@ impl Forward {
     fn call(&self, ptr: *mut c_void, align: Option<usize>) {
         let symbol = self.symbol();
         if symbol.is_null() {
-            return api::free(ptr);
+            return exports::free(ptr);
         }
         // SAFETY: `symbol` is the non-null address dlsym gave for one of
         // these mangled names, which POSIX lets a program call as a

@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::cache::{class_table, thread_cache};
 use crate::heap::large::blocks;
-use crate::heap::{arena, mapper, mill};
+use crate::heap::{arena, file_mapper, mapper_registry, mill};
 use crate::sys::lock::Forkable;
 
 /// Locks that the fork handlers hold across `fork()`.
@@ -102,11 +102,11 @@ impl LockSet for CoreLocks {
     fn each(f: &mut dyn FnMut(&dyn Forkable)) {
         f(class_table::registration_lock());
         f(mill::table_lock());
-        f(mapper::registry_lock());
+        f(mapper_registry::registry_lock());
         f(thread_cache::exit_key_lock());
         class_table::each_press_lock(f);
         mill::each_mill_lock(f);
-        mapper::file_mapper_locks(f);
+        file_mapper::file_mapper_locks(f);
         f(arena::lock());
         f(thread_cache::free_arrays_lock());
         f(blocks::lock());

@@ -18,7 +18,7 @@ use crate::cache::thread_cache;
 use crate::cache::{rack, tally};
 use crate::heap::arena;
 use crate::heap::large::blocks;
-use crate::heap::mapper::{self, MAX_MAPPERS};
+use crate::heap::mapper_registry::{self, MAX_MAPPERS};
 use crate::heap::mill::{self, CHUNK_KEPT_SIZE};
 use crate::layout::constants::MAX_CLASSES;
 
@@ -181,7 +181,7 @@ pub struct MapperStats {
 /// ```
 pub fn mapper_stats() -> impl Iterator<Item = MapperStats> {
     (0..MAX_MAPPERS).filter_map(|index| {
-        let name = mapper::mapper_name(index)?;
+        let name = mapper_registry::mapper_name(index)?;
         let (chunks, span_bytes) =
             mill::existing_mill(index).map_or((0, 0), |m| (m.chunk_count(), m.span_bytes()));
         Some(MapperStats {

@@ -38,7 +38,7 @@ use core::ffi::c_void;
 
 use crate::heap::large::page_states::PageStates;
 pub use crate::heap::large::page_states::PAGE_SIZE;
-use crate::heap::mapper::{os_map_zeroed, os_reserve};
+use crate::sys::os_memory::{os_map_zeroed, os_reserve};
 
 #[cfg(not(feature = "test_only_small_constants"))]
 mod values {

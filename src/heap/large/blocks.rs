@@ -31,8 +31,8 @@ use core::ptr::NonNull;
 
 pub use crate::heap::large::arena::PAGE_SIZE;
 use crate::heap::large::arena::{Arena, MAX_EXTENT};
-use crate::heap::mapper::{os_map_zeroed, os_reserve};
 use crate::sys::lock::Lock;
+use crate::sys::os_memory::{os_map_zeroed, os_reserve};
 
 const GUARD_SIZE: usize = PAGE_SIZE;
 /// How many freed addresses the history remembers.

@@ -27,7 +27,7 @@
 
 use core::ffi::c_void;
 
-use crate::heap::mapper::os_map_zeroed;
+use crate::sys::os_memory::os_map_zeroed;
 
 /// The page size (x86-64).
 pub const PAGE_SIZE: usize = 4096;
