@@ -1,6 +1,6 @@
 /*
  * The C side of the layout cross-check: one function per constant, called
- * once by src/constants.rs at initialisation.
+ * once by src/layout/constants.rs at initialisation.
  */
 #include "layout.h"
 

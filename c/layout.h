@@ -1,7 +1,7 @@
 /*
  * Layout constants of the slitter heap, as the C side sees them.
  *
- * The Rust side (src/constants.rs) defines the same values and compares them
+ * The Rust side (src/layout/constants.rs) defines the same values and compares them
  * with these at initialisation; any difference aborts with a message naming
  * the constant. SLITTER_SMALL_CONSTANTS matches the Rust feature
  * `test_only_small_constants`.

@@ -4,9 +4,9 @@
  *
  * Rust's own thread-locals use the general-dynamic model in a shared object,
  * which costs a call to __tls_get_addr on every access. Declaring the
- * variable here with tls_model("initial-exec") lets src/cache.rs reach it
+ * variable here with tls_model("initial-exec") lets src/cache/thread_cache.rs reach it
  * with one %fs-relative load. It has no destructor: thread exit is handled
- * with a pthread key (see src/cache.rs).
+ * with a pthread key (see src/cache/thread_cache.rs).
  *
  * A thread starts with every class's allocation entry at the top of an
  * always-empty sentinel magazine and every release entry at the top of an

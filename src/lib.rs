@@ -23,9 +23,11 @@
 //! layers it may call; a module calls only lower files of its own folder
 //! and lower layers (`tests/layers.rs` checks it).
 //!
-//! Follow an allocation from the top: [`Class::allocate`] (`class.rs`) →
-//! `cache.rs` (fast path) → `magazine.rs` / `rack.rs` → `press.rs` →
-//! `mill.rs` → `mapper.rs` (mmap). A release goes through `checks.rs` first.
+//! Follow an allocation from the top: [`Class::allocate`]
+//! (`class_api/class.rs`) → `cache/thread_cache.rs` (fast path) →
+//! `layout/magazine.rs` / `cache/rack.rs` → `heap/press.rs` →
+//! `heap/mill.rs` → `heap/mapper.rs` → `sys/os_memory.rs` (mmap). A
+//! release goes through `cache/checks.rs` first.
 //!
 //! ```
 //! use slitter::{Class, ClassConfig};

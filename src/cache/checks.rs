@@ -1,7 +1,7 @@
 //! Checks on addresses handed back to slitter.
 //!
 //! Owns: the validation of every released address, from out-of-band state
-//! only (`object_states.rs`): the accepting side, on the fast paths (what
+//! only (`layout/object_states.rs`): the accepting side, on the fast paths (what
 //! is wrong with a refused address is told by `misuse_report.rs`).
 //!
 //! Invariants: the metadata of any address is readable (the chunk registry

@@ -4,7 +4,7 @@
 //! Owns: the diagnosis of a refused address (foreign, interior, freed,
 //! another class's, a large block's) from the large path's table and
 //! history and the object states, and the wording of each report. It is
-//! the cold side of `checks.rs`.
+//! the cold side of `cache/checks.rs`.
 //!
 //! Invariants: nothing here allocates (`fatal::die` writes with a stack
 //! buffer); every report aborts.

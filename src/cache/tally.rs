@@ -3,7 +3,7 @@
 //! Owns: one pair of counters (allocations, releases) per class id. The
 //! fast paths never touch them: a thread cache counts what its fast paths
 //! did from its magazine tops, and adds that here on its slow paths, when
-//! it exits, and when it takes a statistics snapshot (see `cache.rs`).
+//! it exits, and when it takes a statistics snapshot (see `cache/thread_cache.rs`).
 //!
 //! Invariants: the counters only grow, and only by what threads really
 //! did; each class's pair sits on its own cache line, so threads folding

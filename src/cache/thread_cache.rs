@@ -10,7 +10,7 @@
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
 //! `__tls_get_addr`, no destructor registration that could allocate). It
 //! points to two arrays of magazine tops indexed by class id (see
-//! `magazine.rs` for tops): at first to read-only arrays, also in C, whose
+//! `layout/magazine.rs` for tops): at first to read-only arrays, also in C, whose
 //! entries are the tops of an always-empty and an always-full sentinel
 //! magazine, then, from the thread's first slow path, to an [`EntryArray`]
 //! of its own, taken from a free list (or the arena) and returned to it
@@ -27,7 +27,7 @@
 //! later calls go through a temporary entry that is flushed at once, so
 //! nothing is cached for a dead thread.
 //!
-//! Counting (for `tally.rs`), without a single instruction on the fast
+//! Counting (for `cache/tally.rs`), without a single instruction on the fast
 //! paths: they only pop from the allocation magazine and push into the
 //! release magazine, so a thread's entry for a class records the objects
 //! it held in each (`alloc_mark`, `release_mark`; a sentinel holds none)

@@ -3,7 +3,7 @@
 //! Owns: one mill per registered mapper; the chunk layout
 //! `| guard | metadata | guard | data (DATA_ALIGNMENT, aligned) | guard |`
 //! and its carving out of an over-sized reservation; the tags of the
-//! classes in each chunk (see `object_states.rs`); the initialisation of
+//! classes in each chunk (see `layout/object_states.rs`); the initialisation of
 //! span records when a span is handed to a press.
 //!
 //! Invariants: chunks and spans are immortal and never handed out twice;

@@ -14,8 +14,8 @@
 //! address, so the zero-initialised table means "no chunk" everywhere.
 //! Addresses at or above 2^47 (beyond the user address space) find the
 //! stand-in too, so the metadata of a real chunk is only ever found from an
-//! address inside that chunk's data (which `object_states.rs`, masking an
-//! address to its offset in the chunk, and `checks.rs` rely on).
+//! address inside that chunk's data (which `layout/object_states.rs`, masking an
+//! address to its offset in the chunk, and `cache/checks.rs` rely on).
 //!
 //! Invariants: a block's word is set once, after the chunk's metadata is
 //! mapped, and never cleared (chunks are immortal).

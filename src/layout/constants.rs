@@ -51,11 +51,11 @@ pub const SPAN_METADATA_SIZE: usize = 32;
 pub const GRANULE: usize = 16;
 
 /// Bytes of one object state: a tag byte and a flags byte (see
-/// `object_states.rs`).
+/// `layout/object_states.rs`).
 pub const STATE_SIZE: usize = 2;
 
 /// Offset of a chunk's tag table (which class each object state names, see
-/// `object_states.rs`) in its metadata region, after the span records.
+/// `layout/object_states.rs`) in its metadata region, after the span records.
 pub const TAG_TABLE_OFFSET: usize = RECORDS_SIZE;
 
 /// Bytes of the tag table: a 16-bit entry for every 16-bit state, so that

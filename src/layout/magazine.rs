@@ -6,7 +6,7 @@
 //! thread cache keeps of a magazine it holds (the address of its first
 //! unused slot, from which the magazine and its count follow by alignment);
 //! and the [`MagazineStack`], a Treiber stack through which whole magazines
-//! move between threads, classes and the rack (`tagged_stack.rs`).
+//! move between threads, classes and the rack (`sys/tagged_stack.rs`).
 //!
 //! Invariants: a magazine is `MAGAZINE_ALIGNMENT` bytes, aligned to its
 //! size, so a top `t` belongs to the magazine at `(t - 1)` rounded down and
@@ -29,7 +29,7 @@ use crate::layout::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE};
 use crate::layout::object_states::State;
 use crate::sys::tagged_stack::{self, DoubleWordHead};
 
-/// A free object and its state (see `object_states.rs`).
+/// A free object and its state (see `layout/object_states.rs`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
@@ -160,7 +160,7 @@ pub fn top_may_be_empty(top: *mut Slot) -> bool {
     (top as usize) & (MAGAZINE_ALIGNMENT - 2 * FIRST_SLOT_OFFSET) == 0
 }
 
-/// A lock-free stack of magazines (see `tagged_stack.rs`).
+/// A lock-free stack of magazines (see `sys/tagged_stack.rs`).
 pub struct MagazineStack {
     head: DoubleWordHead,
 }

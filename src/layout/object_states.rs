@@ -19,7 +19,7 @@
 //! every other value to 0, so that one load of the state and one of the
 //! table tell whether an address is the start of a live object of a
 //! class, with no division and no span record (`take_back` in
-//! `checks.rs`). The flags have a byte of their own so that allocation and
+//! `cache/checks.rs`). The flags have a byte of their own so that allocation and
 //! release change them with a plain byte store, which does not wait for
 //! the state's cache line the way a read-modify-write does (another core's
 //! frees write the states of neighbouring objects); every 16-bit value

@@ -5,7 +5,7 @@
 //! SPAN_ALIGNMENT) * SPAN_METADATA_SIZE`, where the chunk registry gives
 //! the metadata region (`METADATA_OFFSET` below the chunk's data, or an
 //! all-zero stand-in outside chunks). The state of each object is not
-//! here but in `object_states.rs`; records say which class owns a span
+//! here but in `layout/object_states.rs`; records say which class owns a span
 //! slot, where the span's objects lie and how far its press has got.
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
@@ -39,7 +39,7 @@ pub struct SpanRecord {
     object_count: UnsafeCell<u32>,
     /// Address of the span's first object.
     begin: UnsafeCell<usize>,
-    /// The class's tag in this chunk (see `object_states.rs`).
+    /// The class's tag in this chunk (see `layout/object_states.rs`).
     tag: UnsafeCell<u8>,
     unused: [u8; 7],
     /// Index of the next object the press hands out (only the span's

@@ -3,7 +3,7 @@
 //! Owns: `malloc`, `free`, `calloc`, `realloc`, `reallocarray`,
 //! `posix_memalign`, `aligned_alloc`, `memalign`, `valloc`, `pvalloc`,
 //! `malloc_usable_size`, `cfree` and glibc's `__libc_*` aliases (the sized
-//! frees, which check their size first, are in `sized_free.rs`): their
+//! frees, which check their size first, are in `malloc/sized_free.rs`): their
 //! fast paths (`malloc`: one limit, one class lookup, the thread cache's
 //! pop; `free`: the check, one limit, the thread cache's push), and their
 //! argument conventions.

@@ -1,7 +1,7 @@
 //! glibc's malloc introspection and tuning functions, for programs that
 //! call them: `malloc_stats`, `mallinfo2`, `mallinfo`, `malloc_trim`,
 //! `mallopt` and `malloc_info`, exported unprefixed like malloc itself
-//! (`malloc_api.rs`) and declared by the C library's `<malloc.h>`, not by
+//! (`malloc/exports.rs`) and declared by the C library's `<malloc.h>`, not by
 //! `slitter.h`.
 //!
 //! Owns: how slitter's statistics answer glibc's questions. "The heap" is
@@ -21,7 +21,7 @@
 //! | `fordblks` | free bytes | `arena - uordblks` |
 //! | `keepcost` | bytes `malloc_trim` could release | bytes of freed large allocations kept resident for reuse |
 //!
-//! The live counts follow the statistics' exactness rules (`stats.rs`):
+//! The live counts follow the statistics' exactness rules (`stats/counters.rs`):
 //! exact for the calling thread and exited ones.
 //!
 //! Invariants: nothing here allocates, except what `fwrite` does inside

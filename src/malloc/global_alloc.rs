@@ -2,9 +2,9 @@
 //! behind `core::alloc::GlobalAlloc`.
 //!
 //! Owns: the mapping from a `Layout` to the malloc personality's requests
-//! (`malloc_api.rs`): a request of size `n` aligned to `a` is served by the
+//! (`malloc/exports.rs`): a request of size `n` aligned to `a` is served by the
 //! smallest size class whose objects hold `n` bytes at alignment `a`, else
-//! by the large path (`large.rs`), which maps memory at any alignment the
+//! by the large path (`heap/large/blocks.rs`), which maps memory at any alignment the
 //! address space allows.
 //!
 //! Invariants: every pointer handed out is aligned as its layout asks, or

@@ -3,7 +3,7 @@
 //! Owns: the public statistics types ([`ClassStats`], [`MapperStats`],
 //! [`ProcessStats`], [`InternalCounts`]) and the functions that fill them
 //! from the counters the other modules keep: the class tallies
-//! (`tally.rs`, folded in by the thread caches), the presses (spans), the
+//! (`cache/tally.rs`, folded in by the thread caches), the presses (spans), the
 //! mills (chunks), the arena, the rack, the thread caches and the large
 //! path.
 //!

@@ -17,7 +17,7 @@
 //!
 //! The environment is found by scanning `environ` directly (or the `envp`
 //! that the C library passes to slitter's constructor, see
-//! `process_hooks.rs`): `getenv` may not be usable when the first malloc
+//! `process/hooks.rs`): `getenv` may not be usable when the first malloc
 //! arrives, and nothing here may allocate.
 //!
 //! Invariants: the configuration is settled once, by the first read that

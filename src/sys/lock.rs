@@ -3,7 +3,7 @@
 //! Owns: the blocking lock used by the slow paths (mill, press refill,
 //! internal arena, registries, large allocations). It is a plain pthread
 //! mutex so that it can be statically initialised and never allocates.
-//! `fork.rs` takes every such lock, in one fixed order, before `fork()`
+//! `process/fork.rs` takes every such lock, in one fixed order, before `fork()`
 //! ([`Forkable::hold_for_fork`]), so that the child starts with all of
 //! them free ([`Forkable::reset_in_child`]) and the parent gets them back
 //! ([`Forkable::release_after_fork`]); a `Lock` costs nothing else.
@@ -52,7 +52,7 @@ impl<T> Lock<T> {
     }
 }
 
-/// What the fork handlers (`fork.rs`) do with every lock.
+/// What the fork handlers (`process/fork.rs`) do with every lock.
 pub trait Forkable {
     /// Takes the lock before `fork()` without a guard: the prepare handler
     /// holds it across the fork, then calls

@@ -1,7 +1,7 @@
 //! A lock-free stack of immortal nodes, safe from ABA by construction.
 //!
 //! Owns: the algorithm of the Treiber stack through which whole magazines
-//! move between threads (`magazine.rs`), written once over two small
+//! move between threads (`layout/magazine.rs`), written once over two small
 //! traits so that the same code runs in the allocator, on a 16-byte head
 //! updated with `cmpxchg16b` ([`DoubleWordHead`]), and in the `loom`
 //! model of its tests, where every interleaving of push and pop with

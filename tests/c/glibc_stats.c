@@ -6,7 +6,7 @@
  *
  * tests/stats.rs builds this without slitter and runs it under
  * LD_PRELOAD=libslitter.so. The checks follow slitter's documented mapping
- * (src/glibc_compat.rs), so they fail against glibc's malloc. Prints the
+ * (src/malloc/glibc_extras.rs), so they fail against glibc's malloc. Prints the
  * allocator_probe.h line, one "introspection:" line naming the objects
  * that define mallinfo2 and malloc_info, and "glibc_stats: ok" last; a
  * failed check prints a FAIL line to stderr and exits 1.

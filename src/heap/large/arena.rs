@@ -9,7 +9,7 @@
 //! reservation begins with a guard page that is never handed out. A freed
 //! extent keeps its pages, so reusing it costs no page fault, until the
 //! bytes of the free ranges that hold memory (an upper bound kept by
-//! `page_states.rs`, made exact with `mincore` when it exceeds the budget,
+//! `heap/large/page_states.rs`, made exact with `mincore` when it exceeds the budget,
 //! [`Arena::budget`]) still exceed the budget; then the least recently
 //! freed ranges are given back with `MADV_DONTNEED`, which frees them at
 //! once (so the resident set really shrinks, unlike with `MADV_FREE`) and
@@ -32,7 +32,7 @@
 //!   (ranges of one reservation are separated by extents), and the range
 //!   array always has room for that many, so freeing never needs memory.
 //!
-//! The caller (`large.rs`) serialises every call under its lock.
+//! The caller (`heap/large/blocks.rs`) serialises every call under its lock.
 
 use core::ffi::c_void;
 

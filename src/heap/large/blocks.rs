@@ -3,7 +3,7 @@
 //!
 //! Owns: the out-of-band table from each large allocation's address to its
 //! memory, and the choice of that memory: an extent of the large arena
-//! (`large_arena.rs`, which reuses freed pages) for requests up to
+//! (`heap/large/arena.rs`, which reuses freed pages) for requests up to
 //! [`MAX_EXTENT`] aligned to at most a page, else a mapping of its own laid
 //! out `| guard page | data (whole pages) | guard page |`, unmapped on free
 //! and grown by `mremap`, which moves pages instead of copying bytes. A new
