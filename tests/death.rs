@@ -24,6 +24,7 @@ const CASE_VAR: &str = "SLITTER_DEATH_CASE";
 
 extern "C" {
     fn slitter_allocate(class: SlitterClass) -> *mut c_void;
+    fn slitter_class_register(config: *const slitter::SlitterClassConfig) -> SlitterClass;
 }
 
 /// The value of `key=` on the child's stdout.
@@ -227,6 +228,17 @@ fn misuse(case: &str) {
                 Slitter.dealloc(ptr, layout);
             }
         }
+        "unknown-mapper" => {
+            let config = slitter::SlitterClassConfig {
+                name: c"death-mapperless".as_ptr(),
+                size: 32,
+                zero_init: false,
+                mapper_name: c"no-such-mapper".as_ptr(),
+            };
+            // SAFETY: a valid config; the unknown mapper is the error under
+            // test.
+            unsafe { slitter_class_register(&config) };
+        }
         _ => {
             let id: u32 = case
                 .strip_prefix("unknown-id=")
@@ -250,6 +262,20 @@ fn death_child() {
     };
     misuse(&case);
     panic!("slitter did not abort in death case {case:?}");
+}
+
+#[test]
+fn registering_a_class_with_an_unknown_mapper_names_both() {
+    let output = run_case("unknown-mapper");
+    let line = common::assert_aborted(&output, "unknown-mapper");
+    assert_mentions(
+        &line,
+        &[
+            "cannot register class \"death-mapperless\"",
+            "no mapper is registered under the name \"no-such-mapper\"",
+        ],
+        &output,
+    );
 }
 
 #[test]

@@ -346,7 +346,9 @@ fn launcher_flags_set_the_configuration() {
         output.status.success()
             && lines.len() == 1
             && lines[0].starts_with("slitter: version ")
-            && lines[0].ends_with(": SLITTER_STATS=0 SLITTER_VERBOSE=1 SLITTER_HARDEN=1"),
+            && lines[0].ends_with(
+                ": SLITTER_STATS=0 SLITTER_VERBOSE=1 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0"
+            ),
         "expected the verbose line with hardening on\n{}",
         common::describe(&output)
     );

@@ -259,3 +259,101 @@ fn an_invalid_harden_value_warns_and_keeps_the_default() {
         "{lines:?}"
     );
 }
+
+/// `SLITTER_CONTINUE_ON_MISUSE=1`: report and carry on.
+const CONTINUE: &[(&str, &str)] = &[("SLITTER_CONTINUE_ON_MISUSE", "1")];
+
+/// Runs `case` with `env` and checks that it reported its misuse in one
+/// `slitter:` line naming its pointer, then carried on: the allocator
+/// still worked afterwards (`check_sound` in `tests/c/misuse.c`) and the
+/// process exited 0.
+fn assert_survives(binary: &Path, case: &str, env: &[(&str, &str)]) {
+    let output = run_with(binary, case, env);
+    let lines = slitter_lines(&output);
+    let ptr = reported_pointer(case, &output);
+    assert!(
+        output.status.success()
+            && String::from_utf8_lossy(&output.stdout).contains("survived")
+            && lines.len() == 1
+            && lines[0].contains(&ptr),
+        "case {case}: expected one report naming {ptr} and a sound allocator after it\n{}",
+        common::describe(&output)
+    );
+}
+
+/// One test per case that can be survived: `name: "case";`.
+macro_rules! survival_tests {
+    ($($name:ident: $case:literal;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                assert_survives(&c_binary(), $case, CONTINUE);
+            }
+        )*
+    };
+}
+
+survival_tests! {
+    continue_after_free_of_a_stack_address: "free-stack";
+    continue_after_free_of_a_private_mapping: "free-private-mmap";
+    continue_after_free_of_null_plus_one: "free-null-plus-one";
+    continue_after_free_of_p_plus_16: "free-plus-16";
+    continue_after_free_inside_a_large_allocation: "free-large-plus-4096";
+    continue_after_a_double_free: "double-free";
+    continue_after_a_delayed_double_free: "double-free-delayed";
+    continue_after_a_double_free_in_another_thread: "double-free-other-thread";
+    continue_after_a_large_double_free: "double-free-large";
+    continue_after_free_of_a_stale_pointer: "stale-after-realloc";
+    continue_after_realloc_of_a_freed_pointer: "realloc-freed";
+    continue_after_realloc_of_an_interior_pointer: "realloc-interior";
+    continue_after_usable_size_of_a_stack_address: "usable-size-stack";
+    continue_after_usable_size_of_a_freed_large_allocation: "usable-size-large-freed";
+    continue_after_free_of_a_class_object: "free-class-object";
+    continue_after_free_sized_with_a_wrong_size: "free-sized-larger";
+    continue_after_free_sized_of_a_large_allocation: "free-sized-large";
+    continue_after_free_aligned_sized_with_a_wrong_alignment: "free-aligned-sized-alignment";
+    continue_after_release_into_another_class: "release-same-size-class";
+    continue_after_release_of_a_malloc_pointer: "release-malloc-pointer";
+    continue_after_release_of_an_interior_pointer: "release-interior";
+    continue_after_release_into_no_class: "release-no-class-freed";
+    continue_after_a_double_release: "double-release";
+    continue_after_a_double_release_in_another_thread: "double-release-other-thread";
+}
+
+#[test]
+fn continue_after_a_hardened_double_free() {
+    let env = [CONTINUE[0], HARDENED[0]];
+    assert_survives(&c_binary(), "double-free", &env);
+}
+
+#[test]
+fn continue_after_a_cpp_sized_delete_with_a_wrong_size() {
+    let output = run_with(&cpp_binary(), "delete-sized", CONTINUE);
+    let lines = slitter_lines(&output);
+    assert!(
+        output.status.success() && lines.len() == 1 && lines[0].contains("size mismatch"),
+        "{}",
+        common::describe(&output)
+    );
+}
+
+/// What cannot be survived still aborts with the switch on: memory was
+/// already written where it must not be (a large block's slack, a hardened
+/// canary or a freed object).
+#[test]
+fn overwrites_still_abort_when_continuing() {
+    assert_aborts_with(
+        &c_binary(),
+        "large-write-into-rounding",
+        CONTINUE,
+        &["heap overflow"],
+    );
+    let env = [CONTINUE[0], HARDENED[0]];
+    assert_aborts_with(&c_binary(), "harden-canary", &env, &["heap overflow"]);
+    assert_aborts_with(
+        &c_binary(),
+        "harden-write-after-free",
+        &env,
+        &["write after free"],
+    );
+}

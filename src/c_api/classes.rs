@@ -206,7 +206,55 @@ pub unsafe extern "C" fn slitter_class_register(config: *const SlitterClassConfi
     // SAFETY: forwarded from the caller.
     match unsafe { register(config) } {
         Ok(class) => class,
-        Err(error) => crate::sys::fatal::die(format_args!("cannot register class: {error}")),
+        // SAFETY: `register` refused a NULL config, so the config is valid.
+        Err(error) => unsafe { refuse(config, error) },
+    }
+}
+
+/// Aborts with a message naming the class and what is wrong with it (the
+/// mapper too, for an unknown mapper).
+///
+/// # Safety
+/// `config` is NULL or valid, as for `slitter_class_register`.
+#[cold]
+unsafe fn refuse(config: *const SlitterClassConfig, error: ClassError) -> ! {
+    // SAFETY: guaranteed by the caller.
+    let Some(config) = (unsafe { config.as_ref() }) else {
+        crate::sys::fatal::die(format_args!("cannot register class: {error}"))
+    };
+    // SAFETY: the config's strings are NULL or NUL-terminated.
+    let (name, mapper) = unsafe {
+        (
+            optional_bytes(config.name),
+            optional_bytes(config.mapper_name),
+        )
+    };
+    let name = Quoted(name.unwrap_or(b"anonymous"));
+    match (error, mapper) {
+        (ClassError::UnknownMapper, Some(mapper)) => crate::sys::fatal::die(format_args!(
+            "cannot register class {name}: no mapper is registered under the name {}",
+            Quoted(mapper)
+        )),
+        _ => crate::sys::fatal::die(format_args!("cannot register class {name}: {error}")),
+    }
+}
+
+/// Writes bytes from C in double quotes: their valid UTF-8 prefix, and
+/// `...` if more follows.
+struct Quoted<'a>(&'a [u8]);
+
+impl core::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let valid = match core::str::from_utf8(self.0) {
+            Ok(text) => text,
+            Err(error) => core::str::from_utf8(&self.0[..error.valid_up_to()]).unwrap_or(""),
+        };
+        let more = if valid.len() < self.0.len() {
+            "..."
+        } else {
+            ""
+        };
+        write!(f, "\"{valid}{more}\"")
     }
 }
 

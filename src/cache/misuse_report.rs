@@ -6,13 +6,17 @@
 //! history and the object states, and the wording of each report. It is
 //! the cold side of `cache/checks.rs`.
 //!
-//! Invariants: nothing here allocates (`fatal::die` writes with a stack
-//! buffer); every report aborts.
+//! Invariants: nothing here allocates (`fatal` writes with a stack
+//! buffer); every report aborts, unless `SLITTER_CONTINUE_ON_MISUSE` is
+//! on, and then the caller changes nothing of the pointer's.
+
+use core::fmt;
 
 use crate::cache::class_table;
 use crate::heap::large::blocks::{self, Known};
 use crate::layout::object_states::{self, Seen};
 use crate::layout::span::record_for;
+use crate::sys::{config, fatal};
 
 /// Writes `class <name>, id <id>` for a class id, without allocating.
 pub struct ClassLabel(pub u32);
@@ -23,6 +27,18 @@ impl core::fmt::Display for ClassLabel {
             Some(info) => write!(f, "class {}, id {}", info.name(), self.0),
             None => write!(f, "unknown class id {}", self.0),
         }
+    }
+}
+
+/// Reports a misuse in one `slitter:` line, then aborts, unless
+/// `SLITTER_CONTINUE_ON_MISUSE` is on: then it returns, and the caller
+/// leaves the pointer alone (no memory of slitter's was changed by it).
+#[cold]
+pub fn misuse(message: fmt::Arguments<'_>) {
+    if config::current().continue_on_misuse() {
+        fatal::report(message)
+    } else {
+        fatal::die(message)
     }
 }
 
@@ -60,41 +76,46 @@ pub fn reject_release(class_id: u32, addr: usize) {
     }
 }
 
-/// Reports why releasing `addr` into class `class_id` is wrong, and aborts.
+/// Reports why releasing `addr` into class `class_id` is wrong (see
+/// [`misuse`]).
 #[cold]
 #[inline(never)]
-pub fn report_bad_release(class_id: u32, addr: usize) -> ! {
+pub fn report_bad_release(class_id: u32, addr: usize) {
     let expected = ClassLabel(class_id);
     match blocks::known(addr) {
-        Known::Inside(start) if start == addr => crate::sys::fatal::die(format_args!(
-            "class mismatch: release of {addr:#x} into ({expected}), but it is a large \
+        Known::Inside(start) if start == addr => {
+            return misuse(format_args!(
+                "class mismatch: release of {addr:#x} into ({expected}), but it is a large \
              allocation of the malloc API"
-        )),
-        Known::Inside(start) => crate::sys::fatal::die(format_args!(
-            "release of {addr:#x}, which is not the start of an allocated object, into \
+            ))
+        }
+        Known::Inside(start) => {
+            return misuse(format_args!(
+                "release of {addr:#x}, which is not the start of an allocated object, into \
              ({expected}) (inside the large allocation at {start:#x} of the malloc API)"
-        )),
-        Known::Freed => crate::sys::fatal::die(format_args!(
+            ))
+        }
+        Known::Freed => {
+            return misuse(format_args!(
             "release of {addr:#x}, a freed large allocation of the malloc API, into ({expected})"
-        )),
+        ))
+        }
         Known::Unknown => {}
     }
     match diagnose(addr) {
-        Misuse::Foreign => crate::sys::fatal::die(format_args!(
+        Misuse::Foreign => misuse(format_args!(
             "release of {addr:#x}, which slitter did not allocate, into ({expected})"
         )),
         Misuse::Interior(owner) | Misuse::DoubleFree(owner) | Misuse::Live(owner)
             if owner != class_id =>
         {
-            crate::sys::fatal::die(format_args!(
+            misuse(format_args!(
                 "class mismatch: release of {addr:#x} into ({expected}), but it belongs to ({})",
                 ClassLabel(owner)
             ))
         }
-        Misuse::DoubleFree(_) => {
-            crate::sys::fatal::die(format_args!("double release of {addr:#x} ({expected})"))
-        }
-        _ => crate::sys::fatal::die(format_args!(
+        Misuse::DoubleFree(_) => misuse(format_args!("double release of {addr:#x} ({expected})")),
+        _ => misuse(format_args!(
             "release of {addr:#x}, which is not the start of an allocated object, into ({expected})"
         )),
     }
@@ -111,53 +132,53 @@ pub struct Operation {
 }
 
 /// Reports why `operation` (free, realloc, ...) of `addr` is wrong, where
-/// `is_malloc_class` tells the malloc size classes from class-API classes;
-/// aborts.
+/// `is_malloc_class` tells the malloc size classes from class-API classes
+/// (see [`misuse`]).
 #[cold]
 #[inline(never)]
-pub fn report_bad_free(
-    operation: Operation,
-    addr: usize,
-    is_malloc_class: impl Fn(u32) -> bool,
-) -> ! {
+pub fn report_bad_free(operation: Operation, addr: usize, is_malloc_class: impl Fn(u32) -> bool) {
     let Operation {
         name: operation,
         frees,
     } = operation;
     match blocks::known(addr) {
-        Known::Inside(start) => crate::sys::fatal::die(format_args!(
-            "{operation} of {addr:#x}, which is not the start of an allocated object \
+        Known::Inside(start) => {
+            return misuse(format_args!(
+                "{operation} of {addr:#x}, which is not the start of an allocated object \
              (inside the large allocation at {start:#x})"
-        )),
-        Known::Freed if frees => {
-            crate::sys::fatal::die(format_args!("double free of {addr:#x} (large allocation)"))
+            ))
         }
-        Known::Freed => crate::sys::fatal::die(format_args!(
-            "{operation} of {addr:#x}, which was already freed (large allocation)"
-        )),
+        Known::Freed if frees => {
+            return misuse(format_args!("double free of {addr:#x} (large allocation)"))
+        }
+        Known::Freed => {
+            return misuse(format_args!(
+                "{operation} of {addr:#x}, which was already freed (large allocation)"
+            ))
+        }
         Known::Unknown => {}
     }
     match diagnose(addr) {
-        Misuse::Foreign => crate::sys::fatal::die(format_args!(
+        Misuse::Foreign => misuse(format_args!(
             "{operation} of {addr:#x}, which slitter did not allocate"
         )),
         Misuse::Interior(owner) | Misuse::DoubleFree(owner) | Misuse::Live(owner)
             if !is_malloc_class(owner) =>
         {
-            crate::sys::fatal::die(format_args!(
+            misuse(format_args!(
                 "class mismatch: {operation} of {addr:#x}, which belongs to the class API ({})",
                 ClassLabel(owner)
             ))
         }
-        Misuse::DoubleFree(owner) if frees => crate::sys::fatal::die(format_args!(
+        Misuse::DoubleFree(owner) if frees => misuse(format_args!(
             "double free of {addr:#x} ({})",
             ClassLabel(owner)
         )),
-        Misuse::DoubleFree(owner) => crate::sys::fatal::die(format_args!(
+        Misuse::DoubleFree(owner) => misuse(format_args!(
             "{operation} of {addr:#x}, which was already freed ({})",
             ClassLabel(owner)
         )),
-        Misuse::Interior(owner) | Misuse::Live(owner) => crate::sys::fatal::die(format_args!(
+        Misuse::Interior(owner) | Misuse::Live(owner) => misuse(format_args!(
             "{operation} of {addr:#x}, which is not the start of an allocated object ({})",
             ClassLabel(owner)
         )),

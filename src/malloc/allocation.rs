@@ -168,7 +168,7 @@ pub fn allocate_zeroed(size: usize, align: usize) -> *mut c_void {
 #[cold]
 pub fn free_taken(ptr: *mut c_void, id: u32, slot: crate::layout::magazine::Slot) {
     if !is_malloc_class(id) {
-        report_bad(ptr, FREE)
+        return report_bad(ptr, FREE);
     }
     // SAFETY: the slot comes from `take_back_any`.
     unsafe { checks::mark_released(&slot) };
@@ -193,7 +193,9 @@ pub fn keeping_errno<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
-pub fn report_bad(ptr: *const c_void, operation: Operation) -> ! {
+/// Reports why `operation` of `ptr` is a misuse (see
+/// `misuse_report::misuse`: it returns only when the program carries on).
+pub fn report_bad(ptr: *const c_void, operation: Operation) {
     let addr = ptr as usize;
     misuse_report::report_bad_free(operation, addr, is_malloc_class)
 }
@@ -207,15 +209,27 @@ pub enum Owner {
     Large(usize),
 }
 
-/// What holds the live allocation at `ptr`; aborts if nothing does.
-pub fn owner(ptr: *mut c_void, operation: Operation) -> Owner {
+/// What holds the live allocation at `ptr`; if nothing does, reports the
+/// misuse and returns `None` (when the program carries on after it).
+pub fn owner(ptr: *mut c_void, operation: Operation) -> Option<Owner> {
     match checks::live_class(ptr as usize) {
-        Some((id, room)) if is_malloc_class(id) => Owner::Small { id, room },
+        Some((id, room)) if is_malloc_class(id) => Some(Owner::Small { id, room }),
         _ => match blocks::usable_size(ptr) {
-            Some(usable) => Owner::Large(usable),
-            None => report_bad(ptr, operation),
+            Some(usable) => Some(Owner::Large(usable)),
+            None => {
+                report_bad(ptr, operation);
+                None
+            }
         },
     }
+}
+
+/// What `realloc` returns for a pointer it refused (after its report,
+/// when the program carries on): NULL with EINVAL, the pointer unchanged.
+#[cold]
+pub fn refused() -> *mut c_void {
+    set_errno(libc::EINVAL);
+    null_mut()
 }
 
 /// `malloc`: `size` bytes, 16-byte aligned; NULL with ENOMEM on failure.

@@ -133,16 +133,17 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
     }
 }
 
-/// The number of usable bytes at `ptr` (0 for NULL); aborts if `ptr` is
-/// not a live allocation.
+/// The number of usable bytes at `ptr` (0 for NULL); reports a misuse if
+/// `ptr` is not a live allocation (0 when the program carries on).
 #[no_mangle]
 pub extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
     if ptr.is_null() {
         return 0;
     }
     match owner(ptr, USABLE_SIZE) {
-        Owner::Small { id, .. } => small_usable_size(id),
-        Owner::Large(usable) => usable,
+        Some(Owner::Small { id, .. }) => small_usable_size(id),
+        Some(Owner::Large(usable)) => usable,
+        None => 0,
     }
 }
 

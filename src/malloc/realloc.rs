@@ -18,11 +18,15 @@ use crate::malloc::allocation::*;
 use crate::malloc::init::*;
 
 /// Resizes the live allocation `ptr`, aligned to `align` (a power of two),
-/// to `size` bytes at the same alignment, in place when it fits; aborts if
-/// `ptr` is not a live allocation. On failure returns NULL with ENOMEM and
-/// leaves `ptr` unchanged.
+/// to `size` bytes at the same alignment, in place when it fits; reports a
+/// misuse if `ptr` is not a live allocation (and returns NULL with EINVAL
+/// when the program carries on after it). On failure returns NULL with
+/// ENOMEM and leaves `ptr` unchanged.
 pub fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_void {
-    match owner(ptr, REALLOC) {
+    let Some(owner) = owner(ptr, REALLOC) else {
+        return refused();
+    };
+    match owner {
         Owner::Small { id, room } => {
             // Keep the object while the new size selects its class, or a
             // smaller one that uses more than half of it; then it has room
@@ -51,7 +55,10 @@ pub fn reallocate(ptr: *mut c_void, size: usize, align: usize) -> *mut c_void {
             match blocks::resize(ptr, size, room(usable, size, align), align) {
                 Resized::Done(p) => p.as_ptr(),
                 Resized::OutOfMemory => out_of_memory(),
-                Resized::NotLarge => report_bad(ptr, REALLOC),
+                Resized::NotLarge => {
+                    report_bad(ptr, REALLOC);
+                    refused()
+                }
                 Resized::Move => move_object(ptr, usable, size, align),
             }
         }

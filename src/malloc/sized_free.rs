@@ -28,7 +28,7 @@
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use crate::cache::misuse_report::{ClassLabel, Operation};
+use crate::cache::misuse_report::{misuse, ClassLabel, Operation};
 use crate::layout::size_classes::MALLOC_ALIGNMENT;
 use crate::malloc::allocation::{self, Owner};
 use crate::malloc::exports;
@@ -42,29 +42,35 @@ fn free_checked(ptr: *mut c_void, size: usize, align: usize, name: &'static str)
         return;
     }
     let operation = Operation { name, frees: true };
-    let expected = if align.is_power_of_two() {
-        allocation::small_class_for(size, align)
-    } else {
-        crate::sys::fatal::die(format_args!(
+    if !align.is_power_of_two() {
+        return misuse(format_args!(
             "{name} of {ptr:p} with alignment {align}, which is not a power of two"
-        ))
+        ));
+    }
+    let expected = allocation::small_class_for(size, align);
+    let Some(owner) = allocation::owner(ptr, operation) else {
+        return;
     };
-    match allocation::owner(ptr, operation) {
+    match owner {
         Owner::Small { id, room }
             if expected == Some(init::class_index(id))
                 || (room && expected.is_some_and(|index| index < init::class_index(id))) => {}
-        Owner::Small { id, .. } => crate::sys::fatal::die(format_args!(
-            "size mismatch: {name} of {ptr:p} with size {size}, but it was allocated \
+        Owner::Small { id, .. } => {
+            return misuse(format_args!(
+                "size mismatch: {name} of {ptr:p} with size {size}, but it was allocated \
              in {} ({})",
-            ClassLabel(id),
-            describe_expected(expected)
-        )),
+                ClassLabel(id),
+                describe_expected(expected)
+            ))
+        }
         Owner::Large(usable) if expected.is_none() && size <= usable => {}
-        Owner::Large(usable) => crate::sys::fatal::die(format_args!(
-            "size mismatch: {name} of {ptr:p} with size {size}, but it is a large \
+        Owner::Large(usable) => {
+            return misuse(format_args!(
+                "size mismatch: {name} of {ptr:p} with size {size}, but it is a large \
              allocation of {usable} usable bytes ({})",
-            describe_expected(expected)
-        )),
+                describe_expected(expected)
+            ))
+        }
     }
     exports::free(ptr)
 }

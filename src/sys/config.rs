@@ -8,6 +8,7 @@
 //! | `SLITTER_STATS` | off | print the statistics table to stderr at exit |
 //! | `SLITTER_VERBOSE` | off | print the version and this configuration to stderr at start-up |
 //! | `SLITTER_HARDEN` | off | opt-in hardening of the malloc API |
+//! | `SLITTER_CONTINUE_ON_MISUSE` | off | report a misuse that can be survived (a bad release or free) and carry on, leaving the pointer alone, instead of aborting |
 //!
 //! Each accepts, in any ASCII case, `1`, `on`, `true` or `yes` to turn it
 //! on and `0`, `off`, `false` or `no` to turn it off. Any other value,
@@ -54,7 +55,11 @@ const HARDEN: Switch = Switch {
     name: "SLITTER_HARDEN",
     bit: 4,
 };
-const SWITCHES: [Switch; 3] = [STATS, VERBOSE, HARDEN];
+const CONTINUE_ON_MISUSE: Switch = Switch {
+    name: "SLITTER_CONTINUE_ON_MISUSE",
+    bit: 8,
+};
+const SWITCHES: [Switch; 4] = [STATS, VERBOSE, HARDEN, CONTINUE_ON_MISUSE];
 
 /// slitter's configuration: which of its environment switches are on.
 ///
@@ -86,6 +91,11 @@ impl Config {
     pub fn harden(self) -> bool {
         self.is_on(&HARDEN)
     }
+
+    /// Whether `SLITTER_CONTINUE_ON_MISUSE` is on.
+    pub fn continue_on_misuse(self) -> bool {
+        self.is_on(&CONTINUE_ON_MISUSE)
+    }
 }
 
 /// Writes `SLITTER_STATS=0 SLITTER_VERBOSE=1 ...`.
@@ -109,7 +119,8 @@ const SETTLED: u8 = 0x80;
 static STATE: AtomicU8 = AtomicU8::new(0);
 
 /// slitter's configuration, read from the environment variables
-/// `SLITTER_STATS`, `SLITTER_VERBOSE` and `SLITTER_HARDEN` (values `1`,
+/// `SLITTER_STATS`, `SLITTER_VERBOSE`, `SLITTER_HARDEN` and
+/// `SLITTER_CONTINUE_ON_MISUSE` (values `1`,
 /// `on`, `true`, `yes` or `0`, `off`, `false`, `no`, in any case; all
 /// default to off). It is read once, before `main` at the latest, and
 /// never changes afterwards.
@@ -416,14 +427,18 @@ mod tests {
 
     #[test]
     fn invalid_values_keep_the_default_and_are_reported() {
-        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None]);
+        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None, Some(b"on")]);
         assert!(parsed.config.stats());
         assert!(!parsed.config.verbose());
         assert!(!parsed.config.harden());
-        assert_eq!(parsed.invalid, [None, Some(&b"maybe"[..]), None]);
-        let parsed = parse_values([Some(b"off"), Some(b"yes"), Some(b"")]);
+        assert!(parsed.config.continue_on_misuse());
+        assert_eq!(parsed.invalid, [None, Some(&b"maybe"[..]), None, None]);
+        let parsed = parse_values([Some(b"off"), Some(b"yes"), Some(b""), Some(b"x")]);
         assert_eq!(parsed.config, Config(VERBOSE.bit));
-        assert_eq!(parsed.invalid, [None, None, Some(&b""[..])]);
+        assert_eq!(
+            parsed.invalid,
+            [None, None, Some(&b""[..]), Some(&b"x"[..])]
+        );
     }
 
     /// A NULL-terminated `envp` over `entries`.
@@ -464,7 +479,7 @@ mod tests {
         let config = Config(STATS.bit | HARDEN.bit);
         assert_eq!(
             config.to_string(),
-            "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1"
+            "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0"
         );
         assert_eq!(Escaped(b"a\x01 \xff").to_string(), "a\\x01 \\xff");
     }
