@@ -18,6 +18,12 @@
 //! [`SlitterClass`]), or link or `LD_PRELOAD` the library to replace
 //! `malloc`.
 //!
+//! The C allocation functions (`malloc`, `free`, ..., `mallinfo`, C++'s
+//! sized deletes) are exported only with the cargo feature `malloc`, on by
+//! default. A Rust crate that depends on slitter with
+//! `default-features = false` keeps its process's C allocator and still
+//! has [`Class`], [`Slitter`], the statistics and the C class API.
+//!
 //! Layers, bottom up: sys, layout, heap, cache, stats, process,
 //! class_api, malloc, c_api. Each is a folder whose `mod.rs` says what it owns and which
 //! layers it may call; a module calls only lower files of its own folder

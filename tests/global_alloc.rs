@@ -12,6 +12,9 @@ use std::thread;
 #[global_allocator]
 static GLOBAL: slitter::Slitter = slitter::Slitter;
 
+// Only the `malloc` feature exports it: without the feature this name
+// would bind to the C library's.
+#[cfg(feature = "malloc")]
 extern "C" {
     /// slitter's, as the crate exports it unprefixed.
     fn malloc_usable_size(ptr: *mut std::ffi::c_void) -> usize;
@@ -222,6 +225,7 @@ fn over_aligned_types_in_vecs() {
     assert!(blocks.iter().enumerate().all(|(i, b)| b.0 == i as u64));
 }
 
+#[cfg(feature = "malloc")]
 #[test]
 fn boxes_come_from_slitter_size_classes() {
     // slitter serves 100 bytes from its 112-byte class; glibc's malloc

@@ -41,6 +41,7 @@ pub const REALLOC: Operation = Operation {
     name: "realloc",
     frees: false,
 };
+#[cfg(feature = "malloc")]
 pub const USABLE_SIZE: Operation = Operation {
     name: "malloc_usable_size",
     frees: false,

@@ -2,8 +2,9 @@
 //! behind `core::alloc::GlobalAlloc`.
 //!
 //! Owns: the mapping from a `Layout` to the malloc personality's requests
-//! (`malloc/exports.rs`): a request of size `n` aligned to `a` is served by the
-//! smallest size class whose objects hold `n` bytes at alignment `a`, else
+//! (`malloc/allocation.rs` and `malloc/realloc.rs`, the paths under the
+//! exported C functions, so that it works without the `malloc` feature): a
+//! request of size `n` aligned to `a` is served by the smallest size class whose objects hold `n` bytes at alignment `a`, else
 //! by the large path (`heap/large/blocks.rs`), which maps memory at any alignment the
 //! address space allows.
 //!
@@ -16,7 +17,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
-use crate::malloc::{allocation, exports, realloc};
+use crate::malloc::{allocation, realloc};
 
 /// slitter as Rust's global allocator.
 ///
@@ -40,10 +41,12 @@ use crate::malloc::{allocation, exports, realloc};
 /// met returns null (and sets `errno` to `ENOMEM`, as `malloc` does), so
 /// Rust's `handle_alloc_error` reports it.
 ///
-/// Linking slitter already replaces the C `malloc` and `free` of a Rust
-/// program (the crate exports them), so Rust's default `System` allocator
-/// reaches slitter too; `Slitter` skips that detour and serves
-/// over-aligned layouts directly.
+/// With the default feature `malloc`, linking slitter already replaces the
+/// C `malloc` and `free` of a Rust program (the crate exports them), so
+/// Rust's default `System` allocator reaches slitter too; `Slitter` skips
+/// that detour and serves over-aligned layouts directly. Without the
+/// feature (`default-features = false`) the process keeps its C allocator
+/// and `Slitter` serves only Rust's allocations.
 ///
 /// `Slitter` can also be called directly, like any `GlobalAlloc`:
 ///
@@ -82,7 +85,7 @@ unsafe impl GlobalAlloc for Slitter {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        exports::free(ptr.cast())
+        allocation::release(ptr.cast())
     }
 
     #[inline]

@@ -122,7 +122,6 @@ pub fn move_object(ptr: *mut c_void, old_size: usize, size: usize, align: usize)
 mod tests {
     use super::*;
     use crate::layout::size_classes::MALLOC_ALIGNMENT;
-    use crate::malloc::exports::{free, malloc, realloc};
 
     #[test]
     fn growth_room_is_half_again_within_the_size_classes() {
@@ -138,13 +137,13 @@ mod tests {
 
     #[test]
     fn a_string_grown_a_byte_at_a_time_moves_a_logarithmic_number_of_times() {
-        let mut p = malloc(1).cast::<u8>();
+        let mut p = allocate(1).cast::<u8>();
         let mut moves = 0;
         for len in 1..100_000usize {
             // SAFETY: `p` holds `len` bytes; realloc keeps them.
             let q = unsafe {
                 p.add(len - 1).write(len as u8);
-                realloc(p.cast(), len + 1).cast::<u8>()
+                reallocate(p.cast(), len + 1, MALLOC_ALIGNMENT).cast::<u8>()
             };
             assert!(!q.is_null());
             // SAFETY: the first `len` bytes moved with the object.
@@ -152,7 +151,7 @@ mod tests {
             moves += usize::from(q != p);
             p = q;
         }
-        free(p.cast());
+        release(p.cast());
         // Growing by half again from 16 bytes to 100,000 moves about 20
         // times (18 measured); a move per size class would be over 70.
         assert!(moves <= 30, "{moves} moves");

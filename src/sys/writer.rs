@@ -20,7 +20,9 @@ pub enum Sink {
     /// A file descriptor, written with `write(2)`.
     Fd(i32),
     /// A C stream, written with `fwrite` (which may call malloc: never
-    /// hold a slitter lock while writing to one).
+    /// hold a slitter lock while writing to one). Only `malloc_info`
+    /// writes to one, so only with the `malloc` feature.
+    #[cfg(feature = "malloc")]
     File(*mut libc::FILE),
 }
 
@@ -75,6 +77,7 @@ impl Output {
         }
         let result = match self.sink {
             Sink::Fd(fd) => write_all(fd, bytes),
+            #[cfg(feature = "malloc")]
             Sink::File(file) => {
                 // SAFETY: the caller of `Output::new` passed a valid stream;
                 // `bytes` is valid for reading.

@@ -349,6 +349,7 @@ impl Arena {
 
     /// Gives back every freed page that still holds memory (`malloc_trim`);
     /// returns how many bytes that was.
+    #[cfg(feature = "malloc")]
     pub fn trim(&mut self) -> usize {
         let before = self.dirty;
         self.give_back_down_to(0);

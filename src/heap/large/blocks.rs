@@ -583,13 +583,15 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
 }
 
 /// Bytes of freed large allocations kept resident for reuse (an upper
-/// bound: pages swapped out since count).
+/// bound: pages swapped out since count); for `mallinfo`.
+#[cfg(feature = "malloc")]
 pub fn retained_bytes() -> usize {
     STATE.lock().arena.retained().1
 }
 
 /// Gives the memory of freed large allocations kept for reuse back to the
-/// operating system; returns how many bytes that was.
+/// operating system; returns how many bytes that was (`malloc_trim`).
+#[cfg(feature = "malloc")]
 pub fn trim() -> usize {
     STATE.lock().arena.trim()
 }
