@@ -207,7 +207,10 @@ fn run_true(vars: &[(&str, &str)]) -> Output {
 }
 
 fn verbose_line(stats: u8, verbose: u8, harden: u8) -> String {
-    format!("SLITTER_STATS={stats} SLITTER_VERBOSE={verbose} SLITTER_HARDEN={harden}")
+    format!(
+        "SLITTER_STATS={stats} SLITTER_VERBOSE={verbose} SLITTER_HARDEN={harden} \
+         SLITTER_CONTINUE_ON_MISUSE=0"
+    )
 }
 
 #[test]
