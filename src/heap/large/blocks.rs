@@ -696,8 +696,9 @@ mod tests {
         // Grown to the room asked: more pages up to the guard.
         let data = q.as_ptr() as usize & !(PAGE_SIZE - 1);
         assert_eq!(protection(data + 3 * size - 1), "rw");
-        assert!(usable_size(p.as_ptr()).is_none() || p == q);
-        assert!(p == q || matches!(known(p.as_ptr() as usize), Known::Freed));
+        // The old address is remembered as freed (read from the history:
+        // another test running meanwhile may already reuse the address).
+        assert!(p == q || STATE.lock().history.contains(p.as_ptr() as usize));
         assert!(free(q.as_ptr()));
     }
 }
