@@ -14,6 +14,9 @@
 //!   new/delete, several threads.
 //! - `tests/c/fork_load.c`: 150 forks while 3 threads allocate.
 //! - `tests/c/thread_churn.c`: 10,000 short threads with bounded RSS.
+//! - `tests/c/large_blocks.c`: 20,000 and 200,000 live 64 KiB blocks
+//!   (few mappings), decay and `malloc_trim` of freed large blocks,
+//!   realloc across the large size classes.
 //! - `tests/c/free_errno.c`: free keeps errno when munmap, madvise and
 //!   mincore fail (a seccomp filter makes them).
 //! - `tests/c/fork_stats.c`: a forked child's statistics count no thread
@@ -164,6 +167,19 @@ fn a_forked_childs_statistics_count_only_its_own_threads() {
         "a table counts threads that do not exist\n{}",
         common::describe(&output)
     );
+}
+
+#[test]
+fn large_blocks_many_live_decay_trim_and_realloc_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/large_blocks.c", None);
+    let output = common::run_preloaded(&binary, &["20000"]);
+    assert_ok_under_slitter(&output, "large_blocks");
+    // Far beyond what a mapping or two per block allows (65,530); the
+    // small constants' arena (64 reservations of 64 MiB) cannot hold them.
+    if !cfg!(feature = "test_only_small_constants") {
+        let output = common::run_preloaded(&binary, &["200000"]);
+        assert_ok_under_slitter(&output, "large_blocks");
+    }
 }
 
 #[test]

@@ -32,7 +32,7 @@
 //!   (ranges of one reservation are separated by extents), and the range
 //!   array always has room for that many, so freeing never needs memory.
 //!
-//! The caller (`heap/large/blocks.rs`) serialises every call under its lock.
+//! The caller (`heap/large/reuse.rs`) serialises every call under its lock.
 
 use core::ffi::c_void;
 
@@ -99,6 +99,10 @@ pub struct Arena {
     /// Freed bytes kept resident whatever the live size.
     retain_min: usize,
 }
+
+// SAFETY: the range array is owned by the arena and only touched through
+// it, under its lock (`heap/large/reuse.rs`).
+unsafe impl Send for Arena {}
 
 impl Arena {
     pub const fn new() -> Arena {
