@@ -164,17 +164,15 @@ impl Mapping {
     }
 }
 
-/// A table slot whose `user` is 0 is empty; `TOMBSTONE`, a removed entry.
-const TOMBSTONE: usize = 1;
-
-/// Open-addressing hash table of live allocations, in memory mapped here.
+/// Open-addressing hash table (linear probing, removal by shifting back
+/// the entries that follow, so no tombstones: a program churning through
+/// large blocks never makes it rehash) of live allocations, in memory
+/// mapped here. A slot whose `user` is 0 is empty.
 struct Table {
     entries: *mut Mapping,
     capacity: usize,
     /// Live entries.
     live: usize,
-    /// Live entries plus tombstones.
-    used: usize,
 }
 
 /// The last `HISTORY` freed addresses, oldest overwritten first.
@@ -223,7 +221,6 @@ static STATE: Lock<State> = Lock::new(State {
         entries: core::ptr::null_mut(),
         capacity: 0,
         live: 0,
-        used: 0,
     },
     history: History {
         entries: core::ptr::null_mut(),
@@ -258,7 +255,7 @@ impl Table {
 
     /// The index of the entry for `user`, if present.
     fn find(&self, user: usize) -> Option<usize> {
-        if self.capacity == 0 || user <= TOMBSTONE {
+        if self.capacity == 0 || user == 0 {
             return None;
         }
         let mut index = hash(user, self.capacity);
@@ -277,32 +274,43 @@ impl Table {
     /// Ensures one more entry can be inserted; `false` if the table
     /// cannot grow.
     fn make_room(&mut self) -> bool {
-        (self.used + 1) * 2 <= self.capacity || self.grow()
+        (self.live + 1) * 2 <= self.capacity || self.grow()
     }
 
     /// Adds `mapping`, after [`Table::make_room`].
     fn insert(&mut self, mapping: Mapping) {
-        debug_assert!((self.used + 1) * 2 <= self.capacity);
+        debug_assert!((self.live + 1) * 2 <= self.capacity);
         let mut index = hash(mapping.user, self.capacity);
-        while self.get(index).user > TOMBSTONE {
+        while self.get(index).user != 0 {
             index = (index + 1) & (self.capacity - 1);
-        }
-        if self.get(index).user == 0 {
-            self.used += 1;
         }
         self.set(index, mapping);
         self.live += 1;
     }
 
+    /// Removes entry `index`, moving back into the hole each following
+    /// entry of its run whose home slot does not lie between the hole and
+    /// it (cyclically), so that every entry stays reachable from its home.
     fn remove(&mut self, index: usize) -> Mapping {
         let mapping = self.get(index);
-        self.set(
-            index,
-            Mapping {
-                user: TOMBSTONE,
-                ..mapping
-            },
-        );
+        let mask = self.capacity - 1;
+        let mut hole = index;
+        let mut next = (index + 1) & mask;
+        loop {
+            let entry = self.get(next);
+            if entry.user == 0 {
+                break;
+            }
+            let home = hash(entry.user, self.capacity);
+            // The distance from its home to it, and from its home to the
+            // hole: it may move back only if the hole is on its path.
+            if (next.wrapping_sub(home) & mask) >= (hole.wrapping_sub(home) & mask) {
+                self.set(hole, entry);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.set(hole, Mapping::default());
         self.live -= 1;
         mapping
     }
@@ -320,12 +328,11 @@ impl Table {
                 entries: entries.as_ptr().cast(),
                 capacity,
                 live: 0,
-                used: 0,
             },
         );
         for index in 0..old.capacity {
             let mapping = old.get(index);
-            if mapping.user > TOMBSTONE {
+            if mapping.user != 0 {
                 // Room: the new table holds four times the live entries.
                 self.insert(mapping);
             }
@@ -482,7 +489,7 @@ pub fn known(addr: usize) -> Known {
         let state = STATE.lock();
         let inside = (0..state.table.capacity)
             .map(|index| state.table.get(index))
-            .find(|m| m.user > TOMBSTONE && addr >= m.base && addr < m.base + m.total);
+            .find(|m| m.user != 0 && addr >= m.base && addr < m.base + m.total);
         (inside, state.history.contains(addr))
     };
     match inside {
@@ -768,6 +775,51 @@ mod tests {
         assert!(usable_size(p.as_ptr()).is_none() || p == q);
         assert!(p == q || matches!(known(p.as_ptr() as usize), Known::Freed));
         assert!(free(q.as_ptr()));
+    }
+
+    #[test]
+    fn the_table_finds_every_entry_after_removals_and_never_rehashes_for_churn() {
+        let mut table = Table {
+            entries: core::ptr::null_mut(),
+            capacity: 0,
+            live: 0,
+        };
+        let entry = |user| Mapping {
+            user,
+            ..Mapping::default()
+        };
+        let mut live: Vec<usize> = Vec::new();
+        let mut settled = core::ptr::null_mut();
+        let mut seed = 7u64;
+        for step in 0..20_000usize {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            if live.len() < 100 && (seed >> 60) < 10 {
+                let user = ((seed >> 20) as usize & 0xffff_fff0) | 0x10;
+                if table.find(user).is_none() {
+                    assert!(table.make_room());
+                    table.insert(entry(user));
+                    live.push(user);
+                }
+            } else if !live.is_empty() {
+                let user = live.swap_remove((seed >> 32) as usize % live.len());
+                let index = table.find(user).unwrap();
+                assert_eq!(table.remove(index).user, user);
+                assert!(table.find(user).is_none(), "step {step}");
+            }
+            if step == 1000 {
+                settled = table.entries;
+            }
+            if step % 1000 == 0 {
+                for &user in &live {
+                    assert!(table.find(user).is_some(), "lost {user:#x} at step {step}");
+                }
+            }
+        }
+        assert_eq!(table.live, live.len());
+        assert_eq!(
+            table.entries, settled,
+            "no rehash after the first 1,000 steps"
+        );
     }
 
     #[test]
