@@ -25,7 +25,9 @@
 //! Every program prints an `allocator: malloc=<object> free=<object>` line
 //! (`tests/c/allocator_probe.h`); each test first checks the program's own
 //! verdict, then that the line names libslitter.so. All programs except the
-//! probe also pass against glibc's malloc (run them without `LD_PRELOAD`).
+//! probe and `large_blocks.c` (glibc keeps the 1 GiB it freed, where
+//! slitter's decay gives it back) also pass against glibc's malloc (run
+//! them without `LD_PRELOAD`).
 
 mod common;
 
