@@ -824,8 +824,9 @@ mod tests {
 
     #[test]
     fn a_freed_block_is_cached_not_live_and_reused_where_it_was() {
-        // 5 MiB + 3 pages: a size class no other test uses.
-        let size = (5 << 20) + 3 * PAGE_SIZE;
+        // Half the largest extent and 3 pages: a size class no other test
+        // uses.
+        let size = MAX_EXTENT / 2 + 3 * PAGE_SIZE;
         let (p, _) = allocate(size, 16).unwrap();
         let addr = p.as_ptr() as usize;
         assert!(free(p.as_ptr()));
