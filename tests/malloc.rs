@@ -176,6 +176,13 @@ fn large_blocks_many_live_decay_trim_and_realloc_under_preload() {
     let binary = common::compile_program(GROUP, "tests/c/large_blocks.c", None);
     let output = common::run_preloaded(&binary, &["20000"]);
     assert_ok_under_slitter(&output, "large_blocks");
+    // The fallback where the kernel has no MADV_GUARD_INSTALL: groups.
+    let output = common::output(
+        common::preloaded_command(&binary)
+            .arg("20000")
+            .env("SLITTER_MPROTECT_GUARDS", "1"),
+    );
+    assert_ok_under_slitter(&output, "large_blocks");
     // Far beyond what a mapping or two per block allows (65,530); the
     // small constants' arena (64 reservations of 64 MiB) cannot hold them.
     if !cfg!(feature = "test_only_small_constants") {

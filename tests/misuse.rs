@@ -229,10 +229,25 @@ fn hardened_overflow_into_the_canary_is_caught_at_free() {
 }
 
 /// Hardened, every large block has guard pages of its own, even below
-/// the 1 MiB from which they always do.
+/// the 1 MiB from which they always do: from `MADV_GUARD_INSTALL` where
+/// the kernel has it, else from `mprotect`.
 #[test]
 fn hardened_write_past_a_small_large_block_faults() {
     assert_faults_with("large-small-write-past-end", HARDENED);
+    assert_faults_with(
+        "large-small-write-past-end",
+        &[("SLITTER_HARDEN", "1"), ("SLITTER_MPROTECT_GUARDS", "1")],
+    );
+}
+
+/// Guard pages from `mprotect` (the fallback where the kernel has no
+/// `MADV_GUARD_INSTALL`) catch the writes just past and just before
+/// blocks of 1 MiB and more too.
+#[test]
+fn mprotect_guards_catch_writes_past_and_before_large_blocks() {
+    let env = [("SLITTER_MPROTECT_GUARDS", "1")];
+    assert_faults_with("large-write-past-end", &env);
+    assert_faults_with("large-page-write-before-start", &env);
 }
 
 #[test]

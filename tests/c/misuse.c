@@ -289,10 +289,11 @@ static int malloc_case(const char *c)
 		tell(p + size);
 		p[size] = 1;
 	} else if (strcmp(c, "large-small-write-past-end") == 0) {
-		/* Under 1 MiB, blocks share groups guarded at their ends: the
-		 * second block lies below the first, so a write past its end
-		 * faults only where every block has guards of its own
-		 * (SLITTER_HARDEN=1). */
+		/* Under 1 MiB, blocks with mprotect guards share groups
+		 * guarded at their ends: the second block lies below the
+		 * first, so a write past its end faults only where every
+		 * block has guards of its own (SLITTER_HARDEN=1, or
+		 * MADV_GUARD_INSTALL). */
 		size = 64 * 1024;
 		char *a = launder(malloc(size));
 		char *p = launder(malloc(size));

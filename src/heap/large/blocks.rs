@@ -847,7 +847,7 @@ mod tests {
 
     #[test]
     fn a_slot_resizes_in_place_or_asks_to_move() {
-        if crate::sys::config::current().harden() {
+        if !reuse::grouped(10 * PAGE_SIZE) {
             return;
         }
         // 9 pages: a class of 10 pages, grouped, that no other test uses.

@@ -14,7 +14,9 @@
 //! the largest class whose length it holds. A class's block is either an
 //! *extent* of the arena (`| data | guard page |`, the page below it
 //! inaccessible too) or, for classes under [`GROUPED_BELOW`] unless
-//! `SLITTER_HARDEN` is on, a *slot* of a group: one extent of at most
+//! `SLITTER_HARDEN` is on or guard pages come from `MADV_GUARD_INSTALL`
+//! (which costs no mapping: see `heap/large/page_states.rs`), a *slot* of
+//! a group: one extent of at most
 //! [`GROUP_PAGES`] pages (its guard included) cut into slots of the class
 //! length side by side, so that the guards are at the ends of the group
 //! (one mapping per group instead of two per block). A slot never goes back
@@ -251,8 +253,9 @@ pub fn arena() -> LockGuard<'static, Arena> {
 }
 
 /// Whether blocks of `length` bytes (a class length) are slots of groups.
-fn grouped(length: usize) -> bool {
-    length < GROUPED_BELOW && !crate::sys::config::current().harden()
+pub fn grouped(length: usize) -> bool {
+    let config = crate::sys::config::current();
+    length < GROUPED_BELOW && !config.harden() && !config.guard_install()
 }
 
 /// Places an extent of at least `length` bytes in the arena; when it runs
@@ -456,7 +459,7 @@ mod tests {
 
     #[test]
     fn small_classes_share_groups_guarded_at_the_ends() {
-        if crate::sys::config::current().harden() {
+        if !grouped(7 * PAGE_SIZE) {
             return;
         }
         // 7 pages: a class of its own in no other test.
