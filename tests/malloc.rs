@@ -14,6 +14,9 @@
 //!   new/delete, several threads.
 //! - `tests/c/fork_load.c`: 150 forks while 3 threads allocate.
 //! - `tests/c/thread_churn.c`: 10,000 short threads with bounded RSS.
+//! - `tests/c/large_blocks.c`: 20,000 and 200,000 live 64 KiB blocks
+//!   (few mappings), decay and `malloc_trim` of freed large blocks,
+//!   realloc across the large size classes.
 //! - `tests/c/free_errno.c`: free keeps errno when munmap, madvise and
 //!   mincore fail (a seccomp filter makes them).
 //! - `tests/c/fork_stats.c`: a forked child's statistics count no thread
@@ -22,7 +25,9 @@
 //! Every program prints an `allocator: malloc=<object> free=<object>` line
 //! (`tests/c/allocator_probe.h`); each test first checks the program's own
 //! verdict, then that the line names libslitter.so. All programs except the
-//! probe also pass against glibc's malloc (run them without `LD_PRELOAD`).
+//! probe and `large_blocks.c` (glibc keeps the 1 GiB it freed, where
+//! slitter's decay gives it back) also pass against glibc's malloc (run
+//! them without `LD_PRELOAD`).
 
 mod common;
 
@@ -164,6 +169,26 @@ fn a_forked_childs_statistics_count_only_its_own_threads() {
         "a table counts threads that do not exist\n{}",
         common::describe(&output)
     );
+}
+
+#[test]
+fn large_blocks_many_live_decay_trim_and_realloc_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/c/large_blocks.c", None);
+    let output = common::run_preloaded(&binary, &["20000"]);
+    assert_ok_under_slitter(&output, "large_blocks");
+    // The fallback where the kernel has no MADV_GUARD_INSTALL: groups.
+    let output = common::output(
+        common::preloaded_command(&binary)
+            .arg("20000")
+            .env("SLITTER_MPROTECT_GUARDS", "1"),
+    );
+    assert_ok_under_slitter(&output, "large_blocks");
+    // Far beyond what a mapping or two per block allows (65,530); the
+    // small constants' arena (64 reservations of 64 MiB) cannot hold them.
+    if !cfg!(feature = "test_only_small_constants") {
+        let output = common::run_preloaded(&binary, &["200000"]);
+        assert_ok_under_slitter(&output, "large_blocks");
+    }
 }
 
 #[test]

@@ -34,10 +34,6 @@ fn cpp_binary() -> PathBuf {
     compile_program(GROUP, "tests/cpp/sized_delete_misuse.cpp", None)
 }
 
-fn run(binary: &Path, case: &str) -> Output {
-    run_with(binary, case, &[])
-}
-
 fn run_with(binary: &Path, case: &str, env: &[(&str, &str)]) -> Output {
     let mut command = common::command(binary);
     common::preload(&mut command)
@@ -75,7 +71,12 @@ fn assert_aborts_with(binary: &Path, case: &str, env: &[(&str, &str)], phrases: 
 /// Runs `case` and checks that it died of SIGSEGV after printing its
 /// pointer (so the fault came from the misuse, not the set-up).
 fn assert_faults(case: &str) {
-    let output = run(&c_binary(), case);
+    assert_faults_with(case, &[]);
+}
+
+/// [`assert_faults`] with `env` set.
+fn assert_faults_with(case: &str, env: &[(&str, &str)]) {
+    let output = run_with(&c_binary(), case, env);
     assert_eq!(
         output.status.signal(),
         Some(libc::SIGSEGV),
@@ -133,7 +134,9 @@ misuse_tests! {
     delayed_double_free: "double-free-delayed" => ["double free of", "malloc-48"];
     double_free_after_thousands_of_operations: "double-free-after-churn" => ["double free of", "malloc-48"];
     double_free_after_a_free_in_another_thread: "double-free-other-thread" => ["double free of", "malloc-48"];
+    free_inside_a_freed_large_allocation: "free-inside-freed-large" => ["free of", "inside a freed large allocation"];
     large_double_free: "double-free-large" => ["double free of", "large allocation"];
+    large_double_free_of_a_block_with_its_own_guards: "double-free-large-guarded" => ["double free of", "large allocation"];
     delayed_large_double_free: "double-free-large-delayed" => ["double free of", "large allocation"];
     large_double_free_after_another_thread: "double-free-large-other-thread" => ["double free of", "large allocation"];
     free_of_the_stale_pointer_realloc_moved: "stale-after-realloc" => ["double free of", "malloc-32"];
@@ -223,6 +226,28 @@ fn hardened_overflow_into_the_canary_is_caught_at_free() {
             "malloc-48",
         ],
     );
+}
+
+/// Hardened, every large block has guard pages of its own, even below
+/// the 1 MiB from which they always do: from `MADV_GUARD_INSTALL` where
+/// the kernel has it, else from `mprotect`.
+#[test]
+fn hardened_write_past_a_small_large_block_faults() {
+    assert_faults_with("large-small-write-past-end", HARDENED);
+    assert_faults_with(
+        "large-small-write-past-end",
+        &[("SLITTER_HARDEN", "1"), ("SLITTER_MPROTECT_GUARDS", "1")],
+    );
+}
+
+/// Guard pages from `mprotect` (the fallback where the kernel has no
+/// `MADV_GUARD_INSTALL`) catch the writes just past and just before
+/// blocks of 1 MiB and more too.
+#[test]
+fn mprotect_guards_catch_writes_past_and_before_large_blocks() {
+    let env = [("SLITTER_MPROTECT_GUARDS", "1")];
+    assert_faults_with("large-write-past-end", &env);
+    assert_faults_with("large-page-write-before-start", &env);
 }
 
 #[test]

@@ -209,8 +209,21 @@ fn run_true(vars: &[(&str, &str)]) -> Output {
 fn verbose_line(stats: u8, verbose: u8, harden: u8) -> String {
     format!(
         "SLITTER_STATS={stats} SLITTER_VERBOSE={verbose} SLITTER_HARDEN={harden} \
-         SLITTER_CONTINUE_ON_MISUSE=0"
+         SLITTER_CONTINUE_ON_MISUSE=0 SLITTER_MPROTECT_GUARDS=0"
     )
+}
+
+/// The switches and the large-block guards of a verbose line's
+/// configuration part; asserts the guards are one of the two kinds.
+fn switches_and_guards(config: &str) -> (&str, &str) {
+    let (switches, guards) = config
+        .split_once("; large-block guards: ")
+        .unwrap_or_else(|| panic!("no guards in {config:?}"));
+    assert!(
+        ["MADV_GUARD_INSTALL", "mprotect"].contains(&guards),
+        "{config:?}"
+    );
+    (switches, guards)
 }
 
 #[test]
@@ -224,12 +237,28 @@ fn verbose_prints_the_version_and_configuration_once() {
     });
     let (pid, config) = rest.split_once(": ").expect("pid: configuration");
     assert!(pid.parse::<u32>().is_ok(), "{:?}", lines[0]);
-    assert_eq!(config, verbose_line(0, 1, 0));
+    assert_eq!(switches_and_guards(config).0, verbose_line(0, 1, 0));
 
     let output = run_true(&[("SLITTER_VERBOSE", "On"), ("SLITTER_HARDEN", "YES")]);
     let lines = common::slitter_lines(&output);
     assert_eq!(lines.len(), 1, "{}", common::describe(&output));
-    assert!(lines[0].ends_with(&verbose_line(0, 1, 1)), "{:?}", lines[0]);
+    let (_, config) = lines[0].split_once(": ").unwrap();
+    let (_, config) = config.split_once(": ").unwrap();
+    assert_eq!(switches_and_guards(config).0, verbose_line(0, 1, 1));
+}
+
+/// `SLITTER_MPROTECT_GUARDS=1` gives large blocks `mprotect` guards
+/// whatever the kernel, and the verbose line says so.
+#[test]
+fn verbose_names_the_large_block_guards() {
+    let output = run_true(&[("SLITTER_VERBOSE", "1"), ("SLITTER_MPROTECT_GUARDS", "1")]);
+    let lines = common::slitter_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", common::describe(&output));
+    assert!(
+        lines[0].ends_with("SLITTER_MPROTECT_GUARDS=1; large-block guards: mprotect"),
+        "{:?}",
+        lines[0]
+    );
 }
 
 fn warning(name: &str, value: &str) -> String {
@@ -262,7 +291,9 @@ fn invalid_values_warn_once_each_and_keep_the_defaults() {
     let output = run_true(&[("SLITTER_VERBOSE", "true"), ("SLITTER_STATS", "1\u{1}")]);
     let lines = common::slitter_lines(&output);
     assert_eq!(lines[0], warning("SLITTER_STATS", "1\\x01"));
-    assert!(lines[1].ends_with(&verbose_line(0, 1, 0)), "{lines:?}");
+    let (_, config) = lines[1].rsplit_once(": SLITTER_STATS").unwrap();
+    let config = format!("SLITTER_STATS{config}");
+    assert_eq!(switches_and_guards(&config).0, verbose_line(0, 1, 0));
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
 

@@ -100,6 +100,12 @@ pub fn report_bad_release(class_id: u32, addr: usize) {
             "release of {addr:#x}, a freed large allocation of the malloc API, into ({expected})"
         ))
         }
+        Known::InsideFreed => {
+            return misuse(format_args!(
+                "release of {addr:#x}, inside a freed large allocation of the malloc API, into \
+             ({expected})"
+            ))
+        }
         Known::Unknown => {}
     }
     match diagnose(addr) {
@@ -154,6 +160,12 @@ pub fn report_bad_free(operation: Operation, addr: usize, is_malloc_class: impl 
         Known::Freed => {
             return misuse(format_args!(
                 "{operation} of {addr:#x}, which was already freed (large allocation)"
+            ))
+        }
+        Known::InsideFreed => {
+            return misuse(format_args!(
+                "{operation} of {addr:#x}, which is inside a freed large allocation \
+             kept for reuse"
             ))
         }
         Known::Unknown => {}

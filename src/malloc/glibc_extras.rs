@@ -259,9 +259,10 @@ mod tests {
         for param in [libc::M_CHECK_ACTION, libc::M_PERTURB, 0, 2, 3, 4, 99, -9] {
             assert_eq!(mallopt(param, 1), 0, "param {param}");
         }
-        // Once trimmed, nothing is left to release.
+        // Once trimmed, nothing is left to release (other tests of this
+        // process may free large blocks between two trims: a few tries).
         malloc_trim(0);
-        assert_eq!(malloc_trim(0), 0);
+        assert!((0..100).any(|_| malloc_trim(0) == 0));
     }
 
     #[test]

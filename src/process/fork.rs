@@ -109,7 +109,7 @@ impl LockSet for CoreLocks {
         file_mapper::file_mapper_locks(f);
         f(arena::lock());
         f(thread_cache::free_arrays_lock());
-        f(blocks::lock());
+        blocks::each_lock(f);
     }
 
     fn after_fork_in_child() {

@@ -108,7 +108,7 @@ fn write_table(out: &mut Output) -> fmt::Result {
     let internal = &process.internal;
     writeln!(
         out,
-        "slitter: large allocations: {} live, {} bytes, {} freed ranges kept for reuse",
+        "slitter: large allocations: {} live, {} bytes, {} freed blocks and ranges kept for reuse",
         internal.large_live, internal.large_bytes, internal.large_cached
     )?;
     writeln!(

@@ -9,6 +9,7 @@
 //! | `SLITTER_VERBOSE` | off | print the version and this configuration to stderr at start-up |
 //! | `SLITTER_HARDEN` | off | opt-in hardening of the malloc API |
 //! | `SLITTER_CONTINUE_ON_MISUSE` | off | report a misuse that can be survived (a bad release or free) and carry on, leaving the pointer alone, instead of aborting |
+//! | `SLITTER_MPROTECT_GUARDS` | off | give large blocks guard pages with `mprotect` (blocks under 1 MiB in guarded groups) even where the kernel has `MADV_GUARD_INSTALL` |
 //!
 //! Each accepts, in any ASCII case, `1`, `on`, `true` or `yes` to turn it
 //! on and `0`, `off`, `false` or `no` to turn it off. Any other value,
@@ -59,7 +60,11 @@ const CONTINUE_ON_MISUSE: Switch = Switch {
     name: "SLITTER_CONTINUE_ON_MISUSE",
     bit: 8,
 };
-const SWITCHES: [Switch; 4] = [STATS, VERBOSE, HARDEN, CONTINUE_ON_MISUSE];
+const MPROTECT_GUARDS: Switch = Switch {
+    name: "SLITTER_MPROTECT_GUARDS",
+    bit: 16,
+};
+const SWITCHES: [Switch; 5] = [STATS, VERBOSE, HARDEN, CONTINUE_ON_MISUSE, MPROTECT_GUARDS];
 
 /// slitter's configuration: which of its environment switches are on.
 ///
@@ -96,6 +101,18 @@ impl Config {
     pub fn continue_on_misuse(self) -> bool {
         self.is_on(&CONTINUE_ON_MISUSE)
     }
+
+    /// Whether `SLITTER_MPROTECT_GUARDS` is on.
+    pub fn mprotect_guards(self) -> bool {
+        self.is_on(&MPROTECT_GUARDS)
+    }
+
+    /// Whether large blocks get their guard pages from
+    /// `MADV_GUARD_INSTALL`: the kernel has it (asked once) and
+    /// `SLITTER_MPROTECT_GUARDS` is off.
+    pub fn guard_install(self) -> bool {
+        !self.mprotect_guards() && crate::sys::os_memory::kernel_has_guard_install()
+    }
 }
 
 /// Writes `SLITTER_STATS=0 SLITTER_VERBOSE=1 ...`.
@@ -119,8 +136,8 @@ const SETTLED: u8 = 0x80;
 static STATE: AtomicU8 = AtomicU8::new(0);
 
 /// slitter's configuration, read from the environment variables
-/// `SLITTER_STATS`, `SLITTER_VERBOSE`, `SLITTER_HARDEN` and
-/// `SLITTER_CONTINUE_ON_MISUSE` (values `1`,
+/// `SLITTER_STATS`, `SLITTER_VERBOSE`, `SLITTER_HARDEN`,
+/// `SLITTER_CONTINUE_ON_MISUSE` and `SLITTER_MPROTECT_GUARDS` (values `1`,
 /// `on`, `true`, `yes` or `0`, `off`, `false`, `no`, in any case; all
 /// default to off). It is read once, before `main` at the latest, and
 /// never changes afterwards.
@@ -306,10 +323,15 @@ impl ProcValues {
 /// and `config`.
 pub fn print_effective(config: Config) {
     crate::sys::fatal::report(format_args!(
-        "version {}, pid {}: {config}",
+        "version {}, pid {}: {config}; large-block guards: {}",
         env!("CARGO_PKG_VERSION"),
         // SAFETY: getpid has no preconditions.
-        unsafe { libc::getpid() }
+        unsafe { libc::getpid() },
+        if config.guard_install() {
+            "MADV_GUARD_INSTALL"
+        } else {
+            "mprotect"
+        }
     ));
 }
 
@@ -427,17 +449,28 @@ mod tests {
 
     #[test]
     fn invalid_values_keep_the_default_and_are_reported() {
-        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None, Some(b"on")]);
+        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None, Some(b"on"), None]);
         assert!(parsed.config.stats());
         assert!(!parsed.config.verbose());
         assert!(!parsed.config.harden());
         assert!(parsed.config.continue_on_misuse());
-        assert_eq!(parsed.invalid, [None, Some(&b"maybe"[..]), None, None]);
-        let parsed = parse_values([Some(b"off"), Some(b"yes"), Some(b""), Some(b"x")]);
-        assert_eq!(parsed.config, Config(VERBOSE.bit));
+        assert!(!parsed.config.mprotect_guards());
         assert_eq!(
             parsed.invalid,
-            [None, None, Some(&b""[..]), Some(&b"x"[..])]
+            [None, Some(&b"maybe"[..]), None, None, None]
+        );
+        let parsed = parse_values([
+            Some(b"off"),
+            Some(b"yes"),
+            Some(b""),
+            Some(b"x"),
+            Some(b"1"),
+        ]);
+        assert_eq!(parsed.config, Config(VERBOSE.bit | MPROTECT_GUARDS.bit));
+        assert!(parsed.config.mprotect_guards() && !parsed.config.guard_install());
+        assert_eq!(
+            parsed.invalid,
+            [None, None, Some(&b""[..]), Some(&b"x"[..]), None]
         );
     }
 
@@ -479,7 +512,8 @@ mod tests {
         let config = Config(STATS.bit | HARDEN.bit);
         assert_eq!(
             config.to_string(),
-            "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0"
+            "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0 \
+             SLITTER_MPROTECT_GUARDS=0"
         );
         assert_eq!(Escaped(b"a\x01 \xff").to_string(), "a\\x01 \\xff");
     }

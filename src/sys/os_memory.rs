@@ -7,6 +7,7 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use crate::sys::errno::last_errno;
 
@@ -50,6 +51,44 @@ pub fn os_map_zeroed(size: usize) -> Option<NonNull<u8>> {
     )
     .ok()
     .map(NonNull::cast)
+}
+
+/// `madvise` advice of Linux 6.13 and later: puts a guard marker on each
+/// page of a private anonymous range (an access faults; the page's
+/// protection, and so the mapping, stays as it is), freeing its memory.
+pub const MADV_GUARD_INSTALL: i32 = 102;
+/// Takes the guard markers off a range: its pages read as zero again.
+pub const MADV_GUARD_REMOVE: i32 = 103;
+
+/// [`kernel_has_guard_install`]'s answer: 0 not asked yet, 1 no, 2 yes.
+static GUARD_INSTALL: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the kernel has `MADV_GUARD_INSTALL`, asked once, by a `madvise`
+/// on a scratch page (an older kernel refuses the advice with `EINVAL`).
+pub fn kernel_has_guard_install() -> bool {
+    match GUARD_INSTALL.load(Relaxed) {
+        0 => {
+            let present = probe_guard_install();
+            GUARD_INSTALL.store(1 + u8::from(present), Relaxed);
+            present
+        }
+        answer => answer == 2,
+    }
+}
+
+fn probe_guard_install() -> bool {
+    const PAGE: usize = 4096;
+    let Some(page) = os_map_zeroed(PAGE) else {
+        return false;
+    };
+    let page = page.as_ptr().cast::<c_void>();
+    // SAFETY: the scratch page just mapped, used by nothing else and
+    // unmapped right after.
+    unsafe {
+        let present = libc::madvise(page, PAGE, MADV_GUARD_INSTALL) == 0;
+        libc::munmap(page, PAGE);
+        present
+    }
 }
 
 /// Replaces a reserved range with private, zero-filled, writable memory.

@@ -170,6 +170,17 @@ static int malloc_case(const char *c)
 		tell(p);
 		run_in_thread(free_in_thread, p);
 		free(launder(p));
+	} else if (strcmp(c, "free-inside-freed-large") == 0) {
+		/* Freed, the block is kept for reuse: not live. */
+		char *p = launder(malloc(1 << 20));
+		free(p);
+		tell(p + 4096);
+		free(p + 4096);
+	} else if (strcmp(c, "double-free-large-guarded") == 0) {
+		char *p = launder(malloc(2 << 20));
+		tell(p);
+		free(p);
+		free(launder(p));
 	} else if (strcmp(c, "double-free-large") == 0) {
 		char *p = large(&size);
 		tell(p);
@@ -271,9 +282,25 @@ static int malloc_case(const char *c)
 		tell(p);
 		free_aligned_sized(p, 16, 4096 * 3);
 	} else if (strcmp(c, "large-write-past-end") == 0) {
-		char *p = large(&size);
+		/* 1 MiB and more: a block with guard pages of its own (smaller
+		 * ones share a group, guarded at its ends only). */
+		size = 1 << 20;
+		char *p = launder(malloc(size));
 		tell(p + size);
 		p[size] = 1;
+	} else if (strcmp(c, "large-small-write-past-end") == 0) {
+		/* Under 1 MiB, blocks with mprotect guards share groups
+		 * guarded at their ends: the second block lies below the
+		 * first, so a write past its end faults only where every
+		 * block has guards of its own (SLITTER_HARDEN=1, or
+		 * MADV_GUARD_INSTALL). */
+		size = 64 * 1024;
+		char *a = launder(malloc(size));
+		char *p = launder(malloc(size));
+		CHECK(a != NULL && p != NULL, "malloc failed");
+		tell(p + size);
+		p[size] = 1;
+		printf("survived\n");
 	} else if (strcmp(c, "large-write-before-start") == 0) {
 		/* The page holds slack before p: caught when p is freed. */
 		char *p = large(&size);
@@ -281,8 +308,9 @@ static int malloc_case(const char *c)
 		((volatile char *)p)[-1] = 1;
 		free(p);
 	} else if (strcmp(c, "large-page-write-before-start") == 0) {
-		/* A whole number of pages: p starts just after the guard. */
-		char *p = launder(malloc(16 * 4096));
+		/* A whole number of pages, a size class of 1 MiB or more: p
+		 * starts just after the guard. */
+		char *p = launder(malloc(256 * 4096));
 		tell(p - 1);
 		p[-1] = 1;
 	} else if (strcmp(c, "large-write-into-rounding") == 0) {

@@ -32,13 +32,13 @@
 //!   (ranges of one reservation are separated by extents), and the range
 //!   array always has room for that many, so freeing never needs memory.
 //!
-//! The caller (`heap/large/blocks.rs`) serialises every call under its lock.
+//! The caller (`heap/large/reuse.rs`) serialises every call under its lock.
 
 use core::ffi::c_void;
 
 use crate::heap::large::page_states::PageStates;
 pub use crate::heap::large::page_states::PAGE_SIZE;
-use crate::sys::os_memory::{os_map_zeroed, os_reserve};
+use crate::sys::os_memory::os_map_zeroed;
 
 #[cfg(not(feature = "test_only_small_constants"))]
 mod values {
@@ -99,6 +99,10 @@ pub struct Arena {
     /// Freed bytes kept resident whatever the live size.
     retain_min: usize,
 }
+
+// SAFETY: the range array is owned by the arena and only touched through
+// it, under its lock (`heap/large/reuse.rs`).
+unsafe impl Send for Arena {}
 
 impl Arena {
     pub const fn new() -> Arena {
@@ -204,13 +208,7 @@ impl Arena {
     /// Reserves a new region; returns the index of its free range, or
     /// `None` when out of memory or reservations.
     fn reserve(&mut self) -> Option<usize> {
-        let base = os_reserve(RESERVATION_SIZE).ok()?.as_ptr();
-        if !self.pages.add_reservation(base as usize) {
-            // SAFETY: the reservation just made, unused.
-            unsafe { libc::munmap(base, RESERVATION_SIZE) };
-            return None;
-        }
-        let start = base as usize + PAGE_SIZE;
+        let start = self.pages.reserve()? + PAGE_SIZE;
         let index = self.position(start);
         self.insert_at(
             index,
@@ -449,21 +447,25 @@ impl Arena {
     }
 }
 
-/// The protection of the page at `addr` ("rw" or "--"), from
-/// /proc/self/maps; for tests of guard pages.
+/// Whether the page at `addr` can be read ("rw") or not ("--": no
+/// access, or a guard marker), asked of the kernel by reading a byte of it
+/// with `process_vm_readv` (which fails instead of faulting); for tests
+/// of guard pages.
 #[cfg(test)]
 pub fn protection(addr: usize) -> String {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    for line in maps.lines() {
-        let (range, rest) = line.split_once(' ').unwrap();
-        let (lo, hi) = range.split_once('-').unwrap();
-        let lo = usize::from_str_radix(lo, 16).unwrap();
-        let hi = usize::from_str_radix(hi, 16).unwrap();
-        if (lo..hi).contains(&addr) {
-            return rest[..2].to_string();
-        }
-    }
-    panic!("{addr:#x} is not mapped");
+    let mut byte = 0u8;
+    let local = libc::iovec {
+        iov_base: (&raw mut byte).cast(),
+        iov_len: 1,
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: 1,
+    };
+    // SAFETY: writes one byte into `byte`; the remote side is only read
+    // by the kernel, which checks it.
+    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if read == 1 { "rw" } else { "--" }.to_string()
 }
 
 #[cfg(test)]

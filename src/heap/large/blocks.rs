@@ -2,36 +2,44 @@
 //! beyond what a class can serve.
 //!
 //! Owns: the out-of-band table from each large allocation's address to its
-//! memory, and the choice of that memory: an extent of the large arena
-//! (`heap/large/arena.rs`, which reuses freed pages) for requests up to
-//! [`MAX_EXTENT`] aligned to at most a page, else a mapping of its own laid
-//! out `| guard page | data (whole pages) | guard page |`, unmapped on free
-//! and grown by `mremap`, which moves pages instead of copying bytes. A new
-//! allocation is placed at the *end* of its data (at the highest address
-//! aligned as asked, 16 bytes by default), so that a write just past it
-//! faults on the guard page; a block that `realloc` resizes keeps its
-//! address and grows towards a guard page moved further up. The slack
-//! around an allocation (before it in its data, and after its size) is
-//! checked, `SLACK_CHECKED` bytes next to it on each side, when it is freed
-//! or resized: a write just before it, or past its size where no guard page
-//! is there yet, is caught then. The history of the last `HISTORY` freed
-//! addresses tells a double free of a large allocation from a free of a
-//! pointer slitter never handed out.
+//! memory, the history of freed addresses, and the choice of that memory:
+//! a block of a size class (`heap/large/reuse.rs`: a cached block of the
+//! class, an extent of the large arena, or a slot of a group) for requests
+//! up to [`MAX_EXTENT`] aligned to at most a page, else a mapping of its
+//! own laid out `| guard page | data (whole pages) | guard page |`,
+//! unmapped on free and grown by `mremap`, which moves pages instead of
+//! copying bytes. A new allocation is placed at the *end* of its data (at
+//! the highest address aligned as asked, 16 bytes by default), so that a
+//! write just past it faults on the guard page where there is one (every
+//! extent and mapping; a slot only when it is its group's top one); a block
+//! that `realloc` resizes keeps its address and grows towards a guard page
+//! moved further up. The slack around an allocation (before it in its
+//! data, and after its size) is checked, `SLACK_CHECKED` bytes next to it
+//! on each side, when it is freed or resized: a write just before it, or
+//! past its size where no guard page is there, is caught then. The history
+//! of the last `HISTORY` freed addresses tells a double free of a large
+//! allocation (cached for reuse or not) from a free of a pointer slitter
+//! never handed out.
 //!
 //! Invariants: the table holds exactly the live large allocations, keyed by
-//! the address returned to the caller; nothing about an allocation is
-//! stored next to its data; the pages just below and above every live
-//! allocation's data are inaccessible; the `SLACK_CHECKED` bytes of slack
-//! on each side of a live allocation are zero unless the program wrote
-//! outside it. All of it is under one lock: large allocations make system
-//! calls anyway.
+//! the address returned to the caller (a cached block is not in it);
+//! nothing about an allocation is stored next to its data; the pages just
+//! below and above every live extent's and mapping's data, and around every
+//! group, are inaccessible; the `SLACK_CHECKED` bytes of slack on each side
+//! of a live allocation are zero unless the program wrote outside it. The
+//! table, the history and the live byte count are under one lock, held
+//! across no system call on the paths of `malloc` and `free` that reuse a
+//! cached block (it maps memory only to grow the table or start the
+//! history); `resize` holds it across its `mprotect`/`mremap` calls. Lock
+//! order: this lock, then the arena's.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
+use crate::heap::large::arena::MAX_EXTENT;
 pub use crate::heap::large::arena::PAGE_SIZE;
-use crate::heap::large::arena::{Arena, MAX_EXTENT};
-use crate::sys::lock::Lock;
+use crate::heap::large::reuse::{self, Block};
+use crate::sys::lock::{Forkable, Lock};
 use crate::sys::os_memory::{os_map_zeroed, os_reserve};
 
 const GUARD_SIZE: usize = PAGE_SIZE;
@@ -43,33 +51,58 @@ const MIN_ALIGN: usize = 16;
 /// just before or after it lands there.
 const SLACK_CHECKED: usize = 256;
 
+/// What holds an allocation's memory.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Kind {
+    /// A mapping of its own.
+    #[default]
+    Own,
+    /// An extent of the arena.
+    Extent,
+    /// A slot of a group.
+    Slot,
+}
+
 /// One allocation's memory: `base` and `total` cover its guards (for an
 /// arena extent, only the guard above: the one below belongs to what lies
-/// below), `data` and `length` the accessible part; `user` is the address
-/// handed out and `size` the bytes asked for, `data <= user` and
-/// `user + size <= data + length`.
+/// below; a slot has none of its own), `data` and `length` the accessible
+/// part; `user` is the address handed out and `size` the bytes asked for,
+/// `data <= user` and `user + size <= data + length`.
 #[derive(Clone, Copy, Default)]
 struct Mapping {
     base: usize,
     total: usize,
     data: usize,
     length: usize,
-    /// An extent of the arena, rather than a mapping of its own.
-    in_arena: bool,
+    kind: Kind,
     user: usize,
     size: usize,
 }
 
 impl Mapping {
-    fn extent(data: usize, length: usize) -> Mapping {
+    fn block(block: Block) -> Mapping {
+        let (kind, guard) = if block.slot {
+            (Kind::Slot, 0)
+        } else {
+            (Kind::Extent, GUARD_SIZE)
+        };
         Mapping {
-            base: data,
-            total: length + GUARD_SIZE,
-            data,
-            length,
-            in_arena: true,
+            base: block.data,
+            total: block.length + guard,
+            data: block.data,
+            length: block.length,
+            kind,
             user: 0,
             size: 0,
+        }
+    }
+
+    /// The block of an extent or slot.
+    fn as_block(&self) -> Block {
+        Block {
+            data: self.data,
+            length: self.length,
+            slot: self.kind == Kind::Slot,
         }
     }
 
@@ -131,17 +164,15 @@ impl Mapping {
     }
 }
 
-/// A table slot whose `user` is 0 is empty; `TOMBSTONE`, a removed entry.
-const TOMBSTONE: usize = 1;
-
-/// Open-addressing hash table of live allocations, in memory mapped here.
+/// Open-addressing hash table (linear probing, removal by shifting back
+/// the entries that follow, so no tombstones: a program churning through
+/// large blocks never makes it rehash) of live allocations, in memory
+/// mapped here. A slot whose `user` is 0 is empty.
 struct Table {
     entries: *mut Mapping,
     capacity: usize,
     /// Live entries.
     live: usize,
-    /// Live entries plus tombstones.
-    used: usize,
 }
 
 /// The last `HISTORY` freed addresses, oldest overwritten first.
@@ -177,7 +208,6 @@ impl History {
 struct State {
     table: Table,
     history: History,
-    arena: Arena,
     /// Data bytes of the live allocations, for statistics.
     live_bytes: usize,
 }
@@ -191,19 +221,20 @@ static STATE: Lock<State> = Lock::new(State {
         entries: core::ptr::null_mut(),
         capacity: 0,
         live: 0,
-        used: 0,
     },
     history: History {
         entries: core::ptr::null_mut(),
         next: 0,
     },
-    arena: Arena::new(),
     live_bytes: 0,
 });
 
-/// The large path's lock, for the fork handlers.
-pub fn lock() -> &'static dyn crate::sys::lock::Forkable {
-    &STATE
+/// Calls `f` with every lock of the large path, in the lock order (the
+/// class caches', this file's, the arena's), for the fork handlers.
+pub fn each_lock(f: &mut dyn FnMut(&dyn Forkable)) {
+    reuse::each_cache_lock(f);
+    f(&STATE);
+    f(reuse::arena_lock());
 }
 
 fn hash(user: usize, capacity: usize) -> usize {
@@ -224,7 +255,7 @@ impl Table {
 
     /// The index of the entry for `user`, if present.
     fn find(&self, user: usize) -> Option<usize> {
-        if self.capacity == 0 || user <= TOMBSTONE {
+        if self.capacity == 0 || user == 0 {
             return None;
         }
         let mut index = hash(user, self.capacity);
@@ -243,32 +274,43 @@ impl Table {
     /// Ensures one more entry can be inserted; `false` if the table
     /// cannot grow.
     fn make_room(&mut self) -> bool {
-        (self.used + 1) * 2 <= self.capacity || self.grow()
+        (self.live + 1) * 2 <= self.capacity || self.grow()
     }
 
     /// Adds `mapping`, after [`Table::make_room`].
     fn insert(&mut self, mapping: Mapping) {
-        debug_assert!((self.used + 1) * 2 <= self.capacity);
+        debug_assert!((self.live + 1) * 2 <= self.capacity);
         let mut index = hash(mapping.user, self.capacity);
-        while self.get(index).user > TOMBSTONE {
+        while self.get(index).user != 0 {
             index = (index + 1) & (self.capacity - 1);
-        }
-        if self.get(index).user == 0 {
-            self.used += 1;
         }
         self.set(index, mapping);
         self.live += 1;
     }
 
+    /// Removes entry `index`, moving back into the hole each following
+    /// entry of its run whose home slot does not lie between the hole and
+    /// it (cyclically), so that every entry stays reachable from its home.
     fn remove(&mut self, index: usize) -> Mapping {
         let mapping = self.get(index);
-        self.set(
-            index,
-            Mapping {
-                user: TOMBSTONE,
-                ..mapping
-            },
-        );
+        let mask = self.capacity - 1;
+        let mut hole = index;
+        let mut next = (index + 1) & mask;
+        loop {
+            let entry = self.get(next);
+            if entry.user == 0 {
+                break;
+            }
+            let home = hash(entry.user, self.capacity);
+            // The distance from its home to it, and from its home to the
+            // hole: it may move back only if the hole is on its path.
+            if (next.wrapping_sub(home) & mask) >= (hole.wrapping_sub(home) & mask) {
+                self.set(hole, entry);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.set(hole, Mapping::default());
         self.live -= 1;
         mapping
     }
@@ -286,12 +328,11 @@ impl Table {
                 entries: entries.as_ptr().cast(),
                 capacity,
                 live: 0,
-                used: 0,
             },
         );
         for index in 0..old.capacity {
             let mapping = old.get(index);
-            if mapping.user > TOMBSTONE {
+            if mapping.user != 0 {
                 // Room: the new table holds four times the live entries.
                 self.insert(mapping);
             }
@@ -342,7 +383,7 @@ fn map(length: usize, align: usize) -> Option<Mapping> {
         total: end - start,
         data,
         length,
-        in_arena: false,
+        kind: Kind::Own,
         user: 0,
         size: 0,
     };
@@ -366,20 +407,25 @@ fn unmap(mapping: Mapping) {
     unsafe { libc::munmap(mapping.base as *mut c_void, mapping.total) };
 }
 
+/// Gives the memory of an allocation no longer live back: to its class's
+/// cache, or to the kernel for a mapping of its own.
+fn release(mapping: Mapping) {
+    match mapping.kind {
+        Kind::Own => unmap(mapping),
+        Kind::Extent | Kind::Slot => reuse::keep(mapping.as_block()),
+    }
+}
+
 /// A new large allocation of `size` bytes aligned to `align`, ending as
 /// close to its guard page as the alignment allows, and whether its memory
 /// is known to be zero; `None` when out of memory.
 pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     let length = page_round(size.max(1))?;
-    let mut state = STATE.lock();
-    if !state.table.make_room() {
-        return None;
-    }
-    let placed = (align <= PAGE_SIZE && length <= MAX_EXTENT)
-        .then(|| state.arena.place(length))
+    let reused = (align <= PAGE_SIZE && length <= MAX_EXTENT)
+        .then(|| reuse::take(length))
         .flatten();
-    let (memory, zeroed) = match placed {
-        Some((data, length, zeroed)) => (Mapping::extent(data, length), zeroed),
+    let (memory, zeroed) = match reused {
+        Some((block, zeroed)) => (Mapping::block(block), zeroed),
         // Too large or too aligned for the arena, or it is out of
         // reservations: a mapping of its own.
         None => (map(length, align)?, true),
@@ -387,6 +433,12 @@ pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     let mapping = memory.placed_at_end(size, align);
     if !zeroed {
         mapping.clear_slack();
+    }
+    let mut state = STATE.lock();
+    if !state.table.make_room() {
+        drop(state);
+        release(mapping);
+        return None;
     }
     state.table.insert(mapping);
     state.live_bytes += mapping.length;
@@ -404,11 +456,8 @@ pub fn free(ptr: *mut c_void) -> bool {
     state.table.remove(index);
     state.live_bytes -= mapping.length;
     state.history.remember(mapping.user);
-    if mapping.in_arena {
-        state.arena.release(mapping.data, mapping.length);
-    } else {
-        unmap(mapping);
-    }
+    drop(state);
+    release(mapping);
     true
 }
 
@@ -427,19 +476,26 @@ pub enum Known {
     Inside(usize),
     /// Among the last freed large allocations.
     Freed,
+    /// Inside a freed block kept for reuse.
+    InsideFreed,
     /// Nothing.
     Unknown,
 }
 
-/// What the large path knows of `addr`; scans the table and the history.
+/// What the large path knows of `addr`; scans the table, the history and
+/// the cached blocks.
 pub fn known(addr: usize) -> Known {
-    let state = STATE.lock();
-    let inside = (0..state.table.capacity)
-        .map(|index| state.table.get(index))
-        .find(|m| m.user > TOMBSTONE && addr >= m.base && addr < m.base + m.total);
+    let (inside, freed) = {
+        let state = STATE.lock();
+        let inside = (0..state.table.capacity)
+            .map(|index| state.table.get(index))
+            .find(|m| m.user != 0 && addr >= m.base && addr < m.base + m.total);
+        (inside, state.history.contains(addr))
+    };
     match inside {
         Some(mapping) => Known::Inside(mapping.user),
-        None if state.history.contains(addr) => Known::Freed,
+        None if freed => Known::Freed,
+        None if reuse::is_cached(addr) => Known::InsideFreed,
         None => Known::Unknown,
     }
 }
@@ -508,21 +564,30 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         mapping.clear_slack();
         return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
     }
-    if old.in_arena {
+    if old.kind == Kind::Slot {
+        // A slot neither grows nor shrinks: its neighbours are slots.
+        return Resized::Move;
+    }
+    if old.kind == Kind::Extent {
         let new_length = if length < old.length {
-            if state.arena.shrink(old.data, old.length, length) {
+            if reuse::arena().shrink(old.data, old.length, length) {
                 length
             } else {
                 // The kernel refused to split the mapping: keep it whole.
                 old.length
             }
         } else {
-            match state.arena.grow(old.data, old.length, length, room_length) {
+            let grown = reuse::arena().grow(old.data, old.length, length, room_length);
+            match grown {
                 Some(new_length) => new_length,
                 None => return Resized::Move,
             }
         };
-        let mapping = resized(Mapping::extent(old.data, new_length));
+        let mapping = resized(Mapping::block(Block {
+            data: old.data,
+            length: new_length,
+            slot: false,
+        }));
         state.table.set(index, mapping);
         mapping.clear_slack();
         state.live_bytes = state.live_bytes - old.length + new_length;
@@ -586,21 +651,24 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
 /// bound: pages swapped out since count); for `mallinfo`.
 #[cfg(feature = "malloc")]
 pub fn retained_bytes() -> usize {
-    STATE.lock().arena.retained().1
+    reuse::retained_bytes()
 }
 
 /// Gives the memory of freed large allocations kept for reuse back to the
 /// operating system; returns how many bytes that was (`malloc_trim`).
 #[cfg(feature = "malloc")]
 pub fn trim() -> usize {
-    STATE.lock().arena.trim()
+    reuse::trim()
 }
 
 /// Number of live large allocations and their data bytes, and the number
-/// of freed ranges kept for reuse with their pages.
+/// of freed blocks and ranges kept for reuse.
 pub fn counts() -> (usize, usize, usize) {
-    let state = STATE.lock();
-    (state.table.live, state.live_bytes, state.arena.retained().0)
+    let (live, bytes) = {
+        let state = STATE.lock();
+        (state.table.live, state.live_bytes)
+    };
+    (live, bytes, reuse::retained_count())
 }
 
 #[cfg(test)]
@@ -608,15 +676,19 @@ mod tests {
     use super::*;
     use crate::heap::large::arena::protection;
 
+    /// Sizes from which a block has guard pages of its own.
+    const GUARDED: usize = reuse::GROUPED_BELOW;
+
     #[test]
     fn allocations_end_at_their_guard_and_are_tracked() {
-        let (p, _) = allocate(100_000, 16).unwrap();
+        let size = GUARDED + 100_000;
+        let (p, _) = allocate(size, 16).unwrap();
         let addr = p.as_ptr() as usize;
         assert_eq!(addr % 16, 0);
-        assert_eq!(protection(addr + 100_000), "--", "ends at the guard page");
-        assert_eq!(usable_size(p.as_ptr()), Some(100_000));
-        // SAFETY: the allocation holds 100,000 bytes.
-        unsafe { p.as_ptr().cast::<u8>().write_bytes(0xab, 100_000) };
+        assert_eq!(protection(addr + size), "--", "ends at the guard page");
+        assert_eq!(usable_size(p.as_ptr()), Some(size));
+        // SAFETY: the allocation holds `size` bytes.
+        unsafe { p.as_ptr().cast::<u8>().write_bytes(0xab, size) };
         assert!(matches!(known(addr + 5000), Known::Inside(a) if a == addr));
         assert!(free(p.as_ptr()));
         assert!(!free(p.as_ptr()));
@@ -624,21 +696,25 @@ mod tests {
         let (q, _) = allocate(10, 1 << 20).unwrap();
         assert_eq!(q.as_ptr() as usize % (1 << 20), 0);
         assert!(free(q.as_ptr()));
-        let (r, _) = allocate(40_001, 64).unwrap();
+        let size = GUARDED + 40_001;
+        let (r, _) = allocate(size, 64).unwrap();
         let r = r.as_ptr() as usize;
         assert_eq!(r % 64, 0);
         // It ends within the 16-byte rounding and the 64-byte alignment
         // before the guard page.
-        let guard = (r + 40_001).next_multiple_of(PAGE_SIZE);
+        let guard = (r + size).next_multiple_of(PAGE_SIZE);
         assert_eq!(protection(guard), "--");
-        assert!(guard - (r + 40_001) < 16 + 64);
+        assert!(guard - (r + size) < 16 + 64);
         assert!(free(r as *mut c_void));
     }
 
     #[test]
     fn every_allocation_has_inaccessible_neighbours() {
         for (size, align) in [
-            (40_000, 16),
+            (GUARDED, 16),
+            // Sizes within a page of their class's length (the page below
+            // the allocation's is below its block).
+            (GUARDED + GUARDED / 4 - 100, 16),
             (MAX_EXTENT, 16),
             (MAX_EXTENT + 1, 16),
             (10, 1 << 20),
@@ -700,5 +776,97 @@ mod tests {
         // another test running meanwhile may already reuse the address).
         assert!(p == q || STATE.lock().history.contains(p.as_ptr() as usize));
         assert!(free(q.as_ptr()));
+    }
+
+    #[test]
+    fn the_table_finds_every_entry_after_removals_and_never_rehashes_for_churn() {
+        let mut table = Table {
+            entries: core::ptr::null_mut(),
+            capacity: 0,
+            live: 0,
+        };
+        let entry = |user| Mapping {
+            user,
+            ..Mapping::default()
+        };
+        let mut live: Vec<usize> = Vec::new();
+        let mut settled = core::ptr::null_mut();
+        let mut seed = 7u64;
+        for step in 0..20_000usize {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            if live.len() < 100 && (seed >> 60) < 10 {
+                let user = ((seed >> 20) as usize & 0xffff_fff0) | 0x10;
+                if table.find(user).is_none() {
+                    assert!(table.make_room());
+                    table.insert(entry(user));
+                    live.push(user);
+                }
+            } else if !live.is_empty() {
+                let user = live.swap_remove((seed >> 32) as usize % live.len());
+                let index = table.find(user).unwrap();
+                assert_eq!(table.remove(index).user, user);
+                assert!(table.find(user).is_none(), "step {step}");
+            }
+            if step == 1000 {
+                settled = table.entries;
+            }
+            if step % 1000 == 0 {
+                for &user in &live {
+                    assert!(table.find(user).is_some(), "lost {user:#x} at step {step}");
+                }
+            }
+        }
+        assert_eq!(table.live, live.len());
+        assert_eq!(
+            table.entries, settled,
+            "no rehash after the first 1,000 steps"
+        );
+    }
+
+    #[test]
+    fn a_freed_block_is_cached_not_live_and_reused_where_it_was() {
+        // Half the largest extent and 3 pages: a size class no other test
+        // uses.
+        let size = MAX_EXTENT / 2 + 3 * PAGE_SIZE;
+        let (p, _) = allocate(size, 16).unwrap();
+        let addr = p.as_ptr() as usize;
+        assert!(free(p.as_ptr()));
+        // Cached, not live: a second free, and a free inside it, fail;
+        // the history knows the first.
+        assert!(!free(p.as_ptr()));
+        assert!(!free((addr + PAGE_SIZE) as *mut c_void));
+        assert!(matches!(known(addr), Known::Freed));
+        assert!(matches!(known(addr + PAGE_SIZE), Known::InsideFreed));
+        assert!(usable_size(p.as_ptr()).is_none());
+        // The next request of its class gets it back, guards and all.
+        let (q, _) = allocate(size - 100, 16).unwrap();
+        let q = q.as_ptr() as usize;
+        assert!(q >= addr && q < addr + PAGE_SIZE, "where it was");
+        assert_eq!(protection(addr + size), "--");
+        assert!(free(q as *mut c_void));
+    }
+
+    #[test]
+    fn a_slot_resizes_in_place_or_asks_to_move() {
+        if !reuse::grouped(10 * PAGE_SIZE) {
+            return;
+        }
+        // 9 pages: a class of 10 pages, grouped, that no other test uses.
+        let size = 9 * PAGE_SIZE;
+        let (p, _) = allocate(size, 16).unwrap();
+        let p = p.as_ptr();
+        // Within its pages, using more than half: in place.
+        assert!(
+            matches!(resize(p, size - 1000, size - 1000, 16), Resized::Done(q) if q.as_ptr() == p)
+        );
+        assert_eq!(usable_size(p), Some(size - 1000));
+        // Beyond them, or below half: moved by the caller.
+        assert!(matches!(
+            resize(p, 11 * PAGE_SIZE, 11 * PAGE_SIZE, 16),
+            Resized::Move
+        ));
+        assert!(matches!(resize(p, PAGE_SIZE, PAGE_SIZE, 16), Resized::Move));
+        assert_eq!(usable_size(p), Some(size - 1000));
+        assert!(free(p));
     }
 }

@@ -2,13 +2,15 @@
 //! class, or aligned beyond a span.
 //!
 //! Owns: the table of live blocks, the history of freed ones and their
-//! placement and resizing (`blocks`), the arena of reservations blocks are
-//! carved from (`arena`), and which of its pages are resident
-//! (`page_states`).
+//! placement and resizing (`blocks`), the size classes and the cache of
+//! freed blocks per class, with its decay (`reuse`), the arena of
+//! reservations blocks are carved from (`arena`), and which of its pages
+//! are resident (`page_states`).
 //!
 //! May call: `sys`, `layout`, and the heap layer's `mapper`. Files, bottom
-//! up: page_states, arena, blocks.
+//! up: page_states, arena, reuse, blocks.
 
 pub(crate) mod arena;
 pub(crate) mod blocks;
 pub(crate) mod page_states;
+pub(crate) mod reuse;

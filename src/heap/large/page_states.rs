@@ -14,8 +14,15 @@
 //! freed pages (and only those), so that pages of an extent the program
 //! never touched (growth room, an oversized buffer) count for nothing.
 //!
-//! Invariants: the accessible bit of a page is set exactly when its
-//! protection is read/write (the arena changes protections only through
+//! Inaccessible pages: where the kernel has `MADV_GUARD_INSTALL` (and
+//! `SLITTER_MPROTECT_GUARDS` is off; decided at the first reservation), a
+//! reservation is read/write memory and an inaccessible page carries a
+//! guard marker, so that a reservation stays one mapping whatever its
+//! pages become; else a reservation is `PROT_NONE` and `mprotect` changes
+//! protections (each change of protection splits a mapping).
+//!
+//! Invariants: the accessible bit of a page is set exactly when it is
+//! accessible (read/write without a guard marker) (the arena changes protections only through
 //! [`PageStates::protect`]), unless an `mprotect` failed (it may have
 //! changed part of its range), after which every protection is asked of the
 //! kernel without looking at the bits; the freed and resident bits are set only for
@@ -27,7 +34,9 @@
 
 use core::ffi::c_void;
 
-use crate::sys::os_memory::os_map_zeroed;
+use crate::sys::os_memory::{
+    os_map_zeroed, os_mmap, os_reserve, MADV_GUARD_INSTALL, MADV_GUARD_REMOVE,
+};
 
 /// The page size (x86-64).
 pub const PAGE_SIZE: usize = 4096;
@@ -111,6 +120,8 @@ pub struct PageStates {
     bits_exact: bool,
     reservations: [Bitmaps; MAX_RESERVATIONS],
     count: usize,
+    /// Inaccessible pages carry guard markers (else `PROT_NONE`).
+    markers: bool,
 }
 
 // SAFETY: the bitmaps are owned by the value and only touched through it.
@@ -124,19 +135,26 @@ impl PageStates {
             bits_exact: true,
             reservations: [NO_BITMAPS; MAX_RESERVATIONS],
             count: 0,
+            markers: false,
         }
     }
 
-    /// Adds the bitmaps of the (inaccessible) reservation at `base`;
-    /// `false` when [`MAX_RESERVATIONS`] are tracked already or out of
-    /// memory.
-    pub fn add_reservation(&mut self, base: usize) -> bool {
+    /// Reserves a new reservation, every page of it inaccessible, with
+    /// its bitmaps; returns its address, or `None` when
+    /// [`MAX_RESERVATIONS`] are tracked already or out of memory.
+    pub fn reserve(&mut self) -> Option<usize> {
         if self.count == MAX_RESERVATIONS {
-            return false;
+            return None;
         }
+        if self.count == 0 {
+            self.markers = crate::sys::config::current().guard_install();
+        }
+        let base = self.map_reservation()?;
         let bytes = self.size / PAGE_SIZE / 8;
         let Some(memory) = os_map_zeroed(3 * bytes) else {
-            return false;
+            // SAFETY: the reservation just made, unused.
+            unsafe { libc::munmap(base as *mut c_void, self.size) };
+            return None;
         };
         // SAFETY: the three thirds of the mapping just made.
         let bitmap = |third: usize| Bitmap(unsafe { memory.as_ptr().add(third * bytes) }.cast());
@@ -147,7 +165,30 @@ impl PageStates {
             resident: bitmap(2),
         };
         self.count += 1;
-        true
+        Some(base)
+    }
+
+    /// Maps the address space of a reservation, inaccessible.
+    fn map_reservation(&self) -> Option<usize> {
+        if !self.markers {
+            return Some(os_reserve(self.size).ok()?.as_ptr() as usize);
+        }
+        let base = os_mmap(
+            core::ptr::null_mut(),
+            self.size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+        )
+        .ok()?
+        .as_ptr();
+        // SAFETY: the fresh mapping just made, used by nothing else.
+        if unsafe { libc::madvise(base, self.size, MADV_GUARD_INSTALL) } != 0 {
+            // SAFETY: as above.
+            unsafe { libc::munmap(base, self.size) };
+            return None;
+        }
+        Some(base as usize)
     }
 
     /// The bitmaps of the reservation holding `[start, start + length)`
@@ -163,7 +204,8 @@ impl PageStates {
     }
 
     /// Makes the `length` bytes (whole pages) at `start` accessible or
-    /// not, with one `mprotect` if any page differs; `false` if the kernel
+    /// not, with one `mprotect` or `madvise` (guard markers) if any page
+    /// differs; `false` if the kernel
     /// refused (it may have changed part of the range: the bitmap is no
     /// longer trusted).
     pub fn protect(&mut self, start: usize, length: usize, accessible: bool) -> bool {
@@ -173,14 +215,19 @@ impl PageStates {
         if self.bits_exact && matching == if accessible { end - first } else { 0 } {
             return true;
         }
-        let prot = if accessible {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_NONE
-        };
+        let at = start as *mut c_void;
         // SAFETY: the range lies in an arena reservation and is not part
-        // of any live extent's data, or is being handed to one.
-        if unsafe { libc::mprotect(start as *mut c_void, length, prot) } != 0 {
+        // of any live extent's data, or is being handed to one (a guard
+        // marker frees the memory of its page).
+        let ret = unsafe {
+            match (self.markers, accessible) {
+                (true, true) => libc::madvise(at, length, MADV_GUARD_REMOVE),
+                (true, false) => libc::madvise(at, length, MADV_GUARD_INSTALL),
+                (false, true) => libc::mprotect(at, length, libc::PROT_READ | libc::PROT_WRITE),
+                (false, false) => libc::mprotect(at, length, libc::PROT_NONE),
+            }
+        };
+        if ret != 0 {
             // The kernel may have changed some of the range before failing:
             // from now on, always ask it.
             self.bits_exact = false;
@@ -248,19 +295,10 @@ mod tests {
 
     /// A reservation of `size` bytes, inaccessible, with its states.
     fn reservation(size: usize) -> (usize, PageStates) {
-        // SAFETY: a fresh inaccessible mapping owned by the test.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as usize;
         let mut states = PageStates::new(size);
-        assert!(states.add_reservation(base));
+        let base = states.reserve().unwrap();
+        assert_eq!(protection(base), "--");
+        assert_eq!(protection(base + size - PAGE_SIZE), "--");
         (base, states)
     }
 

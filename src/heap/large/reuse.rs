@@ -1,0 +1,518 @@
+//! Reuse of large blocks: page-granular size classes, the freed blocks of
+//! each class kept as they are for the next request of that class, groups
+//! of small blocks, and the decay of the kept memory.
+//!
+//! Owns: the lock of the large arena (every call into
+//! `heap/large/arena.rs` goes through [`arena`]), one cache per size class
+//! (a LIFO stack of freed blocks, in memory mapped here, under a lock of
+//! its own), the count of the kept bytes that may hold memory, and the
+//! clock of their decay.
+//!
+//! Size classes: four per doubling of the length in pages (1, 2, ..., 8,
+//! 10, 12, 14, 16, 20, 24, 28, 32, ... pages), up to [`MAX_EXTENT`]. A
+//! request takes the class of its length rounded up; a freed block goes to
+//! the largest class whose length it holds. A class's block is either an
+//! *extent* of the arena (`| data | guard page |`, the page below it
+//! inaccessible too) or, for classes under [`GROUPED_BELOW`] unless
+//! `SLITTER_HARDEN` is on or guard pages come from `MADV_GUARD_INSTALL`
+//! (which costs no mapping: see `heap/large/page_states.rs`), a *slot* of
+//! a group: one extent of at most
+//! [`GROUP_PAGES`] pages (its guard included) cut into slots of the class
+//! length side by side, so that the guards are at the ends of the group
+//! (one mapping per group instead of two per block). A slot never goes back
+//! to the arena; a cached extent does when its class cannot keep it or
+//! when the arena runs out of reservations.
+//!
+//! Taking a cached block and keeping a freed one make no system call: the
+//! block keeps its protection and its pages. Beyond [`DECAY_BUDGET`] bytes
+//! of kept blocks that may hold memory, those kept longer than
+//! [`DECAY_AGE_MS`] are given back with `MADV_DONTNEED` (they stay cached,
+//! reading as zero), oldest first, at most [`DECAY_WORK`] bytes per call
+//! and one call per [`DECAY_EVERY_MS`]; [`trim`] gives all of them back.
+//!
+//! Invariants: a cached block is not live (`heap/large/blocks.rs`'s table
+//! does not hold it), lies in the arena, and has the protection it had when
+//! live (data read/write, the pages just outside its extent or group
+//! inaccessible); each cache's entries are in the order they were pushed,
+//! and those below its `settled` index read as zero; [`DIRTY`] is the sum
+//! of the lengths of the cached blocks not known to read as zero. Lock
+//! order: a class's lock, then the arena's.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::heap::large::arena::{Arena, MAX_EXTENT, PAGE_SIZE};
+use crate::sys::lock::{Forkable, Lock, LockGuard};
+use crate::sys::os_memory::os_map_zeroed;
+
+/// Blocks of classes this long or longer are extents with guards of their
+/// own; shorter ones are slots of groups (unless hardened).
+pub const GROUPED_BELOW: usize = 1 << 20;
+/// The pages of a group's extent, its guard page included (2 MiB).
+pub const GROUP_PAGES: usize = 512;
+/// Bytes of cached blocks that may hold memory kept whatever their age.
+pub const DECAY_BUDGET: usize = 16 << 20;
+/// How long a cached block keeps its memory beyond the budget.
+pub const DECAY_AGE_MS: u64 = 100;
+/// The least time between two rounds of decay.
+pub const DECAY_EVERY_MS: u64 = 10;
+/// The most bytes given back by one round of decay.
+pub const DECAY_WORK: usize = 64 << 20;
+
+/// A freed or live block: `length` data bytes at `data` (whole pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub data: usize,
+    pub length: usize,
+    /// A slot of a group, rather than an extent of its own.
+    pub slot: bool,
+}
+
+/// The class index of the largest class of at most `pages` pages (at least
+/// one), and that class's pages.
+pub const fn floor_class(pages: usize) -> (usize, usize) {
+    if pages < 8 {
+        return (pages, pages);
+    }
+    let log = (usize::BITS - 1 - pages.leading_zeros()) as usize;
+    let step = 1 << (log - 2);
+    let multiple = pages / step;
+    (4 * (log - 2) + multiple, multiple * step)
+}
+
+/// The class index and pages of the smallest class of at least `pages`
+/// pages (at least one).
+pub const fn ceil_class(pages: usize) -> (usize, usize) {
+    if pages < 8 {
+        return (pages, pages);
+    }
+    let log = (usize::BITS - 1 - pages.leading_zeros()) as usize;
+    floor_class(pages.next_multiple_of(1 << (log - 2)))
+}
+
+/// The number of class indices (index 0 is unused).
+pub const CLASSES: usize = floor_class(MAX_EXTENT / PAGE_SIZE).0 + 1;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    block: Block,
+    /// When it was pushed ([`now_ms`]).
+    freed_ms: u64,
+    /// Reads as zero.
+    clean: bool,
+}
+
+/// One class's cached blocks.
+struct Cache {
+    entries: *mut Entry,
+    len: usize,
+    capacity: usize,
+    /// Entries below it read as zero.
+    settled: usize,
+}
+
+// SAFETY: the entries are owned by the cache and only touched under its
+// lock.
+unsafe impl Send for Cache {}
+
+static CACHES: [Lock<Cache>; CLASSES] = [const {
+    Lock::new(Cache {
+        entries: core::ptr::null_mut(),
+        len: 0,
+        capacity: 0,
+        settled: 0,
+    })
+}; CLASSES];
+
+static ARENA: Lock<Arena> = Lock::new(Arena::new());
+
+/// Sum of the lengths of the cached blocks that may hold memory.
+static DIRTY: AtomicUsize = AtomicUsize::new(0);
+/// When the last round of decay began.
+static LAST_DECAY: AtomicU64 = AtomicU64::new(0);
+/// The class the next round of decay begins with.
+static NEXT_CLASS: AtomicUsize = AtomicUsize::new(0);
+
+impl Cache {
+    fn get(&self, index: usize) -> Entry {
+        // SAFETY: index < len <= capacity, inside the entries' mapping,
+        // which only the lock holder touches.
+        unsafe { *self.entries.add(index) }
+    }
+
+    fn set(&mut self, index: usize, entry: Entry) {
+        // SAFETY: as in `get`; `&mut self` is the lock holder's.
+        unsafe { *self.entries.add(index) = entry };
+    }
+
+    /// Keeps `entry`; `false` when out of memory for the array.
+    fn push(&mut self, entry: Entry) -> bool {
+        if self.len == self.capacity {
+            let capacity = (self.capacity * 2).max(64);
+            let Some(fresh) = os_map_zeroed(capacity * core::mem::size_of::<Entry>()) else {
+                return false;
+            };
+            let fresh = fresh.as_ptr().cast::<Entry>();
+            if self.capacity != 0 {
+                // SAFETY: both arrays hold at least `len` entries and do
+                // not overlap; the old one is unreferenced afterwards.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(self.entries, fresh, self.len);
+                    libc::munmap(
+                        self.entries.cast(),
+                        self.capacity * core::mem::size_of::<Entry>(),
+                    );
+                }
+            }
+            self.entries = fresh;
+            self.capacity = capacity;
+        }
+        self.set(self.len, entry);
+        self.len += 1;
+        if !entry.clean {
+            DIRTY.fetch_add(entry.block.length, Relaxed);
+        }
+        true
+    }
+
+    /// The most recently kept block, and whether it reads as zero.
+    fn pop(&mut self) -> Option<(Block, bool)> {
+        self.len = self.len.checked_sub(1)?;
+        self.settled = self.settled.min(self.len);
+        let entry = self.get(self.len);
+        if !entry.clean {
+            DIRTY.fetch_sub(entry.block.length, Relaxed);
+        }
+        Some((entry.block, entry.clean))
+    }
+
+    /// Gives back the memory of the blocks kept since before `before_ms`,
+    /// oldest first, while more than `floor` bytes may hold memory and
+    /// `work` bytes are left; returns the work left.
+    fn clean_older(&mut self, before_ms: u64, floor: usize, mut work: usize) -> usize {
+        while self.settled < self.len && work > 0 && DIRTY.load(Relaxed) > floor {
+            let mut entry = self.get(self.settled);
+            if !entry.clean {
+                if entry.freed_ms > before_ms {
+                    break;
+                }
+                if !give_back(entry.block) {
+                    break;
+                }
+                entry.clean = true;
+                self.set(self.settled, entry);
+                DIRTY.fetch_sub(entry.block.length, Relaxed);
+                work = work.saturating_sub(entry.block.length);
+            }
+            self.settled += 1;
+        }
+        work
+    }
+
+    /// Gives every cached extent back to the arena, keeping the slots.
+    fn release_extents(&mut self, arena: &mut Arena) {
+        let mut kept = 0;
+        for index in 0..self.len {
+            let entry = self.get(index);
+            if entry.block.slot {
+                self.set(kept, entry);
+                kept += 1;
+            } else {
+                if !entry.clean {
+                    DIRTY.fetch_sub(entry.block.length, Relaxed);
+                }
+                arena.release(entry.block.data, entry.block.length);
+            }
+        }
+        self.len = kept;
+        self.settled = 0;
+    }
+}
+
+/// Frees the memory of `block` (it then reads as zero); `false` if the
+/// kernel refused.
+fn give_back(block: Block) -> bool {
+    // SAFETY: the block is cached: no live allocation lies in it.
+    unsafe { libc::madvise(block.data as *mut c_void, block.length, libc::MADV_DONTNEED) == 0 }
+}
+
+/// Milliseconds of a coarse monotonic clock (read without a system call).
+fn now_ms() -> u64 {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut time) };
+    time.tv_sec as u64 * 1000 + time.tv_nsec as u64 / 1_000_000
+}
+
+/// The arena, locked (after any class lock the caller holds).
+pub fn arena() -> LockGuard<'static, Arena> {
+    ARENA.lock()
+}
+
+/// Whether blocks of `length` bytes (a class length) are slots of groups.
+pub fn grouped(length: usize) -> bool {
+    let config = crate::sys::config::current();
+    length < GROUPED_BELOW && !config.harden() && !config.guard_install()
+}
+
+/// Places an extent of at least `length` bytes in the arena; when it runs
+/// out of reservations, gives it the cached extents and tries again.
+fn place(length: usize) -> Option<(usize, usize, bool)> {
+    if let Some(placed) = ARENA.lock().place(length) {
+        return Some(placed);
+    }
+    for cache in &CACHES {
+        cache.lock().release_extents(&mut ARENA.lock());
+    }
+    ARENA.lock().place(length)
+}
+
+/// A block of at least `length` bytes (whole pages, at most
+/// [`MAX_EXTENT`]), and whether it reads as zero: a cached block of its
+/// class (no system call), else a new extent or a new group (whose other
+/// slots are cached). `None` when out of memory.
+pub fn take(length: usize) -> Option<(Block, bool)> {
+    let (index, pages) = ceil_class(length / PAGE_SIZE);
+    let taken = CACHES[index].lock().pop();
+    decay();
+    if taken.is_some() {
+        return taken;
+    }
+    let length = pages * PAGE_SIZE;
+    if !grouped(length) {
+        let (data, length, zero) = place(length)?;
+        let block = Block {
+            data,
+            length,
+            slot: false,
+        };
+        return Some((block, zero));
+    }
+    let slots = (GROUP_PAGES - 1) / pages;
+    let (data, _, zero) = place(slots * length)?;
+    let slot = |i: usize| Block {
+        data: data + i * length,
+        length,
+        slot: true,
+    };
+    // The top slot is handed out; the others are cached, the highest on
+    // top.
+    let mut cache = CACHES[index].lock();
+    let freed_ms = now_ms();
+    for i in 0..slots - 1 {
+        let entry = Entry {
+            block: slot(i),
+            freed_ms,
+            clean: zero,
+        };
+        if !cache.push(entry) {
+            // No room to keep it: it is lost, but holds no memory.
+            give_back(entry.block);
+        }
+    }
+    Some((slot(slots - 1), zero))
+}
+
+/// Keeps the freed `block` for reuse by its class (no system call); an
+/// extent the class cannot keep goes back to the arena.
+pub fn keep(block: Block) {
+    let (index, _) = floor_class(block.length / PAGE_SIZE);
+    let entry = Entry {
+        block,
+        freed_ms: now_ms(),
+        clean: false,
+    };
+    let kept = index < CLASSES && CACHES[index].lock().push(entry);
+    if !kept {
+        if block.slot {
+            // Lost, as in `take`, but holding no memory.
+            give_back(block);
+        } else {
+            ARENA.lock().release(block.data, block.length);
+        }
+    }
+    decay();
+}
+
+/// One round of decay when the kept memory exceeds the budget and the
+/// last round was long enough ago.
+fn decay() {
+    if DIRTY.load(Relaxed) <= DECAY_BUDGET {
+        return;
+    }
+    let now = now_ms();
+    let last = LAST_DECAY.load(Relaxed);
+    if now < last + DECAY_EVERY_MS
+        || LAST_DECAY
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let before = now.saturating_sub(DECAY_AGE_MS);
+    let mut work = DECAY_WORK;
+    for _ in 0..CLASSES {
+        if work == 0 || DIRTY.load(Relaxed) <= DECAY_BUDGET {
+            return;
+        }
+        let index = NEXT_CLASS.fetch_add(1, Relaxed) % CLASSES;
+        work = CACHES[index].lock().clean_older(before, DECAY_BUDGET, work);
+    }
+}
+
+/// Gives back the memory of every cached block and of the arena's free
+/// ranges (`malloc_trim`); returns an upper bound of the bytes that was.
+#[cfg(feature = "malloc")]
+pub fn trim() -> usize {
+    let before = DIRTY.load(Relaxed);
+    for cache in &CACHES {
+        cache.lock().clean_older(u64::MAX, 0, usize::MAX);
+    }
+    before.saturating_sub(DIRTY.load(Relaxed)) + ARENA.lock().trim()
+}
+
+/// Bytes of cached blocks and free ranges that may hold memory.
+#[cfg(feature = "malloc")]
+pub fn retained_bytes() -> usize {
+    DIRTY.load(Relaxed) + ARENA.lock().retained().1
+}
+
+/// The number of cached blocks plus the arena's free ranges that may hold
+/// memory.
+pub fn retained_count() -> usize {
+    let cached: usize = CACHES.iter().map(|cache| cache.lock().len).sum();
+    cached + ARENA.lock().retained().0
+}
+
+/// Whether `addr` lies in a cached block; scans every cache (for reports).
+pub fn is_cached(addr: usize) -> bool {
+    CACHES.iter().any(|cache| {
+        let cache = cache.lock();
+        (0..cache.len).any(|index| {
+            let block = cache.get(index).block;
+            addr.wrapping_sub(block.data) < block.length
+        })
+    })
+}
+
+/// Calls `f` with the lock of every class cache, for the fork handlers.
+pub fn each_cache_lock(f: &mut dyn FnMut(&dyn Forkable)) {
+    for cache in &CACHES {
+        f(cache);
+    }
+}
+
+/// The arena's lock, for the fork handlers.
+pub fn arena_lock() -> &'static dyn Forkable {
+    &ARENA
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heap::large::arena::protection;
+
+    #[test]
+    fn classes_are_four_per_doubling_and_round_both_ways() {
+        let pages: Vec<usize> = (1..=64).map(|p| ceil_class(p).1).collect();
+        let mut classes = pages.clone();
+        classes.dedup();
+        assert_eq!(
+            classes,
+            [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64]
+        );
+        for p in 1..=(MAX_EXTENT / PAGE_SIZE) {
+            let (up, up_pages) = ceil_class(p);
+            let (down, down_pages) = floor_class(p);
+            assert!(down_pages <= p && p <= up_pages, "{p}");
+            assert!(up_pages - p <= p / 4 && p - down_pages <= p / 4, "{p}");
+            assert_eq!(up == down, up_pages == p);
+            assert_eq!(floor_class(up_pages), (up, up_pages));
+            assert!(up < CLASSES);
+        }
+    }
+
+    #[test]
+    fn a_kept_extent_comes_back_as_it_was() {
+        // 3 MiB + 5 pages: a class of its own in no other test.
+        let length = (3 << 20) + 5 * PAGE_SIZE;
+        let (block, _) = take(length).unwrap();
+        assert!(!block.slot);
+        assert!(block.length >= length);
+        // SAFETY: the block's data is accessible and the test's.
+        unsafe { (block.data as *mut u8).write(42) };
+        keep(block);
+        let (again, zero) = take(length).unwrap();
+        assert_eq!(again, block, "the most recently kept block of its class");
+        if !zero {
+            // SAFETY: as above.
+            assert_eq!(unsafe { *(again.data as *const u8) }, 42);
+        }
+        assert_eq!(protection(again.data - PAGE_SIZE), "--");
+        assert_eq!(protection(again.data), "rw");
+        assert_eq!(protection(again.data + again.length), "--");
+        keep(again);
+    }
+
+    #[test]
+    fn small_classes_share_groups_guarded_at_the_ends() {
+        if !grouped(7 * PAGE_SIZE) {
+            return;
+        }
+        // 7 pages: a class of its own in no other test.
+        let length = 7 * PAGE_SIZE;
+        let slots = (GROUP_PAGES - 1) / 7;
+        let blocks: Vec<Block> = (0..slots).map(|_| take(length).unwrap().0).collect();
+        assert!(blocks.iter().all(|b| b.slot && b.length == length));
+        let low = blocks.iter().map(|b| b.data).min().unwrap();
+        let high = blocks.iter().map(|b| b.data).max().unwrap();
+        assert_eq!(high - low, (slots - 1) * length, "one group, side by side");
+        assert_eq!(protection(low - PAGE_SIZE), "--");
+        assert_eq!(protection(high + length), "--");
+        assert_eq!(protection(low + length), "rw");
+        for block in blocks {
+            keep(block);
+        }
+    }
+
+    #[test]
+    fn decay_gives_back_old_blocks_only_and_keeps_them_cached() {
+        let block = |data| Block {
+            data,
+            length: PAGE_SIZE,
+            slot: true,
+        };
+        let memory = os_map_zeroed(4 * PAGE_SIZE).unwrap().as_ptr() as usize;
+        let mut cache = Cache {
+            entries: core::ptr::null_mut(),
+            len: 0,
+            capacity: 0,
+            settled: 0,
+        };
+        for (i, freed_ms) in [10, 20, 30].into_iter().enumerate() {
+            let data = memory + i * PAGE_SIZE;
+            // SAFETY: inside the mapping made above.
+            unsafe { (data as *mut u8).write(1) };
+            assert!(cache.push(Entry {
+                block: block(data),
+                freed_ms,
+                clean: false,
+            }));
+        }
+        let read = |i: usize| {
+            // SAFETY: as above.
+            unsafe { *((memory + i * PAGE_SIZE) as *const u8) }
+        };
+        cache.clean_older(20, 0, usize::MAX);
+        assert_eq!((read(0), read(1), read(2)), (0, 0, 1));
+        assert_eq!(cache.settled, 2);
+        assert_eq!(cache.pop(), Some((block(memory + 2 * PAGE_SIZE), false)));
+        assert_eq!(cache.pop(), Some((block(memory + PAGE_SIZE), true)));
+        assert_eq!(cache.settled, 1);
+        assert_eq!(cache.pop(), Some((block(memory), true)));
+        assert_eq!(cache.pop(), None);
+    }
+}
