@@ -7,7 +7,7 @@
 # blocks and /proc/self/maps lines; fork latency under load). See
 # docs/benchmarks.md.
 #
-#   benches/compare.sh                                  # everything (~3-4 min)
+#   benches/compare.sh                                  # everything (~5-6 min)
 #   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
 #   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
 #   ALLOCATORS=mimalloc,slitter,slitter-unchecked benches/compare.sh  # cost of the checks
