@@ -3,9 +3,11 @@
 # mimalloc, tcmalloc and slitter, side by side, and prints the median wall
 # time and peak RSS of each, the ratios slitter / each other allocator and
 # their geometric means, and the 2-thread / 1-thread throughput ratio of
-# the server workload. See docs/benchmarks.md.
+# the server workload, then two counts that are not timings (live 64 KiB
+# blocks and /proc/self/maps lines; fork latency under load). See
+# docs/benchmarks.md.
 #
-#   benches/compare.sh                                  # everything (~3-4 min)
+#   benches/compare.sh                                  # everything (~5-6 min)
 #   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
 #   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
 #   ALLOCATORS=mimalloc,slitter,slitter-unchecked benches/compare.sh  # cost of the checks
@@ -31,18 +33,25 @@
 #   5. fails when a run exits non-zero or when its "checksum:" lines differ
 #      from those of the first run of the same workload (under any
 #      allocator, and for the server workload under any thread count);
-#   6. prints the tables and a summary; writes every run's output, the raw
+#   6. unless COUNTS=0, runs once per allocator, outside the timed runs,
+#      benches/tools/many_live.c (64 KiB blocks kept live until 200,000 or
+#      malloc fails; /proc/self/maps lines at 20,000) and benches/tools/
+#      fork_latency.c (median and max fork() latency over 50 forks while two
+#      threads churn mixed sizes), each bounded by COUNTS_TIMEOUT seconds;
+#   7. prints the tables, a summary and the counts; writes every run's output, the raw
 #      measurements (runs.tsv), the tables (summary.txt), a markdown version
 #      (table.md), the ratios (ratios-time.tsv, ratios-rss.tsv) and, with
 #      two allocators or more, a chart of them (chart.svg, drawn by gnuplot,
-#      from Debian's gnuplot-nox, installed when missing) to RESULTS_DIR.
+#      from Debian's gnuplot-nox, installed when missing) and the counts
+#      (counts.txt) to RESULTS_DIR.
 #
 # Environment:
 #   ROUNDS           timed rounds per workload (default 5)
 #   SCALE            small (0.1), default (1), large (4), or a number: the
 #                    work each workload does (default: default)
 #   WORKLOADS        subset, comma-separated (default: all of
-#                    churn,trees,prodcons,server,strings,large,python)
+#                    churn,trees,prodcons,server,strings,large,
+#                    sparse_large,mixed_churn,python)
 #   ALLOCATORS       subset, comma-separated, in run order (default:
 #                    glibc,jemalloc,mimalloc,tcmalloc,slitter); also known,
 #                    off by default: slitter-unchecked, slitter with its
@@ -67,6 +76,9 @@
 #                    times in all (defaults 0.1, 2 and 100, which bounds
 #                    the extra time); the report gives the disturbance left
 #   CHART            1 (default) to draw chart.svg, 0 not to
+#   COUNTS           1 (default) to print the counts (many live blocks,
+#                    fork latency), 0 not to
+#   COUNTS_TIMEOUT   seconds each count program may run (default 60)
 #   RESULTS_DIR      where to write the results (default
 #                    $CARGO_TARGET_DIR/bench-results/<date>-<time>)
 #   CARGO_TARGET_DIR (default ./target), CC (default gcc)
@@ -78,7 +90,7 @@ source "$root/benches/common.sh"
 cd "$root"
 
 # --- configuration -----------------------------------------------------------
-all_workloads=(churn trees prodcons server strings large python)
+all_workloads=(churn trees prodcons server strings large sparse_large mixed_churn python)
 default_allocators=(glibc jemalloc mimalloc tcmalloc slitter)
 # Variants of slitter, selectable with ALLOCATORS (off by default), for
 # measuring what its safety costs: the misuse checks compiled out (cargo
@@ -164,6 +176,10 @@ noise_max_reruns="${NOISE_MAX_RERUNS:-100}"
 [[ "$noise_max_reruns" =~ ^[0-9]+$ ]] || die "NOISE_MAX_RERUNS must be a non-negative integer"
 chart="${CHART:-1}"
 [[ "$chart" == 0 || "$chart" == 1 ]] || die "CHART must be 0 or 1"
+counts="${COUNTS:-1}"
+[[ "$counts" == 0 || "$counts" == 1 ]] || die "COUNTS must be 0 or 1"
+counts_timeout="${COUNTS_TIMEOUT:-60}"
+[[ "$counts_timeout" =~ ^[1-9][0-9]*$ ]] || die "COUNTS_TIMEOUT must be a positive integer"
 cc="${CC:-gcc}"
 results_dir="${RESULTS_DIR:-$target_dir/bench-results/$(date +%Y%m%d-%H%M%S)}"
 bin_dir="$target_dir/bench-workloads"
@@ -255,6 +271,10 @@ for w in "${all_workloads[@]}"; do
 done
 "$cc" "${cflags[@]}" benches/tools/measure.c -o "$bin_dir/measure"
 "$cc" "${cflags[@]}" benches/tools/malloc_probe.c -o "$bin_dir/malloc_probe" -ldl
+if [[ "$counts" == 1 ]]; then
+	"$cc" "${cflags[@]}" benches/tools/many_live.c -o "$bin_dir/many_live" -ldl
+	"$cc" "${cflags[@]}" benches/tools/fork_latency.c -o "$bin_dir/fork_latency" -ldl
+fi
 measure="$bin_dir/measure"
 
 python=""
@@ -282,7 +302,7 @@ workload_command() {
 		command=(env "PYTHONMALLOC=$python_malloc" PYTHONHASHSEED=0
 			"$python" "$root/benches/workloads/python_alloc.py" "$scale")
 		;;
-	server) command=("$bin_dir/server" "$scale" "$2") ;;
+	server | mixed_churn) command=("$bin_dir/$1" "$scale" "$2") ;;
 	*) command=("$bin_dir/$1" "$scale") ;;
 	esac
 }
@@ -426,6 +446,7 @@ start_time="$(date +%s)"
 for w in "${workloads[@]}"; do
 	threads=1
 	[[ "$w" != server ]] || threads="$server_threads"
+	[[ "$w" != mixed_churn ]] || threads=2
 	line="== $w: warm-up"
 	for a in "${allocators[@]}"; do
 		run "$w" "$a" "$threads" warmup
@@ -462,6 +483,46 @@ if [[ "$scaling" == 1 ]]; then
 	done
 fi
 elapsed=$(($(date +%s) - start_time))
+
+# --- counts (not timings) ----------------------------------------------------
+# count_run ALLOCATOR PROGRAM: runs benches/tools/PROGRAM once under
+# ALLOCATOR (probe checked), bounded by COUNTS_TIMEOUT; its stdout is in
+# runs/count.PROGRAM.ALLOCATOR.out. Returns non-zero when it failed.
+count_run() {
+	local a="$1" prog="$2" base="$results_dir/runs/count.$2.$1" status=0
+	local -a envs=(WORKLOAD_PROBE=1) pre=()
+	[[ "$a" != slitter-hardened ]] || envs+=(SLITTER_HARDEN=1)
+	[[ -z "${preload[$a]:-}" ]] || pre=(-p "${preload[$a]}")
+	env "${envs[@]}" timeout "$counts_timeout" "$measure" "${pre[@]}" -o "$base.res" -- \
+		"$bin_dir/$prog" </dev/null >"$base.out" 2>"$base.err" || status=$?
+	if ((status != 0)); then
+		log "   $prog under $a failed (status $status$( ((status != 124)) || printf ', timed out after %s s' "$counts_timeout")); see $base.err"
+		return 1
+	fi
+	check_probe "$a" "$base.err"
+}
+
+if [[ "$counts" == 1 ]]; then
+	log "== counts: many live 64 KiB blocks, fork latency under load"
+	{
+		printf '\nCounts (one run each, not timings): 64 KiB blocks live at once (of 200000) and /proc/self/maps lines at 20000 live; fork() latency while 2 threads churn mixed sizes (50 forks)\n\n'
+		printf '%-18s %12s %16s %16s %14s\n' allocator "live blocks" "maps at 20000" "fork median us" "fork max us"
+	} >"$results_dir/counts.txt"
+	for a in "${allocators[@]}"; do
+		live="failed" maps="-" median="failed" max="-"
+		if count_run "$a" many_live; then
+			live="$(awk '/^live:/ { print $2; exit }' "$results_dir/runs/count.many_live.$a.out")"
+			maps="$(awk '/^maps_lines_at_/ { print $2; exit }' "$results_dir/runs/count.many_live.$a.out")"
+		fi
+		if count_run "$a" fork_latency; then
+			median="$(awk '/^fork_us:/ { print $3; exit }' "$results_dir/runs/count.fork_latency.$a.out")"
+			max="$(awk '/^fork_us:/ { print $5; exit }' "$results_dir/runs/count.fork_latency.$a.out")"
+		fi
+		printf '%-18s %12s %16s %16s %14s\n' "$a" "$live" "$maps" "$median" "$max" \
+			>>"$results_dir/counts.txt"
+		log "   $a: live $live, maps lines $maps, fork median ${median} us, max ${max} us"
+	done
+fi
 
 # --- report ------------------------------------------------------------------
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -559,7 +620,7 @@ report() {
 		ns = split(scaling_allocs, S, " ")
 
 		title("Median wall time (s) and peak RSS (MiB)")
-		c[0] = 1 + 2 * na; c[1] = "workload"; width[1] = 12
+		c[0] = 1 + 2 * na; c[1] = "workload"; width[1] = 16
 		for (i = 1; i <= na; i++) {
 			c[2 * i] = A[i] " s"; c[2 * i + 1] = A[i] " MiB"
 			width[2 * i] = length(A[i]) + 2 > 7 ? length(A[i]) + 2 : 7
@@ -567,7 +628,8 @@ report() {
 		}
 		row(c, width); rule(c)
 		for (k = 1; k <= nw; k++) {
-			w = W[k]; d[0] = c[0]; d[1] = (w == "server" ? w " (" server_threads "t)" : w)
+			w = W[k]; d[0] = c[0]
+			d[1] = (w == "server" ? w " (" server_threads "t)" : w == "mixed_churn" ? w " (2t)" : w)
 			for (i = 1; i <= na; i++) {
 				wall[w, A[i]] = median("wall" SUBSEP w SUBSEP A[i])
 				rss[w, A[i]] = median("rss" SUBSEP w SUBSEP A[i])
@@ -594,7 +656,7 @@ report() {
 		if (na > 1) {
 			title(ref " / each other allocator (time, peak RSS): below 1 means " ref " is faster / smaller")
 			delete c; delete width
-			c[0] = 1; c[1] = "workload"; width[1] = 10
+			c[0] = 1; c[1] = "workload"; width[1] = 12
 			for (i = 1; i <= na; i++) {
 				if (A[i] == ref) continue
 				c[++c[0]] = "/" A[i] " time"; width[c[0]] = length(A[i]) + 6
@@ -682,6 +744,17 @@ report() {
 {
 	sed -e 's/^\(.\)/- \1/' "$results_dir/header.txt"
 	report md
+	if [[ "$counts" == 1 ]]; then
+		printf '\n**Counts** (one run each, not timings)\n\n'
+		awk 'NR > 4 {
+			if (!done) {
+				print "| allocator | live 64 KiB blocks (of 200000) | /proc/self/maps lines at 20000 | fork median (us) | fork max (us) |"
+				print "| --- | ---: | ---: | ---: | ---: |"
+				done = 1
+			}
+			printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5
+		}' "$results_dir/counts.txt"
+	fi
 } >"$results_dir/table.md"
 
 # chart_panel FILE LABEL: the gnuplot commands of one panel: a bar per
@@ -729,6 +802,7 @@ fi
 
 printf '\n'
 cat "$results_dir/summary.txt"
+[[ "$counts" != 1 ]] || cat "$results_dir/counts.txt"
 printf '\n(raw runs: %s; markdown: %s' "$raw" "$results_dir/table.md"
 [[ ! -f "$results_dir/chart.svg" ]] || printf '; chart: %s' "$results_dir/chart.svg"
 printf ')\n'
