@@ -91,6 +91,34 @@ fn probe_guard_install() -> bool {
     }
 }
 
+/// Moves an array of `len` entries, in a mapping of `old_capacity`
+/// entries at `old` (null when `old_capacity` is 0), into a fresh
+/// zero-filled mapping of `capacity` entries, and unmaps the old one;
+/// `None` (the old array untouched) when no memory can be mapped.
+///
+/// # Safety
+/// `old` holds `old_capacity >= len` entries in a mapping of its own that
+/// nothing references after the call; `capacity >= len`.
+pub unsafe fn grow_mapped_array<T: Copy>(
+    old: *mut T,
+    old_capacity: usize,
+    len: usize,
+    capacity: usize,
+) -> Option<*mut T> {
+    let fresh = os_map_zeroed(capacity * core::mem::size_of::<T>())?
+        .as_ptr()
+        .cast::<T>();
+    if old_capacity != 0 {
+        // SAFETY: both arrays hold at least `len` entries and do not
+        // overlap; the old one is unreferenced afterwards (the caller).
+        unsafe {
+            core::ptr::copy_nonoverlapping(old, fresh, len);
+            libc::munmap(old.cast(), old_capacity * core::mem::size_of::<T>());
+        }
+    }
+    Some(fresh)
+}
+
 /// Replaces a reserved range with private, zero-filled, writable memory.
 pub fn back_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), i32> {
     os_mmap(

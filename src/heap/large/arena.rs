@@ -38,7 +38,7 @@ use core::ffi::c_void;
 
 use crate::heap::large::page_states::PageStates;
 pub use crate::heap::large::page_states::PAGE_SIZE;
-use crate::sys::os_memory::os_map_zeroed;
+use crate::sys::os_memory::grow_mapped_array;
 
 #[cfg(not(feature = "test_only_small_constants"))]
 mod values {
@@ -148,22 +148,13 @@ impl Arena {
             return true;
         }
         let capacity = (wanted * 2).next_power_of_two().max(64);
-        let bytes = capacity * core::mem::size_of::<FreeRange>();
-        let Some(fresh) = os_map_zeroed(bytes) else {
+        // SAFETY: `ranges` is this array's own mapping of `capacity`
+        // entries, of which `count` are used, replaced right after.
+        let Some(fresh) =
+            (unsafe { grow_mapped_array(self.ranges, self.capacity, self.count, capacity) })
+        else {
             return false;
         };
-        let fresh = fresh.as_ptr().cast::<FreeRange>();
-        if self.capacity != 0 {
-            // SAFETY: both arrays hold at least `count` entries and do not
-            // overlap; the old one is unreferenced afterwards.
-            unsafe {
-                core::ptr::copy_nonoverlapping(self.ranges, fresh, self.count);
-                libc::munmap(
-                    self.ranges.cast(),
-                    self.capacity * core::mem::size_of::<FreeRange>(),
-                );
-            }
-        }
         self.ranges = fresh;
         self.capacity = capacity;
         true

@@ -43,7 +43,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::heap::large::arena::{Arena, MAX_EXTENT, PAGE_SIZE};
 use crate::sys::lock::{Forkable, Lock, LockGuard};
-use crate::sys::os_memory::os_map_zeroed;
+use crate::sys::os_memory::grow_mapped_array;
 
 /// Blocks of classes this long or longer are extents with guards of their
 /// own; shorter ones are slots of groups (unless hardened).
@@ -149,21 +149,13 @@ impl Cache {
     fn push(&mut self, entry: Entry) -> bool {
         if self.len == self.capacity {
             let capacity = (self.capacity * 2).max(64);
-            let Some(fresh) = os_map_zeroed(capacity * core::mem::size_of::<Entry>()) else {
+            // SAFETY: `entries` is this array's own mapping of `capacity`
+            // entries, all used, replaced right after.
+            let Some(fresh) =
+                (unsafe { grow_mapped_array(self.entries, self.capacity, self.len, capacity) })
+            else {
                 return false;
             };
-            let fresh = fresh.as_ptr().cast::<Entry>();
-            if self.capacity != 0 {
-                // SAFETY: both arrays hold at least `len` entries and do
-                // not overlap; the old one is unreferenced afterwards.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(self.entries, fresh, self.len);
-                    libc::munmap(
-                        self.entries.cast(),
-                        self.capacity * core::mem::size_of::<Entry>(),
-                    );
-                }
-            }
             self.entries = fresh;
             self.capacity = capacity;
         }
@@ -485,7 +477,9 @@ mod tests {
             length: PAGE_SIZE,
             slot: true,
         };
-        let memory = os_map_zeroed(4 * PAGE_SIZE).unwrap().as_ptr() as usize;
+        let memory = crate::sys::os_memory::os_map_zeroed(4 * PAGE_SIZE)
+            .unwrap()
+            .as_ptr() as usize;
         let mut cache = Cache {
             entries: core::ptr::null_mut(),
             len: 0,
