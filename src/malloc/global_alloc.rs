@@ -83,7 +83,10 @@ unsafe impl GlobalAlloc for Slitter {
         allocation::allocate_zeroed(layout.size(), layout.align()).cast()
     }
 
-    #[inline]
+    // Not `#[inline]`: `release` is `free`'s fast path, inlined here, and an
+    // inlinable body would let other crates reach `FAST_FREE_LIMIT`, which
+    // then could not stay internal to the library: `free` would load its
+    // address from the GOT, one instruction more on every call.
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         allocation::release(ptr.cast())
     }
