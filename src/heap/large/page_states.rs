@@ -18,8 +18,11 @@
 //! `SLITTER_MPROTECT_GUARDS` is off; decided at the first reservation), a
 //! reservation is read/write memory and an inaccessible page carries a
 //! guard marker, so that a reservation stays one mapping whatever its
-//! pages become; else a reservation is `PROT_NONE` and `mprotect` changes
-//! protections (each change of protection splits a mapping).
+//! pages become; markers are installed only where a guard is needed (the
+//! reservation's ends, and the guard pages the arena asks for), since
+//! `fork` copies the page tables that hold them. Else a reservation is
+//! `PROT_NONE` and `mprotect` changes protections (each change of
+//! protection splits a mapping).
 //!
 //! Invariants: the accessible bit of a page is set exactly when it is
 //! accessible (read/write without a guard marker) (the arena changes protections only through
@@ -158,17 +161,27 @@ impl PageStates {
         };
         // SAFETY: the three thirds of the mapping just made.
         let bitmap = |third: usize| Bitmap(unsafe { memory.as_ptr().add(third * bytes) }.cast());
-        self.reservations[self.count] = Bitmaps {
+        let bitmaps = Bitmaps {
             base,
             accessible: bitmap(0),
             freed: bitmap(1),
             resident: bitmap(2),
         };
+        if self.markers {
+            // Everything but the two end pages is read/write already.
+            bitmaps
+                .accessible
+                .assign(1, self.size / PAGE_SIZE - 1, true);
+        }
+        self.reservations[self.count] = bitmaps;
         self.count += 1;
         Some(base)
     }
 
-    /// Maps the address space of a reservation, inaccessible.
+    /// Maps the address space of a reservation: inaccessible throughout
+    /// with `mprotect`; with guard markers, read/write but for a marker on
+    /// its first and last pages (markers elsewhere would cost every `fork`
+    /// a copy of their page tables, a millisecond per 64 MiB).
     fn map_reservation(&self) -> Option<usize> {
         if !self.markers {
             return Some(os_reserve(self.size).ok()?.as_ptr() as usize);
@@ -182,8 +195,13 @@ impl PageStates {
         )
         .ok()?
         .as_ptr();
-        // SAFETY: the fresh mapping just made, used by nothing else.
-        if unsafe { libc::madvise(base, self.size, MADV_GUARD_INSTALL) } != 0 {
+        let last = base as usize + self.size - PAGE_SIZE;
+        // SAFETY: two pages of the fresh mapping just made, used by
+        // nothing else.
+        let marked = [base as usize, last].iter().all(|&page| unsafe {
+            libc::madvise(page as *mut c_void, PAGE_SIZE, MADV_GUARD_INSTALL) == 0
+        });
+        if !marked {
             // SAFETY: as above.
             unsafe { libc::munmap(base, self.size) };
             return None;
@@ -293,12 +311,15 @@ mod tests {
     use super::*;
     use crate::heap::large::arena::protection;
 
-    /// A reservation of `size` bytes, inaccessible, with its states.
+    /// A reservation of `size` bytes with its states, its ends
+    /// inaccessible (and, with `mprotect`, everything else too).
     fn reservation(size: usize) -> (usize, PageStates) {
         let mut states = PageStates::new(size);
         let base = states.reserve().unwrap();
         assert_eq!(protection(base), "--");
         assert_eq!(protection(base + size - PAGE_SIZE), "--");
+        let inside = if states.markers { "rw" } else { "--" };
+        assert_eq!(protection(base + size / 2), inside);
         (base, states)
     }
 
@@ -328,6 +349,8 @@ mod tests {
     #[test]
     fn protections_follow_the_bits() {
         let (base, mut states) = reservation(1 << 20);
+        assert!(states.protect(base + 101 * PAGE_SIZE, PAGE_SIZE, false));
+        assert!(states.protect(base + 200 * PAGE_SIZE, PAGE_SIZE, false));
         assert!(states.protect(base + PAGE_SIZE, 100 * PAGE_SIZE, true));
         assert_eq!(protection(base), "--");
         assert_eq!(protection(base + PAGE_SIZE), "rw");
