@@ -2,7 +2,9 @@
 //!
 //! Owns: the blocking lock used by the slow paths (mill, press refill,
 //! internal arena, registries, large allocations). It is a plain pthread
-//! mutex so that it can be statically initialised and never allocates.
+//! mutex so that it can be statically initialised and never allocates;
+//! a thread that finds it held retries for a short while
+//! ([`SPINS`]) before it sleeps.
 //! `process/fork.rs` takes every such lock, in one fixed order, before `fork()`
 //! ([`Forkable::hold_for_fork`]), so that the child starts with all of
 //! them free ([`Forkable::reset_in_child`]) and the parent gets them back
@@ -13,6 +15,13 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
+
+/// Attempts to take a held lock before sleeping on it: the critical
+/// sections are short, and a sleep and a wake-up cost two system calls and
+/// microseconds (on a 2-thread large-block churn, most of its time).
+const SPINS: usize = 64;
+/// Pause instructions between two attempts.
+const PAUSES: usize = 16;
 
 /// Data of type `T` protected by a pthread mutex.
 pub struct Lock<T> {
@@ -44,7 +53,16 @@ impl<T> Lock<T> {
     }
 
     fn acquire(&self) {
-        // SAFETY: the mutex is initialised and lives as long as `self`.
+        for _ in 0..SPINS {
+            // SAFETY: the mutex is initialised and lives as long as `self`.
+            if unsafe { libc::pthread_mutex_trylock(self.mutex.get()) } == 0 {
+                return;
+            }
+            for _ in 0..PAUSES {
+                core::hint::spin_loop();
+            }
+        }
+        // SAFETY: as above.
         let ret = unsafe { libc::pthread_mutex_lock(self.mutex.get()) };
         if ret != 0 {
             crate::sys::fatal::die(format_args!("pthread_mutex_lock failed with error {ret}"));

@@ -1,410 +1,46 @@
 //! Large allocations: requests above the largest size class, or aligned
 //! beyond what a class can serve.
 //!
-//! Owns: the out-of-band table from each large allocation's address to its
-//! memory, the history of freed addresses, and the choice of that memory:
-//! a block of a size class (`heap/large/reuse.rs`: a cached block of the
-//! class, an extent of the large arena, or a slot of a group) for requests
-//! up to [`MAX_EXTENT`] aligned to at most a page, else a mapping of its
-//! own laid out `| guard page | data (whole pages) | guard page |`,
-//! unmapped on free and grown by `mremap`, which moves pages instead of
-//! copying bytes. A new allocation is placed at the *end* of its data (at
-//! the highest address aligned as asked, 16 bytes by default), so that a
-//! write just past it faults on the guard page where there is one (every
-//! extent and mapping; a slot only when it is its group's top one); a block
-//! that `realloc` resizes keeps its address and grows towards a guard page
-//! moved further up. The slack around an allocation (before it in its
-//! data, and after its size) is checked, `SLACK_CHECKED` bytes next to it
-//! on each side, when it is freed or resized: a write just before it, or
-//! past its size where no guard page is there, is caught then. The history
-//! of the last `HISTORY` freed addresses tells a double free of a large
-//! allocation (cached for reuse or not) from a free of a pointer slitter
-//! never handed out.
+//! Owns: the choice of each large allocation's memory: a block of a size
+//! class (`heap/large/reuse.rs`: a cached block of the class, an extent of
+//! the large arena, or a slot of a group) for requests up to
+//! [`MAX_EXTENT`] aligned to at most a page, else a mapping of its own
+//! (`heap/large/mapping.rs`), unmapped on free and grown by `mremap`,
+//! which moves pages instead of copying bytes; and the life of an
+//! allocation: placed at the end of its memory, entered in its shard of
+//! the live table (`heap/large/table.rs`), resized, freed. A block that
+//! `realloc` resizes keeps its address and grows towards a guard page
+//! moved further up. The slack around an allocation is checked when it is
+//! freed or resized; the history of each shard's freed addresses tells a
+//! double free of a large allocation (cached for reuse or not) from a free
+//! of a pointer slitter never handed out.
 //!
-//! Invariants: the table holds exactly the live large allocations, keyed by
+//! Invariants: the live table holds exactly the live large allocations
+//! (but one being resized, out of it while its memory changes), keyed by
 //! the address returned to the caller (a cached block is not in it);
 //! nothing about an allocation is stored next to its data; the pages just
 //! below and above every live extent's and mapping's data, and around every
-//! group, are inaccessible; the `SLACK_CHECKED` bytes of slack on each side
-//! of a live allocation are zero unless the program wrote outside it. The
-//! table, the history and the live byte count are under one lock, held
-//! across no system call on the paths of `malloc` and `free` that reuse a
-//! cached block (it maps memory only to grow the table or start the
-//! history); `resize` holds it across its `mprotect`/`mremap` calls. Lock
-//! order: this lock, then the arena's.
+//! group, are inaccessible. No lock is held across a system call here: a
+//! shard's lock is taken only to enter, find or remove an allocation, and
+//! never with another lock held. Lock order (for the fork handlers): the
+//! class caches', the shards', the arena's.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use crate::heap::large::arena::MAX_EXTENT;
-pub use crate::heap::large::arena::PAGE_SIZE;
+use crate::heap::large::mapping::{map, unmap, Kind, Mapping};
+pub use crate::heap::large::mapping::{page_round, PAGE_SIZE};
 use crate::heap::large::reuse::{self, Block};
-use crate::sys::lock::{Forkable, Lock};
-use crate::sys::os_memory::{os_map_zeroed, os_reserve};
-
-const GUARD_SIZE: usize = PAGE_SIZE;
-/// How many freed addresses the history remembers.
-const HISTORY: usize = 32 << 10;
-/// The alignment of every allocation.
-const MIN_ALIGN: usize = 16;
-/// Bytes of slack checked on each side of an allocation: a stray write
-/// just before or after it lands there.
-const SLACK_CHECKED: usize = 256;
-
-/// What holds an allocation's memory.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-enum Kind {
-    /// A mapping of its own.
-    #[default]
-    Own,
-    /// An extent of the arena.
-    Extent,
-    /// A slot of a group.
-    Slot,
-}
-
-/// One allocation's memory: `base` and `total` cover its guards (for an
-/// arena extent, only the guard above: the one below belongs to what lies
-/// below; a slot has none of its own), `data` and `length` the accessible
-/// part; `user` is the address handed out and `size` the bytes asked for,
-/// `data <= user` and `user + size <= data + length`.
-#[derive(Clone, Copy, Default)]
-struct Mapping {
-    base: usize,
-    total: usize,
-    data: usize,
-    length: usize,
-    kind: Kind,
-    user: usize,
-    size: usize,
-}
-
-impl Mapping {
-    fn block(block: Block) -> Mapping {
-        let (kind, guard) = if block.slot {
-            (Kind::Slot, 0)
-        } else {
-            (Kind::Extent, GUARD_SIZE)
-        };
-        Mapping {
-            base: block.data,
-            total: block.length + guard,
-            data: block.data,
-            length: block.length,
-            kind,
-            user: 0,
-            size: 0,
-        }
-    }
-
-    /// The block of an extent or slot.
-    fn as_block(&self) -> Block {
-        Block {
-            data: self.data,
-            length: self.length,
-            slot: self.kind == Kind::Slot,
-        }
-    }
-
-    /// The end of the data.
-    fn end(&self) -> usize {
-        self.data + self.length
-    }
-
-    /// This memory holding `size` bytes at its highest address aligned to
-    /// `align` (at least `MIN_ALIGN`).
-    fn placed_at_end(self, size: usize, align: usize) -> Mapping {
-        let rounded = size.max(1).next_multiple_of(MIN_ALIGN);
-        let user = (self.end() - rounded) & !(align.max(MIN_ALIGN) - 1);
-        Mapping { user, size, ..self }
-    }
-
-    /// The checked slack: up to `SLACK_CHECKED` bytes just before the
-    /// allocation, and just after its size.
-    fn slack_windows(&self) -> [(usize, usize); 2] {
-        let before = (self.user - self.data).min(SLACK_CHECKED);
-        let after = self.user + self.size;
-        [
-            (self.user - before, before),
-            (after, (self.end() - after).min(SLACK_CHECKED)),
-        ]
-    }
-
-    /// Zeroes the checked slack.
-    fn clear_slack(&self) {
-        for (start, len) in self.slack_windows() {
-            // SAFETY: the windows lie in this memory's accessible data,
-            // outside the allocation.
-            unsafe { (start as *mut u8).write_bytes(0, len) };
-        }
-    }
-
-    /// Aborts if the checked slack was written to: the program wrote
-    /// outside its allocation.
-    fn check_slack(&self) {
-        let [before, after] = self.slack_windows().map(|(start, len)| {
-            // SAFETY: as in `clear_slack`; reads only.
-            unsafe { core::slice::from_raw_parts(start as *const u8, len) }
-                .iter()
-                .all(|&b| b == 0)
-        });
-        let (user, size) = (self.user, self.size);
-        if !before {
-            crate::sys::fatal::die(format_args!(
-                "heap underflow: the bytes just before the large allocation at {user:#x} \
-                 (size {size}) were overwritten"
-            ))
-        }
-        if !after {
-            crate::sys::fatal::die(format_args!(
-                "heap overflow: the bytes just after the large allocation at {user:#x} \
-                 (size {size}) were overwritten"
-            ))
-        }
-    }
-}
-
-/// Open-addressing hash table (linear probing, removal by shifting back
-/// the entries that follow, so no tombstones: a program churning through
-/// large blocks never makes it rehash) of live allocations, in memory
-/// mapped here. A slot whose `user` is 0 is empty.
-struct Table {
-    entries: *mut Mapping,
-    capacity: usize,
-    /// Live entries.
-    live: usize,
-}
-
-/// The last `HISTORY` freed addresses, oldest overwritten first.
-struct History {
-    entries: *mut usize,
-    next: usize,
-}
-
-impl History {
-    /// Remembers that `user` was freed (forgets nothing if the history
-    /// cannot be mapped: it only sharpens reports).
-    fn remember(&mut self, user: usize) {
-        if self.entries.is_null() {
-            match os_map_zeroed(HISTORY * core::mem::size_of::<usize>()) {
-                Some(entries) => self.entries = entries.as_ptr().cast(),
-                None => return,
-            }
-        }
-        // SAFETY: `next < HISTORY`, inside the history's mapping, which
-        // only the lock holder touches.
-        unsafe { *self.entries.add(self.next) = user };
-        self.next = (self.next + 1) % HISTORY;
-    }
-
-    /// Whether `user` is among the remembered freed addresses.
-    fn contains(&self, user: usize) -> bool {
-        // SAFETY: as in `remember`: HISTORY entries once mapped.
-        !self.entries.is_null()
-            && unsafe { core::slice::from_raw_parts(self.entries, HISTORY) }.contains(&user)
-    }
-}
-
-struct State {
-    table: Table,
-    history: History,
-    /// Data bytes of the live allocations, for statistics.
-    live_bytes: usize,
-}
-
-// SAFETY: the table's memory is owned by the state and only touched under
-// its lock.
-unsafe impl Send for State {}
-
-static STATE: Lock<State> = Lock::new(State {
-    table: Table {
-        entries: core::ptr::null_mut(),
-        capacity: 0,
-        live: 0,
-    },
-    history: History {
-        entries: core::ptr::null_mut(),
-        next: 0,
-    },
-    live_bytes: 0,
-});
+use crate::heap::large::table::{self, each_shard, shard};
+use crate::sys::lock::Forkable;
 
 /// Calls `f` with every lock of the large path, in the lock order (the
-/// class caches', this file's, the arena's), for the fork handlers.
+/// class caches', the shards', the arena's), for the fork handlers.
 pub fn each_lock(f: &mut dyn FnMut(&dyn Forkable)) {
     reuse::each_cache_lock(f);
-    f(&STATE);
+    table::each_lock(f);
     f(reuse::arena_lock());
-}
-
-fn hash(user: usize, capacity: usize) -> usize {
-    ((user >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (capacity - 1)
-}
-
-impl Table {
-    fn get(&self, index: usize) -> Mapping {
-        // SAFETY: index < capacity, inside the table's mapping, which only
-        // the lock holder touches.
-        unsafe { *self.entries.add(index) }
-    }
-
-    fn set(&mut self, index: usize, mapping: Mapping) {
-        // SAFETY: as in `get`; `&mut self` is the lock holder's.
-        unsafe { *self.entries.add(index) = mapping };
-    }
-
-    /// The index of the entry for `user`, if present.
-    fn find(&self, user: usize) -> Option<usize> {
-        if self.capacity == 0 || user == 0 {
-            return None;
-        }
-        let mut index = hash(user, self.capacity);
-        loop {
-            let key = self.get(index).user;
-            if key == user {
-                return Some(index);
-            }
-            if key == 0 {
-                return None;
-            }
-            index = (index + 1) & (self.capacity - 1);
-        }
-    }
-
-    /// Ensures one more entry can be inserted; `false` if the table
-    /// cannot grow.
-    fn make_room(&mut self) -> bool {
-        (self.live + 1) * 2 <= self.capacity || self.grow()
-    }
-
-    /// Adds `mapping`, after [`Table::make_room`].
-    fn insert(&mut self, mapping: Mapping) {
-        debug_assert!((self.live + 1) * 2 <= self.capacity);
-        let mut index = hash(mapping.user, self.capacity);
-        while self.get(index).user != 0 {
-            index = (index + 1) & (self.capacity - 1);
-        }
-        self.set(index, mapping);
-        self.live += 1;
-    }
-
-    /// Removes entry `index`, moving back into the hole each following
-    /// entry of its run whose home slot does not lie between the hole and
-    /// it (cyclically), so that every entry stays reachable from its home.
-    fn remove(&mut self, index: usize) -> Mapping {
-        let mapping = self.get(index);
-        let mask = self.capacity - 1;
-        let mut hole = index;
-        let mut next = (index + 1) & mask;
-        loop {
-            let entry = self.get(next);
-            if entry.user == 0 {
-                break;
-            }
-            let home = hash(entry.user, self.capacity);
-            // The distance from its home to it, and from its home to the
-            // hole: it may move back only if the hole is on its path.
-            if (next.wrapping_sub(home) & mask) >= (hole.wrapping_sub(home) & mask) {
-                self.set(hole, entry);
-                hole = next;
-            }
-            next = (next + 1) & mask;
-        }
-        self.set(hole, Mapping::default());
-        self.live -= 1;
-        mapping
-    }
-
-    /// Rehashes into a table with room for twice the live entries.
-    fn grow(&mut self) -> bool {
-        let capacity = ((self.live + 1) * 4).next_power_of_two().max(256);
-        let bytes = capacity * core::mem::size_of::<Mapping>();
-        let Some(entries) = os_map_zeroed(bytes) else {
-            return false;
-        };
-        let old = core::mem::replace(
-            self,
-            Table {
-                entries: entries.as_ptr().cast(),
-                capacity,
-                live: 0,
-            },
-        );
-        for index in 0..old.capacity {
-            let mapping = old.get(index);
-            if mapping.user != 0 {
-                // Room: the new table holds four times the live entries.
-                self.insert(mapping);
-            }
-        }
-        if old.capacity != 0 {
-            // SAFETY: the old table is no longer referenced.
-            unsafe {
-                libc::munmap(
-                    old.entries.cast(),
-                    old.capacity * core::mem::size_of::<Mapping>(),
-                )
-            };
-        }
-        true
-    }
-}
-
-/// Rounds `size` up to whole pages; `None` on overflow.
-pub fn page_round(size: usize) -> Option<usize> {
-    size.checked_add(PAGE_SIZE - 1)
-        .map(|s| s & !(PAGE_SIZE - 1))
-}
-
-/// Maps a guarded region whose data holds `length` bytes at an address
-/// aligned to `align` (a power of two).
-fn map(length: usize, align: usize) -> Option<Mapping> {
-    let align = align.max(PAGE_SIZE);
-    let total = length
-        .checked_add(2 * GUARD_SIZE)?
-        .checked_add(align - PAGE_SIZE)?;
-    let base = os_reserve(total).ok()?.as_ptr() as usize;
-    let data = (base + GUARD_SIZE).next_multiple_of(align);
-    // Give back the alignment slop on both sides, keeping one guard each.
-    let start = data - GUARD_SIZE;
-    let end = data + length + GUARD_SIZE;
-    // SAFETY: both ranges lie in the reservation just made, outside the
-    // part kept.
-    unsafe {
-        if start > base {
-            libc::munmap(base as *mut c_void, start - base);
-        }
-        if base + total > end {
-            libc::munmap(end as *mut c_void, base + total - end);
-        }
-    }
-    let mapping = Mapping {
-        base: start,
-        total: end - start,
-        data,
-        length,
-        kind: Kind::Own,
-        user: 0,
-        size: 0,
-    };
-    // SAFETY: the data range lies inside the kept reservation.
-    let ret = unsafe {
-        libc::mprotect(
-            data as *mut c_void,
-            length,
-            libc::PROT_READ | libc::PROT_WRITE,
-        )
-    };
-    if ret != 0 {
-        unmap(mapping);
-        return None;
-    }
-    Some(mapping)
-}
-
-fn unmap(mapping: Mapping) {
-    // SAFETY: the whole mapping is owned by the caller and no longer used.
-    unsafe { libc::munmap(mapping.base as *mut c_void, mapping.total) };
 }
 
 /// Gives the memory of an allocation no longer live back: to its class's
@@ -434,29 +70,25 @@ pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     if !zeroed {
         mapping.clear_slack();
     }
-    let mut state = STATE.lock();
-    if !state.table.make_room() {
-        drop(state);
+    if !shard(mapping.user).add(mapping) {
         release(mapping);
         return None;
     }
-    state.table.insert(mapping);
-    state.live_bytes += mapping.length;
     Some((NonNull::new(mapping.user as *mut c_void)?, zeroed))
 }
 
 /// Frees the large allocation at `ptr`; `false` if there is none there.
 pub fn free(ptr: *mut c_void) -> bool {
-    let mut state = STATE.lock();
-    let Some(index) = state.table.find(ptr as usize) else {
-        return false;
+    let user = ptr as usize;
+    let mapping = {
+        let mut shard = shard(user);
+        let Some(mapping) = shard.take(user) else {
+            return false;
+        };
+        shard.remember_freed(user);
+        mapping
     };
-    let mapping = state.table.get(index);
     mapping.check_slack();
-    state.table.remove(index);
-    state.live_bytes -= mapping.length;
-    state.history.remember(mapping.user);
-    drop(state);
     release(mapping);
     true
 }
@@ -465,8 +97,7 @@ pub fn free(ptr: *mut c_void) -> bool {
 /// size asked for, or the room a resize gave it (the slack beyond is
 /// checked).
 pub fn usable_size(ptr: *const c_void) -> Option<usize> {
-    let state = STATE.lock();
-    Some(state.table.get(state.table.find(ptr as usize)?).size)
+    Some(shard(ptr as usize).get(ptr as usize)?.size)
 }
 
 /// What the large path knows of an address that is not a live large
@@ -485,13 +116,8 @@ pub enum Known {
 /// What the large path knows of `addr`; scans the table, the history and
 /// the cached blocks.
 pub fn known(addr: usize) -> Known {
-    let (inside, freed) = {
-        let state = STATE.lock();
-        let inside = (0..state.table.capacity)
-            .map(|index| state.table.get(index))
-            .find(|m| m.user != 0 && addr >= m.base && addr < m.base + m.total);
-        (inside, state.history.contains(addr))
-    };
+    let inside = each_shard().find_map(|shard| shard.containing(addr));
+    let freed = shard(addr).was_freed(addr);
     match inside {
         Some(mapping) => Known::Inside(mapping.user),
         None if freed => Known::Freed,
@@ -512,7 +138,6 @@ pub enum Resized {
     /// grow where it is: the caller moves it; it is unchanged.
     Move,
 }
-
 /// Resizes the large allocation at `ptr` to `size` bytes at the same
 /// address, giving its memory room for `room` bytes (at least `size`)
 /// where that costs no copy:
@@ -525,14 +150,32 @@ pub enum Resized {
 ///   freed).
 ///
 /// The slack is checked before, and the new slack cleared after. `align`
-/// is the allocation's alignment, which a move keeps.
+/// is the allocation's alignment, which a move keeps. The allocation is
+/// out of the live table meanwhile (a free of it from another thread at
+/// the same time is reported as a free of a pointer not handed out).
 pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resized {
-    let mut state = STATE.lock();
-    let Some(index) = state.table.find(ptr as usize) else {
+    let user = ptr as usize;
+    let Some(old) = shard(user).take(user) else {
         return Resized::NotLarge;
     };
-    let old = state.table.get(index);
     old.check_slack();
+    let (now, resized) = resized_memory(old, size, room, align);
+    if now.user != user {
+        shard(user).remember_freed(user);
+    }
+    now.clear_slack();
+    shard(now.user).put_back(now);
+    resized
+}
+
+/// The memory of the allocation `old` (out of the live table) resized as
+/// [`resize`] says, and what was done; the memory is `old`'s unchanged when
+/// nothing was.
+fn resized_memory(old: Mapping, size: usize, room: usize, align: usize) -> (Mapping, Resized) {
+    let done = |now: Mapping| {
+        let at = NonNull::new(now.user as *mut c_void).expect("large allocations are not null");
+        (now, Resized::Done(at))
+    };
     // Data bytes from the start of the memory to the end of the
     // allocation, now and with room.
     let offset = old.user - old.data;
@@ -541,7 +184,7 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         page_round(offset.saturating_add(size.max(1))),
         page_round(offset.saturating_add(room)),
     ) else {
-        return Resized::OutOfMemory;
+        return (old, Resized::OutOfMemory);
     };
     // A growing allocation gets the room its memory has, up to `room`, as
     // its size: the next growths within it need no call here.
@@ -559,57 +202,53 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         }
     };
     if length <= old.length && length >= old.length / 2 {
-        let mapping = resized(old);
-        state.table.set(index, mapping);
-        mapping.clear_slack();
-        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
+        return done(resized(old));
     }
-    if old.kind == Kind::Slot {
+    match old.kind {
         // A slot neither grows nor shrinks: its neighbours are slots.
-        return Resized::Move;
-    }
-    if old.kind == Kind::Extent {
-        let new_length = if length < old.length {
-            if reuse::arena().shrink(old.data, old.length, length) {
-                length
+        Kind::Slot => (old, Resized::Move),
+        Kind::Extent => {
+            let new_length = if length < old.length {
+                if reuse::arena().shrink(old.data, old.length, length) {
+                    length
+                } else {
+                    // The kernel refused to split the mapping: keep it
+                    // whole.
+                    old.length
+                }
             } else {
-                // The kernel refused to split the mapping: keep it whole.
-                old.length
-            }
-        } else {
-            let grown = reuse::arena().grow(old.data, old.length, length, room_length);
-            match grown {
-                Some(new_length) => new_length,
-                None => return Resized::Move,
-            }
-        };
-        let mapping = resized(Mapping::block(Block {
-            data: old.data,
-            length: new_length,
-            slot: false,
-        }));
-        state.table.set(index, mapping);
-        mapping.clear_slack();
-        state.live_bytes = state.live_bytes - old.length + new_length;
-        return Resized::Done(NonNull::new(ptr).expect("large allocations are not null"));
+                let grown = reuse::arena().grow(old.data, old.length, length, room_length);
+                match grown {
+                    Some(new_length) => new_length,
+                    None => return (old, Resized::Move),
+                }
+            };
+            done(resized(Mapping::block(Block {
+                data: old.data,
+                length: new_length,
+                slot: false,
+            })))
+        }
+        Kind::Own => match moved(old, length, room_length, align) {
+            Some(memory) => done(resized(memory)),
+            None => (old, Resized::OutOfMemory),
+        },
     }
-    // Room to re-insert under the new address (growing rehashes the table).
-    if !state.table.make_room() {
-        return Resized::OutOfMemory;
-    }
-    let index = state.table.find(ptr as usize).expect("still live");
+}
+
+/// Moves the pages of `old`, a mapping of its own, into a new guarded
+/// mapping of `room_length` data bytes if there is memory for it when
+/// growing, else of `length`; returns the new mapping, or `None` (`old`
+/// unchanged) when out of memory.
+fn moved(old: Mapping, length: usize, room_length: usize, align: usize) -> Option<Mapping> {
     // The allocation's offset in its data is a multiple of `align` (its
     // data is aligned to at least that much), so aligned data keeps it
-    // aligned. Growing, with room if there is memory for it.
-    let mapped = (length > old.length)
+    // aligned.
+    let memory = (length > old.length)
         .then(|| map(room_length, align))
         .flatten()
-        .or_else(|| map(length, align));
-    let Some(memory) = mapped else {
-        return Resized::OutOfMemory;
-    };
-    let length = memory.length;
-    let moved = length.min(old.length);
+        .or_else(|| map(length, align))?;
+    let moved = memory.length.min(old.length);
     // SAFETY: moves the first `moved` bytes of the old data (owned by this
     // allocation) over the start of the fresh mapping's data, which the
     // kernel replaces; nothing else references either range.
@@ -624,7 +263,7 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
     };
     if ret == libc::MAP_FAILED {
         unmap(memory);
-        return Resized::OutOfMemory;
+        return None;
     }
     // Unmap what is left of the old mapping: its guards and any tail that
     // did not move.
@@ -638,13 +277,7 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         total: old.base + old.total - (old.data + moved),
         ..old
     });
-    let mapping = resized(memory);
-    state.table.remove(index);
-    state.table.insert(mapping);
-    mapping.clear_slack();
-    state.history.remember(old.user);
-    state.live_bytes = state.live_bytes - old.length + mapping.length;
-    Resized::Done(NonNull::new(mapping.user as *mut c_void).expect("mappings are not null"))
+    Some(memory)
 }
 
 /// Bytes of freed large allocations kept resident for reuse (an upper
@@ -664,13 +297,11 @@ pub fn trim() -> usize {
 /// Number of live large allocations and their data bytes, and the number
 /// of freed blocks and ranges kept for reuse.
 pub fn counts() -> (usize, usize, usize) {
-    let (live, bytes) = {
-        let state = STATE.lock();
-        (state.table.live, state.live_bytes)
-    };
+    let (live, bytes) = each_shard()
+        .map(|shard| shard.counts())
+        .fold((0, 0), |(l, b), (sl, sb)| (l + sl, b + sb));
     (live, bytes, reuse::retained_count())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,53 +405,8 @@ mod tests {
         assert_eq!(protection(data + 3 * size - 1), "rw");
         // The old address is remembered as freed (read from the history:
         // another test running meanwhile may already reuse the address).
-        assert!(p == q || STATE.lock().history.contains(p.as_ptr() as usize));
+        assert!(p == q || shard(p.as_ptr() as usize).was_freed(p.as_ptr() as usize));
         assert!(free(q.as_ptr()));
-    }
-
-    #[test]
-    fn the_table_finds_every_entry_after_removals_and_never_rehashes_for_churn() {
-        let mut table = Table {
-            entries: core::ptr::null_mut(),
-            capacity: 0,
-            live: 0,
-        };
-        let entry = |user| Mapping {
-            user,
-            ..Mapping::default()
-        };
-        let mut live: Vec<usize> = Vec::new();
-        let mut settled = core::ptr::null_mut();
-        let mut seed = 7u64;
-        for step in 0..20_000usize {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            if live.len() < 100 && (seed >> 60) < 10 {
-                let user = ((seed >> 20) as usize & 0xffff_fff0) | 0x10;
-                if table.find(user).is_none() {
-                    assert!(table.make_room());
-                    table.insert(entry(user));
-                    live.push(user);
-                }
-            } else if !live.is_empty() {
-                let user = live.swap_remove((seed >> 32) as usize % live.len());
-                let index = table.find(user).unwrap();
-                assert_eq!(table.remove(index).user, user);
-                assert!(table.find(user).is_none(), "step {step}");
-            }
-            if step == 1000 {
-                settled = table.entries;
-            }
-            if step % 1000 == 0 {
-                for &user in &live {
-                    assert!(table.find(user).is_some(), "lost {user:#x} at step {step}");
-                }
-            }
-        }
-        assert_eq!(table.live, live.len());
-        assert_eq!(
-            table.entries, settled,
-            "no rehash after the first 1,000 steps"
-        );
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! The large blocks of the malloc API: requests above the largest size
 //! class, or aligned beyond a span.
 //!
-//! Owns: the table of live blocks, the history of freed ones and their
-//! placement and resizing (`blocks`), the size classes and the cache of
+//! Owns: the life of a large allocation, its placement and resizing
+//! (`blocks`), the live table sharded by address with the history of freed
+//! addresses (`table`), the memory of one allocation and its slack checks
+//! (`mapping`), the size classes and the cache of
 //! freed blocks per class, with its decay (`reuse`), the arena of
 //! reservations blocks are carved from (`arena`), and which of its pages
 //! are resident (`page_states`).
 //!
 //! May call: `sys`, `layout`, and the heap layer's `mapper`. Files, bottom
-//! up: page_states, arena, reuse, blocks.
+//! up: page_states, arena, reuse, mapping, table, blocks.
 
 pub(crate) mod arena;
 pub(crate) mod blocks;
+pub(crate) mod mapping;
 pub(crate) mod page_states;
 pub(crate) mod reuse;
+pub(crate) mod table;

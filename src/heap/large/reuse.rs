@@ -34,8 +34,9 @@
 //! does not hold it), lies in the arena, and has the protection it had when
 //! live (data read/write, the pages just outside its extent or group
 //! inaccessible); each cache's entries are in the order they were pushed,
-//! and those below its `settled` index read as zero; [`DIRTY`] is the sum
-//! of the lengths of the cached blocks not known to read as zero. Lock
+//! and those below its `settled` index read as zero; a cache's `dirty` is
+//! the sum of the lengths of its blocks not known to read as zero, and its
+//! class's copy of it is updated before its lock is released. Lock
 //! order: a class's lock, then the arena's.
 
 use core::ffi::c_void;
@@ -109,29 +110,52 @@ struct Cache {
     capacity: usize,
     /// Entries below it read as zero.
     settled: usize,
+    /// The sum of the lengths of the entries that may hold memory.
+    dirty: usize,
 }
+
+/// One of a class's caches, under its lock, with copies of the cache's
+/// `len` and `dirty` that others read without the lock; on cache lines of
+/// its own, as threads churning different caches would otherwise write
+/// each other's.
+#[repr(align(128))]
+struct Shelf {
+    cache: Lock<Cache>,
+    len: AtomicUsize,
+    dirty: AtomicUsize,
+}
+
+/// Caches per class: a thread keeps its freed blocks in, and takes them
+/// first from, the one its stack address selects ([`home`]), so that two
+/// threads rarely write the same lock; it takes from the others when its
+/// own is empty.
+const SHELVES: usize = 8;
 
 // SAFETY: the entries are owned by the cache and only touched under its
 // lock.
 unsafe impl Send for Cache {}
 
-static CACHES: [Lock<Cache>; CLASSES] = [const {
-    Lock::new(Cache {
-        entries: core::ptr::null_mut(),
-        len: 0,
-        capacity: 0,
-        settled: 0,
-    })
-}; CLASSES];
+/// Class `c`'s caches are `SHELF[c * SHELVES..(c + 1) * SHELVES]`.
+static SHELF: [Shelf; CLASSES * SHELVES] = [const {
+    Shelf {
+        cache: Lock::new(Cache {
+            entries: core::ptr::null_mut(),
+            len: 0,
+            capacity: 0,
+            settled: 0,
+            dirty: 0,
+        }),
+        len: AtomicUsize::new(0),
+        dirty: AtomicUsize::new(0),
+    }
+}; CLASSES * SHELVES];
 
 static ARENA: Lock<Arena> = Lock::new(Arena::new());
 
-/// Sum of the lengths of the cached blocks that may hold memory.
-static DIRTY: AtomicUsize = AtomicUsize::new(0);
 /// When the last round of decay began.
 static LAST_DECAY: AtomicU64 = AtomicU64::new(0);
-/// The class the next round of decay begins with.
-static NEXT_CLASS: AtomicUsize = AtomicUsize::new(0);
+/// The shelf the next round of decay begins with.
+static NEXT_SHELF: AtomicUsize = AtomicUsize::new(0);
 
 impl Cache {
     fn get(&self, index: usize) -> Entry {
@@ -162,7 +186,7 @@ impl Cache {
         self.set(self.len, entry);
         self.len += 1;
         if !entry.clean {
-            DIRTY.fetch_add(entry.block.length, Relaxed);
+            self.dirty += entry.block.length;
         }
         true
     }
@@ -173,16 +197,17 @@ impl Cache {
         self.settled = self.settled.min(self.len);
         let entry = self.get(self.len);
         if !entry.clean {
-            DIRTY.fetch_sub(entry.block.length, Relaxed);
+            self.dirty -= entry.block.length;
         }
         Some((entry.block, entry.clean))
     }
 
     /// Gives back the memory of the blocks kept since before `before_ms`,
-    /// oldest first, while more than `floor` bytes may hold memory and
-    /// `work` bytes are left; returns the work left.
-    fn clean_older(&mut self, before_ms: u64, floor: usize, mut work: usize) -> usize {
-        while self.settled < self.len && work > 0 && DIRTY.load(Relaxed) > floor {
+    /// oldest first, until `work` bytes were given back; returns how many
+    /// were.
+    fn clean_older(&mut self, before_ms: u64, work: usize) -> usize {
+        let mut cleaned = 0;
+        while self.settled < self.len && cleaned < work {
             let mut entry = self.get(self.settled);
             if !entry.clean {
                 if entry.freed_ms > before_ms {
@@ -193,12 +218,12 @@ impl Cache {
                 }
                 entry.clean = true;
                 self.set(self.settled, entry);
-                DIRTY.fetch_sub(entry.block.length, Relaxed);
-                work = work.saturating_sub(entry.block.length);
+                self.dirty -= entry.block.length;
+                cleaned += entry.block.length;
             }
             self.settled += 1;
         }
-        work
+        cleaned
     }
 
     /// Gives every cached extent back to the arena, keeping the slots.
@@ -211,7 +236,7 @@ impl Cache {
                 kept += 1;
             } else {
                 if !entry.clean {
-                    DIRTY.fetch_sub(entry.block.length, Relaxed);
+                    self.dirty -= entry.block.length;
                 }
                 arena.release(entry.block.data, entry.block.length);
             }
@@ -256,8 +281,8 @@ fn place(length: usize) -> Option<(usize, usize, bool)> {
     if let Some(placed) = ARENA.lock().place(length) {
         return Some(placed);
     }
-    for cache in &CACHES {
-        cache.lock().release_extents(&mut ARENA.lock());
+    for shelf in 0..SHELF.len() {
+        with_cache(shelf, |cache| cache.release_extents(&mut ARENA.lock()));
     }
     ARENA.lock().place(length)
 }
@@ -268,8 +293,15 @@ fn place(length: usize) -> Option<(usize, usize, bool)> {
 /// slots are cached). `None` when out of memory.
 pub fn take(length: usize) -> Option<(Block, bool)> {
     let (index, pages) = ceil_class(length / PAGE_SIZE);
-    let taken = CACHES[index].lock().pop();
-    decay();
+    let home = home(index);
+    let taken = with_cache(home, Cache::pop).or_else(|| {
+        // Another thread's freed blocks of the class, before new memory.
+        (1..SHELVES)
+            .map(|i| index * SHELVES + (home + i) % SHELVES)
+            .filter(|&shelf| SHELF[shelf].len.load(Relaxed) > 0)
+            .find_map(|shelf| with_cache(shelf, Cache::pop))
+    });
+    decay(now_ms());
     if taken.is_some() {
         return taken;
     }
@@ -292,19 +324,20 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
     };
     // The top slot is handed out; the others are cached, the highest on
     // top.
-    let mut cache = CACHES[index].lock();
     let freed_ms = now_ms();
-    for i in 0..slots - 1 {
-        let entry = Entry {
-            block: slot(i),
-            freed_ms,
-            clean: zero,
-        };
-        if !cache.push(entry) {
-            // No room to keep it: it is lost, but holds no memory.
-            give_back(entry.block);
+    with_cache(home, |cache| {
+        for i in 0..slots - 1 {
+            let entry = Entry {
+                block: slot(i),
+                freed_ms,
+                clean: zero,
+            };
+            if !cache.push(entry) {
+                // No room to keep it: it is lost, but holds no memory.
+                give_back(entry.block);
+            }
         }
-    }
+    });
     Some((slot(slots - 1), zero))
 }
 
@@ -312,12 +345,13 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
 /// extent the class cannot keep goes back to the arena.
 pub fn keep(block: Block) {
     let (index, _) = floor_class(block.length / PAGE_SIZE);
+    let now = now_ms();
     let entry = Entry {
         block,
-        freed_ms: now_ms(),
+        freed_ms: now,
         clean: false,
     };
-    let kept = index < CLASSES && CACHES[index].lock().push(entry);
+    let kept = index < CLASSES && with_cache(home(index), |cache| cache.push(entry));
     if !kept {
         if block.slot {
             // Lost, as in `take`, but holding no memory.
@@ -326,16 +360,38 @@ pub fn keep(block: Block) {
             ARENA.lock().release(block.data, block.length);
         }
     }
-    decay();
+    decay(now);
 }
 
-/// One round of decay when the kept memory exceeds the budget and the
-/// last round was long enough ago.
-fn decay() {
-    if DIRTY.load(Relaxed) <= DECAY_BUDGET {
-        return;
-    }
-    let now = now_ms();
+/// The calling thread's shelf of class `index`, chosen by its stack's
+/// megabyte (threads' stacks lie megabytes apart).
+fn home(index: usize) -> usize {
+    let marker = 0u8;
+    let stack = (&raw const marker as usize) >> 20;
+    let hashed = stack.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    index * SHELVES + (hashed >> (usize::BITS - SHELVES.trailing_zeros()))
+}
+
+/// Calls `f` with the cache of shelf `shelf`, locked, and publishes its
+/// length and dirty bytes.
+fn with_cache<R>(shelf: usize, f: impl FnOnce(&mut Cache) -> R) -> R {
+    let shelf = &SHELF[shelf];
+    let mut cache = shelf.cache.lock();
+    let result = f(&mut cache);
+    shelf.len.store(cache.len, Relaxed);
+    shelf.dirty.store(cache.dirty, Relaxed);
+    result
+}
+
+/// The sum of the lengths of the cached blocks that may hold memory, as
+/// last published by each shelf.
+fn dirty() -> usize {
+    SHELF.iter().map(|shelf| shelf.dirty.load(Relaxed)).sum()
+}
+
+/// At `now` (milliseconds, [`now_ms`]): one round of decay when the last
+/// round was long enough ago and the kept memory exceeds the budget.
+fn decay(now: u64) {
     let last = LAST_DECAY.load(Relaxed);
     if now < last + DECAY_EVERY_MS
         || LAST_DECAY
@@ -345,13 +401,13 @@ fn decay() {
         return;
     }
     let before = now.saturating_sub(DECAY_AGE_MS);
-    let mut work = DECAY_WORK;
-    for _ in 0..CLASSES {
-        if work == 0 || DIRTY.load(Relaxed) <= DECAY_BUDGET {
+    let mut work = dirty().saturating_sub(DECAY_BUDGET).min(DECAY_WORK);
+    for _ in 0..SHELF.len() {
+        if work == 0 {
             return;
         }
-        let index = NEXT_CLASS.fetch_add(1, Relaxed) % CLASSES;
-        work = CACHES[index].lock().clean_older(before, DECAY_BUDGET, work);
+        let shelf = NEXT_SHELF.fetch_add(1, Relaxed) % SHELF.len();
+        work -= with_cache(shelf, |cache| cache.clean_older(before, work)).min(work);
     }
 }
 
@@ -359,30 +415,29 @@ fn decay() {
 /// ranges (`malloc_trim`); returns an upper bound of the bytes that was.
 #[cfg(feature = "malloc")]
 pub fn trim() -> usize {
-    let before = DIRTY.load(Relaxed);
-    for cache in &CACHES {
-        cache.lock().clean_older(u64::MAX, 0, usize::MAX);
-    }
-    before.saturating_sub(DIRTY.load(Relaxed)) + ARENA.lock().trim()
+    let cleaned: usize = (0..SHELF.len())
+        .map(|shelf| with_cache(shelf, |cache| cache.clean_older(u64::MAX, usize::MAX)))
+        .sum();
+    cleaned + ARENA.lock().trim()
 }
 
 /// Bytes of cached blocks and free ranges that may hold memory.
 #[cfg(feature = "malloc")]
 pub fn retained_bytes() -> usize {
-    DIRTY.load(Relaxed) + ARENA.lock().retained().1
+    dirty() + ARENA.lock().retained().1
 }
 
 /// The number of cached blocks plus the arena's free ranges that may hold
 /// memory.
 pub fn retained_count() -> usize {
-    let cached: usize = CACHES.iter().map(|cache| cache.lock().len).sum();
+    let cached: usize = SHELF.iter().map(|shelf| shelf.len.load(Relaxed)).sum();
     cached + ARENA.lock().retained().0
 }
 
 /// Whether `addr` lies in a cached block; scans every cache (for reports).
 pub fn is_cached(addr: usize) -> bool {
-    CACHES.iter().any(|cache| {
-        let cache = cache.lock();
+    SHELF.iter().any(|shelf| {
+        let cache = shelf.cache.lock();
         (0..cache.len).any(|index| {
             let block = cache.get(index).block;
             addr.wrapping_sub(block.data) < block.length
@@ -392,8 +447,8 @@ pub fn is_cached(addr: usize) -> bool {
 
 /// Calls `f` with the lock of every class cache, for the fork handlers.
 pub fn each_cache_lock(f: &mut dyn FnMut(&dyn Forkable)) {
-    for cache in &CACHES {
-        f(cache);
+    for shelf in &SHELF {
+        f(&shelf.cache);
     }
 }
 
@@ -485,6 +540,7 @@ mod tests {
             len: 0,
             capacity: 0,
             settled: 0,
+            dirty: 0,
         };
         for (i, freed_ms) in [10, 20, 30].into_iter().enumerate() {
             let data = memory + i * PAGE_SIZE;
@@ -500,7 +556,8 @@ mod tests {
             // SAFETY: as above.
             unsafe { *((memory + i * PAGE_SIZE) as *const u8) }
         };
-        cache.clean_older(20, 0, usize::MAX);
+        assert_eq!(cache.clean_older(20, usize::MAX), 2 * PAGE_SIZE);
+        assert_eq!(cache.dirty, PAGE_SIZE);
         assert_eq!((read(0), read(1), read(2)), (0, 0, 1));
         assert_eq!(cache.settled, 2);
         assert_eq!(cache.pop(), Some((block(memory + 2 * PAGE_SIZE), false)));
