@@ -29,6 +29,9 @@
 //! [`DECAY_AGE_MS`] are given back with `MADV_DONTNEED` (they stay cached,
 //! reading as zero), oldest first, at most [`DECAY_WORK`] bytes per call
 //! and one call per [`DECAY_EVERY_MS`]; [`trim`] gives all of them back.
+//! Either takes the old blocks out of their cache a batch at a time, gives
+//! back their memory with no lock held, and puts them back, so no thread
+//! taking or keeping a block waits on a system call.
 //!
 //! Invariants: a cached block is not live (`heap/large/blocks.rs`'s table
 //! does not hold it), lies in the arena, and has the protection it had when
@@ -61,7 +64,7 @@ pub const DECAY_EVERY_MS: u64 = 10;
 pub const DECAY_WORK: usize = 64 << 20;
 
 /// A freed or live block: `length` data bytes at `data` (whole pages).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block {
     pub data: usize,
     pub length: usize,
@@ -94,13 +97,37 @@ pub const fn ceil_class(pages: usize) -> (usize, usize) {
 /// The number of class indices (index 0 is unused).
 pub const CLASSES: usize = floor_class(MAX_EXTENT / PAGE_SIZE).0 + 1;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Entry {
     block: Block,
     /// When it was pushed ([`now_ms`]).
     freed_ms: u64,
     /// Reads as zero.
     clean: bool,
+}
+
+/// The most blocks one round of decay takes out of a cache at a time.
+const BATCH: usize = 32;
+
+/// Blocks taken out of a cache to be given back without its lock.
+struct Batch {
+    entries: [Entry; BATCH],
+    len: usize,
+}
+
+impl Batch {
+    /// Gives back the memory of each block (those the kernel frees become
+    /// clean); returns the bytes freed.
+    fn give_back(&mut self) -> usize {
+        let mut freed = 0;
+        for entry in &mut self.entries[..self.len] {
+            entry.clean = give_back(entry.block);
+            if entry.clean {
+                freed += entry.block.length;
+            }
+        }
+        freed
+    }
 }
 
 /// One class's cached blocks.
@@ -169,8 +196,9 @@ impl Cache {
         unsafe { *self.entries.add(index) = entry };
     }
 
-    /// Keeps `entry`; `false` when out of memory for the array.
-    fn push(&mut self, entry: Entry) -> bool {
+    /// Ensures room for one more entry; `false` when out of memory for
+    /// the array.
+    fn make_room(&mut self) -> bool {
         if self.len == self.capacity {
             let capacity = (self.capacity * 2).max(64);
             // SAFETY: `entries` is this array's own mapping of `capacity`
@@ -182,6 +210,14 @@ impl Cache {
             };
             self.entries = fresh;
             self.capacity = capacity;
+        }
+        true
+    }
+
+    /// Keeps `entry`; `false` when out of memory for the array.
+    fn push(&mut self, entry: Entry) -> bool {
+        if !self.make_room() {
+            return false;
         }
         self.set(self.len, entry);
         self.len += 1;
@@ -202,28 +238,65 @@ impl Cache {
         Some((entry.block, entry.clean))
     }
 
-    /// Gives back the memory of the blocks kept since before `before_ms`,
-    /// oldest first, until `work` bytes were given back; returns how many
-    /// were.
-    fn clean_older(&mut self, before_ms: u64, work: usize) -> usize {
-        let mut cleaned = 0;
-        while self.settled < self.len && cleaned < work {
-            let mut entry = self.get(self.settled);
-            if !entry.clean {
-                if entry.freed_ms > before_ms {
-                    break;
-                }
-                if !give_back(entry.block) {
-                    break;
-                }
-                entry.clean = true;
-                self.set(self.settled, entry);
+    /// Takes out the blocks that may hold memory kept since before
+    /// `before_ms`, oldest first, until `work` bytes or a full batch, to
+    /// be given back without the lock and then [`Cache::put_back`].
+    fn take_old(&mut self, before_ms: u64, work: usize) -> Batch {
+        let mut batch = Batch {
+            entries: [Entry::default(); BATCH],
+            len: 0,
+        };
+        let mut bytes = 0;
+        let mut done = false;
+        let mut kept = self.settled;
+        for index in self.settled..self.len {
+            let entry = self.get(index);
+            done = done || batch.len == BATCH || bytes >= work;
+            done = done || (!entry.clean && entry.freed_ms > before_ms);
+            if !done && !entry.clean {
+                batch.entries[batch.len] = entry;
+                batch.len += 1;
+                bytes += entry.block.length;
                 self.dirty -= entry.block.length;
-                cleaned += entry.block.length;
+            } else {
+                self.set(kept, entry);
+                kept += 1;
             }
+        }
+        self.len = kept;
+        batch
+    }
+
+    /// Puts back the blocks of `batch`, those given back (clean) among the
+    /// settled ones; a block there is no room for goes back to the arena
+    /// (an extent) or is lost (a slot: the address space of a group).
+    fn put_back(&mut self, batch: &Batch) {
+        for entry in &batch.entries[..batch.len] {
+            if !self.make_room() {
+                forget(entry.block);
+                continue;
+            }
+            let at = if entry.clean { self.settled } else { self.len };
+            // SAFETY: moves entries `at..len` up by one, inside the
+            // array, which has room for one more.
+            unsafe {
+                core::ptr::copy(
+                    self.entries.add(at),
+                    self.entries.add(at + 1),
+                    self.len - at,
+                )
+            };
+            self.set(at, *entry);
+            self.len += 1;
+            if entry.clean {
+                self.settled += 1;
+            } else {
+                self.dirty += entry.block.length;
+            }
+        }
+        while self.settled < self.len && self.get(self.settled).clean {
             self.settled += 1;
         }
-        cleaned
     }
 
     /// Gives every cached extent back to the arena, keeping the slots.
@@ -333,8 +406,7 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
                 clean: zero,
             };
             if !cache.push(entry) {
-                // No room to keep it: it is lost, but holds no memory.
-                give_back(entry.block);
+                forget(entry.block);
             }
         }
     });
@@ -353,14 +425,20 @@ pub fn keep(block: Block) {
     };
     let kept = index < CLASSES && with_cache(home(index), |cache| cache.push(entry));
     if !kept {
-        if block.slot {
-            // Lost, as in `take`, but holding no memory.
-            give_back(block);
-        } else {
-            ARENA.lock().release(block.data, block.length);
-        }
+        forget(block);
     }
     decay(now);
+}
+
+/// Gives up a freed block no cache can keep: an extent goes back to the
+/// arena; a slot is lost (the address space of its group), holding no
+/// memory.
+fn forget(block: Block) {
+    if block.slot {
+        give_back(block);
+    } else {
+        ARENA.lock().release(block.data, block.length);
+    }
 }
 
 /// The calling thread's shelf of class `index`, chosen by its stack's
@@ -407,8 +485,29 @@ fn decay(now: u64) {
             return;
         }
         let shelf = NEXT_SHELF.fetch_add(1, Relaxed) % SHELF.len();
-        work -= with_cache(shelf, |cache| cache.clean_older(before, work)).min(work);
+        work -= clean_older(shelf, before, work).min(work);
     }
+}
+
+/// Gives back the memory of shelf `shelf`'s blocks kept since before
+/// `before_ms`, oldest first, until `work` bytes were given back, with no
+/// lock held across the system calls; returns how many were.
+fn clean_older(shelf: usize, before_ms: u64, work: usize) -> usize {
+    let mut cleaned = 0;
+    while cleaned < work {
+        let mut batch = with_cache(shelf, |cache| cache.take_old(before_ms, work - cleaned));
+        if batch.len == 0 {
+            break;
+        }
+        let freed = batch.give_back();
+        with_cache(shelf, |cache| cache.put_back(&batch));
+        if freed == 0 {
+            // The kernel refused: stop rather than spin.
+            break;
+        }
+        cleaned += freed;
+    }
+    cleaned
 }
 
 /// Gives back the memory of every cached block and of the arena's free
@@ -416,7 +515,7 @@ fn decay(now: u64) {
 #[cfg(feature = "malloc")]
 pub fn trim() -> usize {
     let cleaned: usize = (0..SHELF.len())
-        .map(|shelf| with_cache(shelf, |cache| cache.clean_older(u64::MAX, usize::MAX)))
+        .map(|shelf| clean_older(shelf, u64::MAX, usize::MAX))
         .sum();
     cleaned + ARENA.lock().trim()
 }
@@ -556,8 +655,11 @@ mod tests {
             // SAFETY: as above.
             unsafe { *((memory + i * PAGE_SIZE) as *const u8) }
         };
-        assert_eq!(cache.clean_older(20, usize::MAX), 2 * PAGE_SIZE);
-        assert_eq!(cache.dirty, PAGE_SIZE);
+        let mut batch = cache.take_old(20, usize::MAX);
+        assert_eq!((batch.len, cache.len, cache.dirty), (2, 1, PAGE_SIZE));
+        assert_eq!(batch.give_back(), 2 * PAGE_SIZE);
+        cache.put_back(&batch);
+        assert_eq!((cache.len, cache.dirty), (3, PAGE_SIZE));
         assert_eq!((read(0), read(1), read(2)), (0, 0, 1));
         assert_eq!(cache.settled, 2);
         assert_eq!(cache.pop(), Some((block(memory + 2 * PAGE_SIZE), false)));
