@@ -31,6 +31,7 @@ use core::ptr::NonNull;
 use crate::heap::large::arena::MAX_EXTENT;
 use crate::heap::large::mapping::{map, unmap, Kind, Mapping};
 pub use crate::heap::large::mapping::{page_round, PAGE_SIZE};
+use crate::heap::large::records;
 use crate::heap::large::reuse::{self, Block};
 use crate::heap::large::table::{self, each_shard, shard};
 use crate::sys::lock::Forkable;
@@ -70,23 +71,36 @@ pub fn allocate(size: usize, align: usize) -> Option<(NonNull<c_void>, bool)> {
     if !zeroed {
         mapping.clear_slack();
     }
-    if !shard(mapping.user).add(mapping) {
+    if !in_records(&mapping) && !shard(mapping.user).add(mapping) {
         release(mapping);
         return None;
     }
     Some((NonNull::new(mapping.user as *mut c_void)?, zeroed))
 }
 
+/// Enters the live `mapping` in the records if it is an arena block that
+/// can have one (else it goes in the table).
+fn in_records(mapping: &Mapping) -> bool {
+    mapping.kind != Kind::Own && records::publish(mapping)
+}
+
+/// Ends the live allocation at `user` and returns it, marked freed (else
+/// out for a resize); `None` if there is none there.
+fn take_out(user: usize, freed: bool) -> Option<Mapping> {
+    records::take(user, freed).or_else(|| {
+        let mut shard = shard(user);
+        let mapping = shard.take(user)?;
+        if freed {
+            shard.remember_freed(user);
+        }
+        Some(mapping)
+    })
+}
+
 /// Frees the large allocation at `ptr`; `false` if there is none there.
 pub fn free(ptr: *mut c_void) -> bool {
-    let user = ptr as usize;
-    let mapping = {
-        let mut shard = shard(user);
-        let Some(mapping) = shard.take(user) else {
-            return false;
-        };
-        shard.remember_freed(user);
-        mapping
+    let Some(mapping) = take_out(ptr as usize, true) else {
+        return false;
     };
     mapping.check_slack();
     release(mapping);
@@ -97,7 +111,9 @@ pub fn free(ptr: *mut c_void) -> bool {
 /// size asked for, or the room a resize gave it (the slack beyond is
 /// checked).
 pub fn usable_size(ptr: *const c_void) -> Option<usize> {
-    Some(shard(ptr as usize).get(ptr as usize)?.size)
+    let user = ptr as usize;
+    let mapping = records::get(user).or_else(|| shard(user).get(user))?;
+    Some(mapping.size)
 }
 
 /// What the large path knows of an address that is not a live large
@@ -116,8 +132,9 @@ pub enum Known {
 /// What the large path knows of `addr`; scans the table, the history and
 /// the cached blocks.
 pub fn known(addr: usize) -> Known {
-    let inside = each_shard().find_map(|shard| shard.containing(addr));
-    let freed = shard(addr).was_freed(addr);
+    let inside =
+        records::containing(addr).or_else(|| each_shard().find_map(|shard| shard.containing(addr)));
+    let freed = records::was_freed(addr) || shard(addr).was_freed(addr);
     match inside {
         Some(mapping) => Known::Inside(mapping.user),
         None if freed => Known::Freed,
@@ -155,7 +172,7 @@ pub enum Resized {
 /// the same time is reported as a free of a pointer not handed out).
 pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resized {
     let user = ptr as usize;
-    let Some(old) = shard(user).take(user) else {
+    let Some(old) = take_out(user, false) else {
         return Resized::NotLarge;
     };
     old.check_slack();
@@ -164,7 +181,9 @@ pub fn resize(ptr: *mut c_void, size: usize, room: usize, align: usize) -> Resiz
         shard(user).remember_freed(user);
     }
     now.clear_slack();
-    shard(now.user).put_back(now);
+    if !in_records(&now) {
+        shard(now.user).put_back(now);
+    }
     resized
 }
 
@@ -299,7 +318,7 @@ pub fn trim() -> usize {
 pub fn counts() -> (usize, usize, usize) {
     let (live, bytes) = each_shard()
         .map(|shard| shard.counts())
-        .fold((0, 0), |(l, b), (sl, sb)| (l + sl, b + sb));
+        .fold(records::counts(), |(l, b), (sl, sb)| (l + sl, b + sb));
     (live, bytes, reuse::retained_count())
 }
 #[cfg(test)]
@@ -430,6 +449,28 @@ mod tests {
         assert!(q >= addr && q < addr + PAGE_SIZE, "where it was");
         assert_eq!(protection(addr + size), "--");
         assert!(free(q as *mut c_void));
+    }
+
+    #[test]
+    fn of_two_frees_at_once_exactly_one_wins() {
+        for _ in 0..200 {
+            let (p, _) = allocate(5 * PAGE_SIZE + 8, 16).unwrap();
+            let addr = p.as_ptr() as usize;
+            let barrier = std::sync::Barrier::new(2);
+            let wins: usize = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            usize::from(free(addr as *mut c_void))
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).sum()
+            });
+            assert_eq!(wins, 1);
+            assert!(matches!(known(addr), Known::Freed));
+        }
     }
 
     #[test]

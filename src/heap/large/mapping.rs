@@ -29,7 +29,7 @@ const MIN_ALIGN: usize = 16;
 const SLACK_CHECKED: usize = 256;
 
 /// What holds an allocation's memory.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kind {
     /// A mapping of its own.
     #[default]

@@ -156,7 +156,7 @@ struct Shelf {
 /// first from, the one its stack address selects ([`home`]), so that two
 /// threads rarely write the same lock; it takes from the others when its
 /// own is empty.
-const SHELVES: usize = 8;
+pub const SHELVES: usize = 8;
 
 // SAFETY: the entries are owned by the cache and only touched under its
 // lock.
@@ -441,13 +441,18 @@ fn forget(block: Block) {
     }
 }
 
-/// The calling thread's shelf of class `index`, chosen by its stack's
+/// The calling thread's slot among [`SHELVES`], chosen by its stack's
 /// megabyte (threads' stacks lie megabytes apart).
-fn home(index: usize) -> usize {
+pub fn thread_slot() -> usize {
     let marker = 0u8;
     let stack = (&raw const marker as usize) >> 20;
     let hashed = stack.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    index * SHELVES + (hashed >> (usize::BITS - SHELVES.trailing_zeros()))
+    hashed >> (usize::BITS - SHELVES.trailing_zeros())
+}
+
+/// The calling thread's shelf of class `index`.
+fn home(index: usize) -> usize {
+    index * SHELVES + thread_slot()
 }
 
 /// Calls `f` with the cache of shelf `shelf`, locked, and publishes its
