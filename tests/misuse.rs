@@ -240,6 +240,39 @@ fn hardened_write_past_a_small_large_block_faults() {
     );
 }
 
+/// Hardened, a freed large block is sealed at once (guard markers, or
+/// `mprotect`) and its address held back: reading it after free faults,
+/// and so does writing it after a malloc of its size.
+#[test]
+fn hardened_use_after_free_of_large_blocks_faults() {
+    for env in [
+        HARDENED,
+        &[("SLITTER_HARDEN", "1"), ("SLITTER_MPROTECT_GUARDS", "1")],
+    ] {
+        assert_faults_with("large-read-after-free", env);
+        assert_faults_with("large-write-after-free-reuse", env);
+    }
+}
+
+/// A freed large block's address comes back at the next malloc of its
+/// class by default, and not within 32 more frees when hardened (its
+/// thread's quarantine holds 64 blocks).
+#[test]
+fn hardened_large_addresses_wait_out_a_quarantine() {
+    let default = run_with(&c_binary(), "large-reuse-delay", &[]);
+    assert!(
+        String::from_utf8_lossy(&default.stdout).contains("reused at 0"),
+        "{}",
+        common::describe(&default)
+    );
+    let hardened = run_with(&c_binary(), "large-reuse-delay", HARDENED);
+    assert!(
+        String::from_utf8_lossy(&hardened.stdout).contains("reused at -1"),
+        "{}",
+        common::describe(&hardened)
+    );
+}
+
 /// Guard pages from `mprotect` (the fallback where the kernel has no
 /// `MADV_GUARD_INSTALL`) catch the writes just past and just before
 /// blocks of 1 MiB and more too.

@@ -313,6 +313,36 @@ static int malloc_case(const char *c)
 		char *p = launder(malloc(256 * 4096));
 		tell(p - 1);
 		p[-1] = 1;
+	} else if (strcmp(c, "large-read-after-free") == 0) {
+		char *p = large(&size);
+		p[0] = 1;
+		free(p);
+		tell(p);
+		printf("read %d\n", ((volatile char *)p)[0]);
+	} else if (strcmp(c, "large-write-after-free-reuse") == 0) {
+		/* Where a freed block is reused at once, q is p and the write
+		 * lands in it unseen. */
+		char *p = large(&size);
+		free(p);
+		char *q = launder(malloc(size));
+		CHECK(q != NULL, "malloc failed");
+		tell(p);
+		((volatile char *)p)[0] = 1;
+		printf("survived\n");
+	} else if (strcmp(c, "large-reuse-delay") == 0) {
+		/* How many mallocs of its size until a freed block's address
+		 * comes back (none of 32 frees and mallocs). */
+		char *p = large(&size);
+		free(p);
+		int reused = -1;
+		for (int i = 0; i < 32 && reused < 0; i++) {
+			char *q = launder(malloc(size));
+			CHECK(q != NULL, "malloc failed");
+			if (q == p)
+				reused = i;
+			free(q);
+		}
+		printf("reused at %d\n", reused);
 	} else if (strcmp(c, "large-write-into-rounding") == 0) {
 		/* The bytes up to the next multiple of 16 before the guard. */
 		char *p = launder(malloc(100001));

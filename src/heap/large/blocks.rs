@@ -23,7 +23,7 @@
 //! group, are inaccessible. No lock is held across a system call here: a
 //! shard's lock is taken only to enter, find or remove an allocation, and
 //! never with another lock held. Lock order (for the fork handlers): the
-//! class caches', the shards', the arena's.
+//! quarantine's, the class caches', the shards', the arena's.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -31,14 +31,17 @@ use core::ptr::NonNull;
 use crate::heap::large::arena::MAX_EXTENT;
 use crate::heap::large::mapping::{map, unmap, Kind, Mapping};
 pub use crate::heap::large::mapping::{page_round, PAGE_SIZE};
+use crate::heap::large::quarantine;
 use crate::heap::large::records;
 use crate::heap::large::reuse::{self, Block};
 use crate::heap::large::table::{self, each_shard, shard};
 use crate::sys::lock::Forkable;
 
 /// Calls `f` with every lock of the large path, in the lock order (the
-/// class caches', the shards', the arena's), for the fork handlers.
+/// quarantine's, the class caches', the shards', the arena's), for the
+/// fork handlers.
 pub fn each_lock(f: &mut dyn FnMut(&dyn Forkable)) {
+    quarantine::each_lock(f);
     reuse::each_cache_lock(f);
     table::each_lock(f);
     f(reuse::arena_lock());
@@ -49,7 +52,8 @@ pub fn each_lock(f: &mut dyn FnMut(&dyn Forkable)) {
 fn release(mapping: Mapping) {
     match mapping.kind {
         Kind::Own => unmap(mapping),
-        Kind::Extent | Kind::Slot => reuse::keep(mapping.as_block()),
+        Kind::Extent | Kind::Slot if reuse::sealed() => quarantine::keep(mapping.as_block()),
+        Kind::Extent | Kind::Slot => reuse::keep(mapping.as_block(), false),
     }
 }
 
@@ -138,7 +142,7 @@ pub fn known(addr: usize) -> Known {
     match inside {
         Some(mapping) => Known::Inside(mapping.user),
         None if freed => Known::Freed,
-        None if reuse::is_cached(addr) => Known::InsideFreed,
+        None if reuse::is_cached(addr) || quarantine::holds(addr) => Known::InsideFreed,
         None => Known::Unknown,
     }
 }

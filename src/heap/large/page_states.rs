@@ -100,6 +100,28 @@ impl Bitmap {
     }
 }
 
+/// Makes the `length` bytes (whole pages) at `start` of a reservation
+/// accessible or not: with guard markers (`markers`), else `mprotect`;
+/// `false` if the kernel refused (it may have changed part of the range).
+///
+/// # Safety
+/// The range lies in an arena reservation, and nothing that is live lies
+/// in it when it is made inaccessible (a guard marker frees the memory of
+/// its pages).
+pub unsafe fn change_access(start: usize, length: usize, markers: bool, accessible: bool) -> bool {
+    let at = start as *mut c_void;
+    // SAFETY: as the caller promises.
+    let ret = unsafe {
+        match (markers, accessible) {
+            (true, true) => libc::madvise(at, length, MADV_GUARD_REMOVE),
+            (true, false) => libc::madvise(at, length, MADV_GUARD_INSTALL),
+            (false, true) => libc::mprotect(at, length, libc::PROT_READ | libc::PROT_WRITE),
+            (false, false) => libc::mprotect(at, length, libc::PROT_NONE),
+        }
+    };
+    ret == 0
+}
+
 /// The bitmaps of one reservation.
 #[derive(Clone, Copy)]
 struct Bitmaps {
@@ -233,19 +255,9 @@ impl PageStates {
         if self.bits_exact && matching == if accessible { end - first } else { 0 } {
             return true;
         }
-        let at = start as *mut c_void;
         // SAFETY: the range lies in an arena reservation and is not part
-        // of any live extent's data, or is being handed to one (a guard
-        // marker frees the memory of its page).
-        let ret = unsafe {
-            match (self.markers, accessible) {
-                (true, true) => libc::madvise(at, length, MADV_GUARD_REMOVE),
-                (true, false) => libc::madvise(at, length, MADV_GUARD_INSTALL),
-                (false, true) => libc::mprotect(at, length, libc::PROT_READ | libc::PROT_WRITE),
-                (false, false) => libc::mprotect(at, length, libc::PROT_NONE),
-            }
-        };
-        if ret != 0 {
+        // of any live extent's data, or is being handed to one.
+        if !unsafe { change_access(start, length, self.markers, accessible) } {
             // The kernel may have changed some of the range before failing:
             // from now on, always ask it.
             self.bits_exact = false;

@@ -46,6 +46,7 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::heap::large::arena::{Arena, MAX_EXTENT, PAGE_SIZE};
+use crate::heap::large::page_states::change_access;
 use crate::sys::lock::{Forkable, Lock, LockGuard};
 use crate::sys::os_memory::grow_mapped_array;
 
@@ -311,7 +312,9 @@ impl Cache {
                 if !entry.clean {
                     self.dirty -= entry.block.length;
                 }
-                arena.release(entry.block.data, entry.block.length);
+                if unseal(entry.block) {
+                    arena.release(entry.block.data, entry.block.length);
+                }
             }
         }
         self.len = kept;
@@ -375,8 +378,14 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
             .find_map(|shelf| with_cache(shelf, Cache::pop))
     });
     decay(now_ms());
-    if taken.is_some() {
-        return taken;
+    if let Some((block, zero)) = taken {
+        if !unseal(block) {
+            // Out of memory for the change: still cached, still sealed.
+            keep(block, zero);
+            return None;
+        }
+        // Guard markers freed its pages.
+        return Some((block, zero || (sealed() && markers())));
     }
     let length = pages * PAGE_SIZE;
     if !grouped(length) {
@@ -415,13 +424,13 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
 
 /// Keeps the freed `block` for reuse by its class (no system call); an
 /// extent the class cannot keep goes back to the arena.
-pub fn keep(block: Block) {
+pub fn keep(block: Block, clean: bool) {
     let (index, _) = floor_class(block.length / PAGE_SIZE);
     let now = now_ms();
     let entry = Entry {
         block,
         freed_ms: now,
-        clean: false,
+        clean,
     };
     let kept = index < CLASSES && with_cache(home(index), |cache| cache.push(entry));
     if !kept {
@@ -433,12 +442,33 @@ pub fn keep(block: Block) {
 /// Gives up a freed block no cache can keep: an extent goes back to the
 /// arena; a slot is lost (the address space of its group), holding no
 /// memory.
-fn forget(block: Block) {
+pub fn forget(block: Block) {
     if block.slot {
         give_back(block);
-    } else {
+    } else if unseal(block) {
         ARENA.lock().release(block.data, block.length);
     }
+}
+
+/// Whether cached blocks are sealed (inaccessible: `SLITTER_HARDEN`, see
+/// `heap/large/quarantine.rs`).
+pub fn sealed() -> bool {
+    crate::sys::config::current().harden()
+}
+
+/// Whether inaccessible arena pages carry guard markers (else they are
+/// `PROT_NONE`), as `heap/large/page_states.rs` decides.
+pub fn markers() -> bool {
+    crate::sys::config::current().guard_install()
+}
+
+/// Makes a cached `block` accessible again if cached blocks are sealed;
+/// `false` if the kernel refused (the block is then no use to the arena:
+/// its bits would lie).
+fn unseal(block: Block) -> bool {
+    // SAFETY: a cached block lies in the arena, and making it accessible
+    // frees nothing.
+    !sealed() || unsafe { change_access(block.data, block.length, markers(), true) }
 }
 
 /// The calling thread's slot among [`SHELVES`], chosen by its stack's
@@ -595,7 +625,7 @@ mod tests {
         assert!(block.length >= length);
         // SAFETY: the block's data is accessible and the test's.
         unsafe { (block.data as *mut u8).write(42) };
-        keep(block);
+        keep(block, false);
         let (again, zero) = take(length).unwrap();
         assert_eq!(again, block, "the most recently kept block of its class");
         if !zero {
@@ -605,7 +635,7 @@ mod tests {
         assert_eq!(protection(again.data - PAGE_SIZE), "--");
         assert_eq!(protection(again.data), "rw");
         assert_eq!(protection(again.data + again.length), "--");
-        keep(again);
+        keep(again, false);
     }
 
     #[test]
@@ -625,7 +655,7 @@ mod tests {
         assert_eq!(protection(high + length), "--");
         assert_eq!(protection(low + length), "rw");
         for block in blocks {
-            keep(block);
+            keep(block, false);
         }
     }
 
