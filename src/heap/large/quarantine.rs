@@ -5,8 +5,9 @@
 //! free), each holding up to [`QUARANTINE`] freed blocks and
 //! [`QUARANTINE_BYTES`] of them, oldest first.
 //!
-//! A freed block is sealed at once (made inaccessible: guard markers,
-//! which also free its pages, else `mprotect`), so a read or write after
+//! A freed block is sealed at once (made inaccessible: from 1 MiB fresh
+//! inaccessible memory mapped over it, else guard markers, which also free
+//! its pages, or `mprotect`), so a read or write after
 //! free faults, and waits in its ring: its address is not handed out
 //! again before that many later frees of its thread slot pushed it out.
 //! Then it goes to its class's cache (`heap/large/reuse.rs`), still
@@ -17,7 +18,6 @@
 //! a ring's `bytes` is the sum of its blocks' lengths; a ring's lock is
 //! never held while another lock is taken.
 
-use crate::heap::large::page_states::change_access;
 use crate::heap::large::reuse::{self, Block, SHELVES};
 use crate::sys::lock::{Forkable, Lock};
 
@@ -88,15 +88,14 @@ static RINGS: [Padded; SHELVES] = [const {
 /// pushes out of the ring go to their class's cache, sealed.
 pub fn keep(block: Block) {
     // SAFETY: the block lies in the arena and is no longer live.
-    if !unsafe { change_access(block.data, block.length, reuse::markers(), false) } {
+    if !unsafe { reuse::set_sealed(block, true) } {
         // Not sealed: no use to the caches, which hold sealed blocks only.
         reuse::forget(block);
         return;
     }
     let out = RINGS[reuse::thread_slot()].0.lock().admit(block);
     for evicted in out.into_iter().flatten() {
-        // Guard markers freed its pages.
-        reuse::keep(evicted, reuse::markers());
+        reuse::keep(evicted, reuse::sealing_frees(evicted));
     }
 }
 

@@ -385,7 +385,7 @@ pub fn take(length: usize) -> Option<(Block, bool)> {
             return None;
         }
         // Guard markers freed its pages.
-        return Some((block, zero || (sealed() && markers())));
+        return Some((block, zero || (sealed() && sealing_frees(block))));
     }
     let length = pages * PAGE_SIZE;
     if !grouped(length) {
@@ -458,17 +458,56 @@ pub fn sealed() -> bool {
 
 /// Whether inaccessible arena pages carry guard markers (else they are
 /// `PROT_NONE`), as `heap/large/page_states.rs` decides.
-pub fn markers() -> bool {
+fn markers() -> bool {
     crate::sys::config::current().guard_install()
+}
+
+/// Blocks this long or longer are sealed by mapping fresh memory over
+/// them, one call whatever their pages hold (guard markers and `mprotect`
+/// write every page table entry: 84 us against 34 us for 4 MiB here).
+const SEAL_BY_MAPPING: usize = 1 << 20;
+
+/// Seals (makes inaccessible) or unseals `block`; `false` if the kernel
+/// refused (it may have changed part of it).
+///
+/// # Safety
+/// The block lies in the arena and is not live.
+pub unsafe fn set_sealed(block: Block, sealed: bool) -> bool {
+    if block.length < SEAL_BY_MAPPING {
+        // SAFETY: as the caller promises.
+        return unsafe { change_access(block.data, block.length, markers(), !sealed) };
+    }
+    let protection = if sealed {
+        libc::PROT_NONE
+    } else {
+        libc::PROT_READ | libc::PROT_WRITE
+    };
+    // SAFETY: as the caller promises: replaces only the block's pages.
+    let mapped = unsafe {
+        libc::mmap(
+            block.data as *mut c_void,
+            block.length,
+            protection,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    mapped != libc::MAP_FAILED
+}
+
+/// Whether sealing `block` frees its pages (it reads as zero once
+/// unsealed).
+pub fn sealing_frees(block: Block) -> bool {
+    markers() || block.length >= SEAL_BY_MAPPING
 }
 
 /// Makes a cached `block` accessible again if cached blocks are sealed;
 /// `false` if the kernel refused (the block is then no use to the arena:
 /// its bits would lie).
 fn unseal(block: Block) -> bool {
-    // SAFETY: a cached block lies in the arena, and making it accessible
-    // frees nothing.
-    !sealed() || unsafe { change_access(block.data, block.length, markers(), true) }
+    // SAFETY: a cached block lies in the arena and is not live.
+    !sealed() || unsafe { set_sealed(block, false) }
 }
 
 /// The calling thread's slot among [`SHELVES`], chosen by its stack's
