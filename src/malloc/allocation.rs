@@ -174,7 +174,9 @@ pub fn free_taken(ptr: *mut c_void, id: u32, slot: crate::layout::magazine::Slot
     if !is_malloc_class(id) || !unsafe { checks::claim_released(&slot) } {
         return report_bad(ptr, FREE);
     }
-    keeping_errno(|| hardening::take_back(id, class_index(id), slot))
+    // The same calls as the default `free`'s release (a magazine from the
+    // rack, the arena once per thread), which keep errno unless they fail.
+    hardening::take_back(id, class_index(id), slot)
 }
 
 #[cold]
