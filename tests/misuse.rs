@@ -323,6 +323,14 @@ fn hardened_reuse_order_is_random() {
     common::assert_success_ending_with(&output, "harden-reuse-order: ok");
 }
 
+/// Hardened, an exiting thread releases the objects waiting in its
+/// quarantine: none is lost.
+#[test]
+fn hardened_thread_exit_empties_its_quarantine() {
+    let output = run_with(&c_binary(), "harden-thread-exit", HARDENED);
+    common::assert_success_ending_with(&output, "harden-thread-exit: ok");
+}
+
 #[test]
 fn hardened_correct_program_passes_and_reuse_is_delayed() {
     let output = run_with(&c_binary(), "harden-correct", HARDENED);

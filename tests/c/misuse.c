@@ -165,6 +165,29 @@ static void race_double_frees(void)
 	printf("rounds=%d\n", RACE_ROUNDS);
 }
 
+/* Allocates and frees EXIT_OBJECTS objects of 1000 bytes, then exits. */
+enum { EXIT_OBJECTS = 300, EXIT_THREADS = 4 };
+static void *free_then_exit(void *arg)
+{
+	static char *objects[EXIT_THREADS][EXIT_OBJECTS];
+	char **mine = objects[(intptr_t)arg];
+	for (int i = 0; i < EXIT_OBJECTS; i++) {
+		mine[i] = malloc(1000);
+		CHECK(mine[i] != NULL, "malloc");
+	}
+	for (int i = 0; i < EXIT_OBJECTS; i++)
+		free(mine[i]);
+	return NULL;
+}
+
+/* Live objects of every class, as the statistics count them. */
+static uint64_t live_objects(void)
+{
+	struct slitter_stats stats = { .size = sizeof(stats) };
+	CHECK(slitter_stats(&stats) == 0, "slitter_stats");
+	return stats.live;
+}
+
 /* A large allocation, its usable size in *size. */
 static char *large(size_t *size)
 {
@@ -477,6 +500,26 @@ static int malloc_case(const char *c)
 		      "order of the frees",
 		      neighbours, reused);
 		printf("harden-reuse-order: ok\n");
+	} else if (strcmp(c, "harden-thread-exit") == 0) {
+		/* Run with SLITTER_HARDEN=1: the objects a thread freed, which
+		 * wait in its quarantine, are released when it exits: the
+		 * statistics count them as released once the threads are gone
+		 * (all but the few that glibc's thread creation keeps live). */
+		uint64_t before = live_objects();
+		pthread_t threads[EXIT_THREADS];
+		for (intptr_t t = 0; t < EXIT_THREADS; t++)
+			CHECK(pthread_create(&threads[t], NULL, free_then_exit,
+					     (void *)t) == 0,
+			      "pthread_create");
+		for (int t = 0; t < EXIT_THREADS; t++)
+			CHECK(pthread_join(threads[t], NULL) == 0, "pthread_join");
+		uint64_t after = live_objects();
+		printf("live before=%llu after=%llu\n", (unsigned long long)before,
+		       (unsigned long long)after);
+		CHECK(after < before + EXIT_OBJECTS / 10,
+		      "%llu objects more live after the threads exited",
+		      (unsigned long long)(after - before));
+		printf("harden-thread-exit: ok\n");
 	} else if (strcmp(c, "harden-correct") == 0) {
 		/* Run with SLITTER_HARDEN=1: a correct program passes, freed
 		 * objects are not reused at once, and reused ones (once more
