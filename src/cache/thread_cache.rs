@@ -439,13 +439,13 @@ pub fn release_later(class_id: u32, bytes: usize, slot: Slot) {
         bytes: bytes as u32,
         slot,
     };
-    match this_quarantine() {
-        // SAFETY: the thread's own quarantine, which only it touches.
-        Some(quarantine) => {
-            unsafe { &mut *quarantine }.admit(held, |held| release(held.class_id, held.slot))
-        }
-        None => release(class_id, slot),
-    }
+    let Some(quarantine) = this_quarantine() else {
+        return release(class_id, slot);
+    };
+    // SAFETY: the thread's own quarantine, which only it touches (the
+    // releases of the objects leaving it do not).
+    let quarantine = unsafe { &mut *quarantine };
+    quarantine.admit(held, |held| release(held.class_id, held.slot));
 }
 
 /// This thread's quarantine, made on first use; `None` after the thread's

@@ -523,8 +523,9 @@ static int malloc_case(const char *c)
 	} else if (strcmp(c, "harden-correct") == 0) {
 		/* Run with SLITTER_HARDEN=1: a correct program passes, freed
 		 * objects are not reused at once, and reused ones (once more
-		 * than the quarantine's 4096 objects were freed) read as zero
-		 * although they were filled before their free. */
+		 * than the thread's quarantine holds, 1024 objects, were
+		 * freed) read as zero although they were filled before their
+		 * free. */
 		enum { ROUNDS = 6000 };
 		static char *seen[ROUNDS];
 		int reused = 0;
