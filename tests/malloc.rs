@@ -199,14 +199,19 @@ fn thread_churn_keeps_rss_bounded_under_preload() {
 }
 
 /// Correct programs never trip a check with the opt-in hardening on either
-/// (`SLITTER_HARDEN=1`: canaries, zero on free, quarantine): the C API
-/// edge cases, the 4-thread stress and the C++ containers.
+/// (`SLITTER_HARDEN=1`: canaries, zero on free, per-thread quarantines):
+/// the C API edge cases, the 4-thread stress, the C++ containers, forks
+/// under load (children whose other threads vanished with their
+/// quarantines) and thousands of short threads (each leaving its
+/// quarantine to the next, with bounded memory).
 #[test]
 fn correct_programs_pass_hardened() {
     for (source, name, args) in [
         ("tests/c/malloc_api.c", "malloc_api", &[][..]),
         ("tests/c/malloc_stress.c", "malloc_stress", &["50000"][..]),
         ("tests/cpp/containers.cpp", "containers", &["10"][..]),
+        ("tests/c/fork_load.c", "fork_load", &["50"][..]),
+        ("tests/c/thread_churn.c", "thread_churn", &["2000"][..]),
     ] {
         let binary = common::compile_program(GROUP, source, None);
         let mut command = common::preloaded_command(&binary);

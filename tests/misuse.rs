@@ -293,6 +293,77 @@ fn hardened_double_free_is_caught_in_quarantine() {
     );
 }
 
+/// Two threads freeing one object at the same instant: hardened, the
+/// free marks the state with an atomic exchange, so one of them is
+/// reported every time, however the two overlap.
+#[test]
+fn hardened_simultaneous_double_free_is_caught() {
+    assert_aborts_with(
+        &c_binary(),
+        "harden-double-free-race",
+        HARDENED,
+        &["double free of", "malloc-64"],
+    );
+}
+
+/// The same race, carried on after each report: every one of its rounds
+/// (thousands, with overlaps of every kind) is reported exactly once.
+#[test]
+fn hardened_simultaneous_double_frees_are_each_reported_once() {
+    let env = [CONTINUE[0], HARDENED[0]];
+    let output = run_with(&c_binary(), "harden-double-free-race", &env);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rounds: usize = field(&stdout, "rounds")
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or_else(|| panic!("no rounds=\n{}", common::describe(&output)));
+    let lines = slitter_lines(&output);
+    let reported = lines
+        .iter()
+        .filter(|line| line.contains("double free of"))
+        .count();
+    assert!(
+        output.status.success() && stdout.contains("survived"),
+        "{}",
+        common::describe(&output)
+    );
+    assert_eq!(
+        (reported, lines.len()),
+        (rounds, rounds),
+        "one double-free report per round"
+    );
+}
+
+/// Hardened, a string that fills a small object's usable bytes without
+/// its terminator ends in the canary, whose first byte is zero.
+#[test]
+fn hardened_canary_ends_unterminated_strings() {
+    let output = run_with(&c_binary(), "harden-canary-ends-strings", HARDENED);
+    common::assert_success_ending_with(&output, "harden-canary-ends-strings: ok");
+}
+
+/// Hardened, a small object read after its free reads zeroes.
+#[test]
+fn hardened_read_after_free_reads_zeroes() {
+    let output = run_with(&c_binary(), "harden-read-after-free", HARDENED);
+    common::assert_success_ending_with(&output, "harden-read-after-free: ok");
+}
+
+/// Hardened, freed objects are reused in random order: neither in the
+/// order of their frees nor in its reverse.
+#[test]
+fn hardened_reuse_order_is_random() {
+    let output = run_with(&c_binary(), "harden-reuse-order", HARDENED);
+    common::assert_success_ending_with(&output, "harden-reuse-order: ok");
+}
+
+/// Hardened, an exiting thread releases the objects waiting in its
+/// quarantine: none is lost.
+#[test]
+fn hardened_thread_exit_empties_its_quarantine() {
+    let output = run_with(&c_binary(), "harden-thread-exit", HARDENED);
+    common::assert_success_ending_with(&output, "harden-thread-exit: ok");
+}
+
 #[test]
 fn hardened_correct_program_passes_and_reuse_is_delayed() {
     let output = run_with(&c_binary(), "harden-correct", HARDENED);

@@ -9,9 +9,11 @@
 //! never makes slitter fault; an address passes only if it is the start of
 //! a live object of the named class (handed out and not released since),
 //! and its release marks it free (`mark_released`, called by
-//! `cache::release` once the object is in a magazine, and by the hardened
-//! `free` before its quarantine), so a second release of it fails; every
-//! refusal ends in a report that aborts.
+//! `cache::release` once the object is in a magazine, with a plain store;
+//! `claim_released`, called by the hardened `free` before its quarantine,
+//! with an atomic exchange that also refuses a second release racing the
+//! first), so a second release of it fails; every refusal ends in a
+//! report that aborts.
 
 use crate::layout::magazine::Slot;
 use crate::layout::object_states::{self, State};
@@ -83,6 +85,25 @@ pub unsafe fn mark_released(slot: &Slot) {
     object_states::mark_free(unsafe { &*slot.state });
     #[cfg(feature = "measure_without_checks")]
     let _ = slot;
+}
+
+/// Marks the object of `slot` free with an atomic exchange, and returns
+/// whether this release is the one that freed it: `false` when another
+/// release of it got there first, even one that passed its check at the
+/// same instant on another thread (a double free). Without checks (for
+/// measuring their cost only), always `true`.
+///
+/// # Safety
+/// `slot` was made by `take_back` or `take_back_any`.
+pub unsafe fn claim_released(slot: &Slot) -> bool {
+    #[cfg(not(feature = "measure_without_checks"))]
+    // SAFETY: guaranteed by the caller.
+    return object_states::claim_free(unsafe { &*slot.state });
+    #[cfg(feature = "measure_without_checks")]
+    {
+        let _ = slot;
+        true
+    }
 }
 
 /// Marks the object of `slot` live as it is handed out.

@@ -3,8 +3,9 @@
 //! Owns: for each thread, one allocation magazine and one release magazine
 //! per class, and the exchange of whole magazines with the class's stacks,
 //! the press and the rack on the slow paths; the zeroing of objects for
-//! classes that ask for it; the return of every magazine when a thread
-//! exits.
+//! classes that ask for it; the thread's quarantine, made on its first
+//! delayed release (`release_later`); the return of every magazine, and of
+//! every object in the quarantine, when a thread exits.
 //!
 //! The thread's state is a small header in an initial-exec thread-local
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
@@ -14,7 +15,9 @@
 //! entries are the tops of an always-empty and an always-full sentinel
 //! magazine, then, from the thread's first slow path, to an [`EntryArray`]
 //! of its own, taken from a free list (or the arena) and returned to it
-//! when the thread exits, via a `pthread_key_create` destructor.
+//! when the thread exits, via a `pthread_key_create` destructor. An entry
+//! array keeps its quarantine (empty) on the free list, for the next
+//! thread that takes it.
 //!
 //! Invariants: every entry of the arrays a thread points to is the top of a
 //! magazine owned by the thread or of a sentinel (never written: the
@@ -24,8 +27,9 @@
 //! read-modify-write; objects in the allocation magazine of a `zero_init`
 //! class are zero (they are cleared when the magazine is installed there,
 //! or come fresh from the press); after a thread's exit destructor ran, its
-//! later calls go through a temporary entry that is flushed at once, so
-//! nothing is cached for a dead thread.
+//! later calls go through a temporary entry that is flushed at once, and
+//! its delayed releases skip the quarantine, so nothing is cached or held
+//! for a dead thread.
 //!
 //! Counting (for `cache/tally.rs`), without a single instruction on the fast
 //! paths: they only pop from the allocation magazine and push into the
@@ -53,6 +57,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::cache::checks;
 use crate::cache::class_table::{self, ClassInfo};
 use crate::cache::misuse_report;
+use crate::cache::quarantine::{Held, Quarantine};
 use crate::cache::rack;
 use crate::cache::tally;
 use crate::heap::arena;
@@ -165,6 +170,8 @@ struct EntryArray {
     release_mark: [u8; MAX_CLASSES],
     pending_allocations: [u32; MAX_CLASSES],
     pending_releases: [u32; MAX_CLASSES],
+    /// The quarantine of `release_later`, or null before the first.
+    quarantine: *mut Quarantine,
 }
 
 /// The distance from a class's allocation top to its `fold_budget` in an
@@ -356,7 +363,8 @@ pub fn allocate_or_die(class_id: u32) -> NonNull<u8> {
 
 /// Releases an object to class `class_id` and marks it free: the caller
 /// has checked that the object is live and belongs to the class (so
-/// `class_id < MAX_CLASSES`).
+/// `class_id < MAX_CLASSES`), or the object leaves a quarantine, where it
+/// was already marked free (marking it again changes nothing).
 #[contracts::debug_requires((class_id as usize) < MAX_CLASSES)]
 #[inline(always)]
 pub fn release(class_id: u32, slot: Slot) {
@@ -417,6 +425,46 @@ fn refill_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
         NonNull::new(slot.object)
     })
     .flatten()
+}
+
+/// Releases the object of `slot`, of class `class_id` and `bytes` bytes,
+/// later: the caller checked it and marked it free; it waits in this
+/// thread's quarantine, and the objects that leave the quarantine to make
+/// room for it (random ones, see `cache/quarantine.rs`) are released now.
+/// Released at once when the thread has no quarantine (after its exit
+/// destructor ran, or out of memory for one).
+pub fn release_later(class_id: u32, bytes: usize, slot: Slot) {
+    let held = Held {
+        class_id,
+        bytes: bytes as u32,
+        slot,
+    };
+    let Some(quarantine) = this_quarantine() else {
+        return release(class_id, slot);
+    };
+    // SAFETY: the thread's own quarantine, which only it touches (the
+    // releases of the objects leaving it do not).
+    let quarantine = unsafe { &mut *quarantine };
+    quarantine.admit(held, |held| release(held.class_id, held.slot));
+}
+
+/// This thread's quarantine, made on first use; `None` after the thread's
+/// exit destructor ran, or when out of memory.
+fn this_quarantine() -> Option<*mut Quarantine> {
+    // SAFETY: `state` is this thread's header, only touched by this thread.
+    let state = unsafe { &mut *state() };
+    if state.flags & EXITED != 0 {
+        return None;
+    }
+    if state.array.is_null() {
+        adopt_entry_array(state)?;
+    }
+    // SAFETY: the thread's own entry array.
+    let quarantine = unsafe { &mut (*state.array).quarantine };
+    if quarantine.is_null() {
+        *quarantine = Quarantine::create()?.as_ptr();
+    }
+    Some(*quarantine)
 }
 
 #[cold]
@@ -740,14 +788,19 @@ fn register_exit_hook(array: *mut EntryArray) {
     unsafe { libc::pthread_setspecific(exit_key(), array.cast()) };
 }
 
-/// Returns every magazine of the exiting thread to the classes and the
-/// rack, and its entry array to the free list.
+/// Releases every object of the exiting thread's quarantine into its
+/// magazines, returns every magazine to the classes and the rack, and its
+/// entry array to the free list.
 extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     // SAFETY: runs in the exiting thread, which owns its header.
     let state = unsafe { &mut *state() };
     let array = state.array;
     if array.is_null() {
         return;
+    }
+    // SAFETY: the thread's own entry array and quarantine.
+    if let Some(quarantine) = unsafe { (*array).quarantine.as_mut() } {
+        quarantine.drain(|held| release(held.class_id, held.slot));
     }
     for index in 1..MAX_CLASSES {
         if let Some(info) = class_table::info(index as u32) {

@@ -258,6 +258,15 @@ pub fn mark_free(state: &State) {
     state.flags.store(0, Ordering::Relaxed);
 }
 
+/// Marks the object whose state is `state` free with one atomic exchange
+/// of its flags, and returns whether it was live: of any number of
+/// releases of one object, even at the same instant on several threads,
+/// exactly one sees it live (the hardened `free`, which pays the
+/// read-modify-write that [`mark_free`] avoids).
+pub fn claim_free(state: &State) -> bool {
+    state.flags.swap(0, Ordering::Relaxed) & LIVE != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +297,43 @@ mod tests {
         assert_eq!(state.flags.load(Ordering::Relaxed), 0);
         assert!(!has_room(&state));
         assert_eq!(state.tag.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn only_the_first_claim_of_a_live_object_wins() {
+        let state = State {
+            tag: AtomicU8::new(5),
+            flags: AtomicU8::new(0),
+        };
+        // SAFETY: a local state, handed out here.
+        unsafe { mark_live(&state) };
+        mark_room(&state);
+        assert!(claim_free(&state));
+        assert!(!claim_free(&state));
+        assert_eq!(state.flags.load(Ordering::Relaxed), 0);
+        assert_eq!(state.tag.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn racing_claims_have_one_winner() {
+        static STATE: State = State {
+            tag: AtomicU8::new(5),
+            flags: AtomicU8::new(0),
+        };
+        for _ in 0..1000 {
+            // SAFETY: a static state, handed out here.
+            unsafe { mark_live(&STATE) };
+            let barrier = std::sync::Barrier::new(2);
+            let wins: usize = std::thread::scope(|scope| {
+                let claim = || {
+                    barrier.wait();
+                    usize::from(claim_free(&STATE))
+                };
+                let other = scope.spawn(claim);
+                claim() + other.join().unwrap()
+            });
+            assert_eq!(wins, 1);
+        }
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn allocate_aligned(size: usize, align: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 pub fn allocate_slow(size: usize, align: usize) -> *mut c_void {
-    if !initialise() {
+    if !INITIALISED.load(Ordering::Acquire) && !initialise() {
         return out_of_memory();
     }
     match small_class_for(size, align) {
@@ -165,15 +165,18 @@ pub fn allocate_zeroed(size: usize, align: usize) -> *mut c_void {
 
 /// Frees the object that just passed `free`'s check, of class `id` that
 /// the fast path does not release: hardened malloc objects (marked free
-/// here, before their quarantine), or a class-API object (a misuse).
+/// here by an atomic exchange, before their quarantine: of two frees
+/// racing past the check, the one that finds it free already is reported
+/// as a double free), or a class-API object (a misuse).
 #[cold]
 pub fn free_taken(ptr: *mut c_void, id: u32, slot: crate::layout::magazine::Slot) {
-    if !is_malloc_class(id) {
+    // SAFETY: the slot comes from `take_back_any`.
+    if !is_malloc_class(id) || !unsafe { checks::claim_released(&slot) } {
         return report_bad(ptr, FREE);
     }
-    // SAFETY: the slot comes from `take_back_any`.
-    unsafe { checks::mark_released(&slot) };
-    keeping_errno(|| hardening::take_back(id, class_index(id), slot))
+    // The same calls as the default `free`'s release (a magazine from the
+    // rack, the arena once per thread), which keep errno unless they fail.
+    hardening::take_back(id, class_index(id), slot)
 }
 
 #[cold]

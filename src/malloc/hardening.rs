@@ -3,15 +3,25 @@
 //!
 //! Owns, for the small objects of the malloc size classes (large
 //! allocations already sit between guard pages with checked slack):
-//! - a canary: the last `CANARY` bytes of each object's slot hold a value
-//!   derived from a per-process secret and the object's address, checked
+//! - a canary: the last `CANARY` bytes of each object's slot, checked
 //!   when the object is freed (catches overflows past the usable size,
-//!   which is the slot size minus the canary);
-//! - zero on free: a freed object is zeroed, and checked to be still all
-//!   zero when it is handed out again (catches writes after free);
-//! - a quarantine: freed objects wait in a bounded FIFO of `QUARANTINE`
-//!   entries before they can be reused (delays reuse, so a use after free
-//!   meets zeroes and is caught at the next reuse check, not hidden).
+//!   which is the slot size minus the canary); its first byte (the lowest
+//!   address, right after the usable bytes) is zero, so that a string
+//!   read past its end (an unterminated string) stops inside the slot,
+//!   and the others hold a value derived from a per-process secret and
+//!   the object's address;
+//! - zero on free: a freed object is zeroed (so a read after free reads
+//!   zeroes), and checked to be still all zero when it is handed out
+//!   again (catches writes after free);
+//! - a claim by atomic exchange: `free` marks the object free with an
+//!   atomic exchange of its state (`checks::claim_released`, in
+//!   `allocation::free_taken`), so of two threads freeing one object at
+//!   the same instant one is reported;
+//! - a quarantine: freed objects wait in their thread's quarantine
+//!   (`cache/quarantine.rs`: bounded, no lock) before they can be reused,
+//!   leaving it in random order (delays reuse, so a use after free meets
+//!   zeroes and is caught at the next reuse check, not hidden, and makes
+//!   the object a new allocation gets unpredictable).
 //!
 //! Invariants: the setting is fixed when the malloc size classes are
 //! registered, before any of their objects exists, so every object of a
@@ -30,12 +40,10 @@ use crate::cache::misuse_report::ClassLabel;
 use crate::cache::thread_cache;
 use crate::layout::magazine::Slot;
 use crate::layout::size_classes;
-use crate::sys::lock::Lock;
+use crate::sys::random::random_u64;
 
 /// Bytes of canary at the end of each hardened object's slot.
 pub const CANARY: usize = 8;
-/// Freed objects held back from reuse.
-const QUARANTINE: usize = 4096;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static SECRET: AtomicU64 = AtomicU64::new(0);
@@ -48,14 +56,7 @@ pub fn enabled() -> bool {
 
 /// Turns hardening on; called once, before any malloc object exists.
 pub fn enable() {
-    let mut secret = 0u64;
-    // SAFETY: getrandom writes at most 8 bytes into `secret`.
-    let got = unsafe { libc::getrandom((&raw mut secret).cast(), 8, 0) };
-    if got != 8 {
-        // Without randomness, still a value no program writes by chance.
-        secret = 0x5ca1_ab1e_c0ff_ee00 ^ (&raw const secret as u64);
-    }
-    SECRET.store(secret, Ordering::Relaxed);
+    SECRET.store(random_u64(), Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
 }
 
@@ -74,9 +75,11 @@ pub fn usable_size(index: usize) -> usize {
     size_classes::size_of_class(index).saturating_sub(CANARY)
 }
 
-/// The canary of the object at `addr`.
+/// The canary of the object at `addr`, as stored little-endian: its low
+/// byte, the first in memory, is zero (it ends a string read past the
+/// usable bytes).
 fn canary(addr: usize) -> u64 {
-    (SECRET.load(Ordering::Relaxed) ^ addr as u64).rotate_left(17)
+    (SECRET.load(Ordering::Relaxed) ^ addr as u64).rotate_left(17) & !0xff
 }
 
 /// The address of the canary of the object at `addr` of class `index`.
@@ -90,10 +93,7 @@ fn canary_slot(addr: usize, index: usize) -> *mut u64 {
 pub fn hand_out(class_id: u32, index: usize, object: NonNull<u8>) -> *mut c_void {
     let addr = object.as_ptr() as usize;
     if index != 0 {
-        let size = size_classes::size_of_class(index);
-        // SAFETY: the object is `size` bytes, handed to us by the cache.
-        let bytes = unsafe { core::slice::from_raw_parts(object.as_ptr(), size) };
-        if let Some(offset) = bytes.iter().position(|&b| b != 0) {
+        if let Some(offset) = first_nonzero(object, size_classes::size_of_class(index)) {
             crate::sys::fatal::die(format_args!(
                 "write after free: byte {offset} of {addr:#x} ({}) was written after it \
                  was freed",
@@ -107,31 +107,27 @@ pub fn hand_out(class_id: u32, index: usize, object: NonNull<u8>) -> *mut c_void
     object.as_ptr().cast()
 }
 
-/// Held-back freed objects, oldest first out.
-struct Quarantine {
-    entries: [(u32, Slot); QUARANTINE],
-    next: usize,
-}
-
-// SAFETY: the slots' pointers are only used by the lock holder, and
-// objects are not tied to a thread.
-unsafe impl Send for Quarantine {}
-
-static HELD: Lock<Quarantine> = Lock::new(Quarantine {
-    entries: [(0, Slot::EMPTY); QUARANTINE],
-    next: 0,
-});
-
-/// The quarantine's lock, for the fork handlers.
-pub fn lock() -> &'static dyn crate::sys::lock::Forkable {
-    &HELD
+/// The offset of the first byte that is not zero in the `size` bytes of
+/// the object at `object` (a multiple of 8 bytes, 8-byte aligned), if
+/// any: one pass of 8-byte loads (which the compiler vectorises), then a
+/// search by bytes only when something was written.
+fn first_nonzero(object: NonNull<u8>, size: usize) -> Option<usize> {
+    // SAFETY: the caller's object is `size` bytes, aligned, all ours.
+    let words = unsafe { core::slice::from_raw_parts(object.as_ptr().cast::<u64>(), size / 8) };
+    if words.iter().fold(0, |any, &word| any | word) == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    let bytes = unsafe { core::slice::from_raw_parts(object.as_ptr(), size) };
+    bytes.iter().position(|&b| b != 0)
 }
 
 /// Takes back the object of `slot` (class `class_id`, size class `index`),
 /// just marked free by `free`: checks its canary, zeroes it, and puts it in
-/// quarantine, releasing the oldest quarantined object to the cache.
+/// this thread's quarantine, whence random objects go back to the cache.
 pub fn take_back(class_id: u32, index: usize, slot: Slot) {
     let addr = slot.object as usize;
+    let size = size_classes::size_of_class(index);
     if index != 0 {
         // SAFETY: as in `hand_out`; the object was live until now.
         let found = unsafe { canary_slot(addr, index).read() };
@@ -144,18 +140,39 @@ pub fn take_back(class_id: u32, index: usize, slot: Slot) {
             ))
         }
         // SAFETY: the whole object is ours until it is released.
-        unsafe {
-            slot.object
-                .write_bytes(0, size_classes::size_of_class(index))
-        };
+        unsafe { slot.object.write_bytes(0, size) };
     }
-    let evicted = {
-        let mut held = HELD.lock();
-        let next = held.next;
-        held.next = (next + 1) % QUARANTINE;
-        core::mem::replace(&mut held.entries[next], (class_id, slot))
-    };
-    if evicted.0 != 0 {
-        thread_cache::release(evicted.0, evicted.1);
+    thread_cache::release_later(class_id, size, slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_byte_of_every_canary_is_zero_and_the_rest_secret() {
+        SECRET.store(0x0123_4567_89ab_cdef, Ordering::Relaxed);
+        for addr in (0x7f00_0000_0000usize..).step_by(16).take(1000) {
+            let value = canary(addr);
+            assert_eq!(value.to_le_bytes()[0], 0);
+            assert_ne!(value >> 8, 0);
+            assert_ne!(value, canary(addr + 16));
+        }
+    }
+
+    #[test]
+    fn the_zero_check_finds_the_first_written_byte() {
+        let mut object = [0u64; 8];
+        let at = |object: &mut [u64; 8]| {
+            first_nonzero(
+                NonNull::from(object).cast(),
+                core::mem::size_of::<[u64; 8]>(),
+            )
+        };
+        assert_eq!(at(&mut object), None);
+        object[5] = 1 << 16;
+        assert_eq!(at(&mut object), Some(5 * 8 + 2));
+        object[1] = 1 << 56;
+        assert_eq!(at(&mut object), Some(15));
     }
 }

@@ -61,7 +61,6 @@ pub static FORK_REGISTRATION: AtomicU8 = AtomicU8::new(0);
 impl LockSet for MallocLocks {
     fn each(f: &mut dyn FnMut(&dyn Forkable)) {
         f(&INIT_LOCK);
-        f(hardening::lock());
     }
 
     fn registration() -> &'static AtomicU8 {

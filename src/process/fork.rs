@@ -12,8 +12,8 @@
 //! [`LockSet`] after the core's ([`prepare_for_fork`], through
 //! `entry::enter`), and `pthread_atfork` runs prepare handlers in the
 //! reverse order of registration (malloc: its initialisation, whose
-//! holder registers classes, then the hardening quarantine, whose holder
-//! takes no other lock). Then the core's: class registration, the mill
+//! holder registers classes; the hardening quarantines are per thread and
+//! take no lock). Then the core's: class registration, the mill
 //! table, the mapper registry, the thread-exit key, each class's press (by
 //! class id), each mill (by mapper index), the file mapper's directory and
 //! files, the internal arena, the free list of thread caches, the large

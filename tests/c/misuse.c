@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,92 @@ static void run_in_thread(void *(*body)(void *), void *arg)
 	pthread_t thread;
 	CHECK(pthread_create(&thread, NULL, body, arg) == 0, "pthread_create");
 	CHECK(pthread_join(thread, NULL) == 0, "pthread_join");
+}
+
+/*
+ * The double-free race (case harden-double-free-race): in each of
+ * RACE_ROUNDS rounds, the main thread and a helper free the same object
+ * at (nearly) the same instant, each after a delay that varies from round
+ * to round, so that over the rounds the two frees overlap in every way,
+ * down to both passing the liveness check together. Every round's second
+ * free must be reported.
+ */
+enum { RACE_ROUNDS = 20000 };
+static void *_Atomic race_object;
+/* Arrivals at race_meet, two per meeting; each thread counts its own. */
+static atomic_uint race_arrivals;
+
+/* Waits until both threads arrived at their *met-th meeting. */
+static void race_meet(unsigned *met)
+{
+	*met += 1;
+	atomic_fetch_add(&race_arrivals, 1);
+	while (atomic_load(&race_arrivals) < 2 * *met)
+		;
+}
+
+/* Spins for a number of iterations from 0 to 63 that varies with n. */
+static void race_delay(unsigned n)
+{
+	for (volatile unsigned i = 0; i < n % 64; i++)
+		;
+}
+
+static void *race_helper(void *arg)
+{
+	unsigned met = 0;
+	for (unsigned r = 0; r < RACE_ROUNDS; r++) {
+		race_meet(&met);
+		void *p = atomic_load(&race_object);
+		race_delay(r * 7);
+		free(p);
+		race_meet(&met);
+	}
+	return arg;
+}
+
+static void race_double_frees(void)
+{
+	pthread_t helper;
+	CHECK(pthread_create(&helper, NULL, race_helper, NULL) == 0,
+	      "pthread_create");
+	unsigned met = 0;
+	for (unsigned r = 0; r < RACE_ROUNDS; r++) {
+		void *p = launder(malloc(48));
+		CHECK(p != NULL, "malloc");
+		if (r == 0)
+			tell(p);
+		atomic_store(&race_object, p);
+		race_meet(&met);
+		race_delay(r * 3);
+		free(p);
+		race_meet(&met);
+	}
+	CHECK(pthread_join(helper, NULL) == 0, "pthread_join");
+	printf("rounds=%d\n", RACE_ROUNDS);
+}
+
+/* Allocates and frees EXIT_OBJECTS objects of 1000 bytes, then exits. */
+enum { EXIT_OBJECTS = 300, EXIT_THREADS = 4 };
+static void *free_then_exit(void *arg)
+{
+	static char *objects[EXIT_THREADS][EXIT_OBJECTS];
+	char **mine = objects[(intptr_t)arg];
+	for (int i = 0; i < EXIT_OBJECTS; i++) {
+		mine[i] = malloc(1000);
+		CHECK(mine[i] != NULL, "malloc");
+	}
+	for (int i = 0; i < EXIT_OBJECTS; i++)
+		free(mine[i]);
+	return NULL;
+}
+
+/* Live objects of every class, as the statistics count them. */
+static uint64_t live_objects(void)
+{
+	struct slitter_stats stats = { .size = sizeof(stats) };
+	CHECK(slitter_stats(&stats) == 0, "slitter_stats");
+	return stats.live;
 }
 
 /* A large allocation, its usable size in *size. */
@@ -377,11 +464,98 @@ static int malloc_case(const char *c)
 		tell(p);
 		((volatile char *)p)[40] = 1;
 		free(p);
+	} else if (strcmp(c, "harden-double-free-race") == 0) {
+		/* Run with SLITTER_HARDEN=1: exactly one free of each round
+		 * wins, the other is reported (see race_double_frees). */
+		race_double_frees();
+	} else if (strcmp(c, "harden-canary-ends-strings") == 0) {
+		/* Run with SLITTER_HARDEN=1: a string that fills an object's
+		 * usable bytes, unterminated, reads as ending there: the
+		 * canary's first byte is zero. */
+		for (size_t n = 1; n <= 32768 - 8; n += n / 8 + 1) {
+			char *p = launder(malloc(n));
+			size_t usable = malloc_usable_size(p);
+			CHECK(usable >= n, "usable size %zu of %zu", usable, n);
+			memset(p, 'x', usable);
+			CHECK(strlen(p) == usable, "strlen %zu of %zu usable bytes",
+			      strlen(p), usable);
+			free(p);
+		}
+		printf("harden-canary-ends-strings: ok\n");
+	} else if (strcmp(c, "harden-read-after-free") == 0) {
+		/* Run with SLITTER_HARDEN=1: a freed small object reads as
+		 * zeroes (it waits in quarantine, zeroed). */
+		for (size_t n = 1; n <= 32768 - 8; n += n / 8 + 1) {
+			volatile unsigned char *p = launder(malloc(n));
+			size_t usable = malloc_usable_size((void *)p);
+			memset((void *)p, 0xab, usable);
+			free((void *)p);
+			for (size_t i = 0; i < usable; i++)
+				CHECK(p[i] == 0, "byte %zu of %zu read %#x after free",
+				      i, n, p[i]);
+		}
+		printf("harden-read-after-free: ok\n");
+	} else if (strcmp(c, "harden-reuse-order") == 0) {
+		/* Run with SLITTER_HARDEN=1: N objects freed in order come
+		 * back in no predictable order. Counts, among the objects
+		 * allocated next that are some of them, how often two in a
+		 * row were freed one after the other (either way round): what
+		 * a first-in first-out or last-in first-out reuse gives
+		 * nearly every time, and a random order almost never. */
+		enum { N = 8192 };
+		static char *freed[N];
+		for (int i = 0; i < N; i++)
+			freed[i] = malloc(64);
+		for (int i = 0; i < N; i++)
+			free(freed[i]);
+		int reused = 0, neighbours = 0, last = -2;
+		for (int i = 0; i < N; i++) {
+			char *q = malloc(64);
+			int at = -1;
+			for (int k = 0; k < N && at < 0; k++)
+				if (freed[k] == q)
+					at = k;
+			if (at < 0)
+				continue;
+			reused++;
+			if (at == last + 1 || at == last - 1)
+				neighbours++;
+			last = at;
+		}
+		printf("reused=%d neighbours=%d\n", reused, neighbours);
+		CHECK(reused >= N / 2, "only %d of %d freed objects reused",
+		      reused, N);
+		CHECK(neighbours < reused / 20,
+		      "%d of %d reused objects follow their neighbour in the "
+		      "order of the frees",
+		      neighbours, reused);
+		printf("harden-reuse-order: ok\n");
+	} else if (strcmp(c, "harden-thread-exit") == 0) {
+		/* Run with SLITTER_HARDEN=1: the objects a thread freed, which
+		 * wait in its quarantine, are released when it exits: the
+		 * statistics count them as released once the threads are gone
+		 * (all but the few that glibc's thread creation keeps live). */
+		uint64_t before = live_objects();
+		pthread_t threads[EXIT_THREADS];
+		for (intptr_t t = 0; t < EXIT_THREADS; t++)
+			CHECK(pthread_create(&threads[t], NULL, free_then_exit,
+					     (void *)t) == 0,
+			      "pthread_create");
+		for (int t = 0; t < EXIT_THREADS; t++)
+			CHECK(pthread_join(threads[t], NULL) == 0, "pthread_join");
+		uint64_t after = live_objects();
+		printf("live before=%llu after=%llu\n", (unsigned long long)before,
+		       (unsigned long long)after);
+		CHECK(after < before + EXIT_OBJECTS / 10,
+		      "%llu objects more live after the threads exited",
+		      (unsigned long long)(after - before));
+		printf("harden-thread-exit: ok\n");
 	} else if (strcmp(c, "harden-correct") == 0) {
 		/* Run with SLITTER_HARDEN=1: a correct program passes, freed
 		 * objects are not reused at once, and reused ones (once more
-		 * than the quarantine's 4096 objects were freed) read as zero
-		 * although they were filled before their free. */
+		 * than the thread's quarantine holds, 1024 objects, were
+		 * freed) read as zero although they were filled before their
+		 * free. */
 		enum { ROUNDS = 6000 };
 		static char *seen[ROUNDS];
 		int reused = 0;
