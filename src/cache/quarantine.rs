@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 
 use crate::heap::arena;
 use crate::layout::magazine::Slot;
-use crate::sys::random::random_u64;
+use crate::sys::random::Generator;
 
 /// The most objects one quarantine holds.
 pub const CAPACITY: usize = 1024;
@@ -45,8 +45,8 @@ pub struct Held {
 pub struct Quarantine {
     count: usize,
     bytes: usize,
-    /// The state of the generator (wyrand) that picks who leaves.
-    random: u64,
+    /// The generator that picks who leaves.
+    random: Generator,
     held: [Held; CAPACITY],
 }
 
@@ -59,10 +59,9 @@ impl Quarantine {
             core::mem::align_of::<Quarantine>(),
         )?
         .cast::<Quarantine>();
-        // SAFETY: fresh, zero-filled memory of the right size and
-        // alignment: zero counts are an empty quarantine, and the entries
-        // are only read below `count`.
-        unsafe { (&raw mut (*quarantine.as_ptr()).random).write(random_u64()) };
+        // Fresh, zero-filled memory of the right size and alignment: zero
+        // counts are an empty quarantine, the entries are only read below
+        // `count`, and the generator seeds itself.
         Some(quarantine)
     }
 
@@ -71,7 +70,7 @@ impl Quarantine {
     pub fn admit(&mut self, held: Held, mut leave: impl FnMut(Held)) {
         let bytes = held.bytes as usize;
         while self.count == CAPACITY || (self.count > 0 && self.bytes + bytes > BUDGET) {
-            let index = self.random_below(self.count);
+            let index = self.random.below(self.count);
             leave(self.remove(index));
         }
         self.held[self.count] = held;
@@ -82,7 +81,7 @@ impl Quarantine {
     /// Lets every object leave, through `leave`, in random order.
     pub fn drain(&mut self, mut leave: impl FnMut(Held)) {
         while self.count > 0 {
-            let index = self.random_below(self.count);
+            let index = self.random.below(self.count);
             leave(self.remove(index));
         }
     }
@@ -95,16 +94,6 @@ impl Quarantine {
         self.held[index] = self.held[self.count];
         self.bytes -= held.bytes as usize;
         held
-    }
-
-    /// A uniformly random number below `bound` (not 0), by wyrand and a
-    /// multiply-shift.
-    fn random_below(&mut self, bound: usize) -> usize {
-        self.random = self.random.wrapping_add(0xa076_1d64_78bd_642f);
-        let product =
-            u128::from(self.random).wrapping_mul(u128::from(self.random ^ 0xe703_7ed1_a0b4_28db));
-        let value = (product >> 64) as u64 ^ product as u64;
-        ((u128::from(value) * bound as u128) >> 64) as usize
     }
 }
 

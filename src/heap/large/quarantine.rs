@@ -9,7 +9,8 @@
 //! inaccessible memory mapped over it, else guard markers, which also free
 //! its pages, or `mprotect`), so a read or write after
 //! free faults, and waits in its ring: its address is not handed out
-//! again before that many later frees of its thread slot pushed it out.
+//! again before half as many later frees of its thread slot pushed it out
+//! (at random, so the order of reuse cannot be predicted).
 //! Then it goes to its class's cache (`heap/large/reuse.rs`), still
 //! sealed, and is unsealed when it is taken again: two changes of
 //! protection per block, and no other system call.
@@ -20,6 +21,7 @@
 
 use crate::heap::large::reuse::{self, Block, SHELVES};
 use crate::sys::lock::{Forkable, Lock};
+use crate::sys::random::Generator;
 
 /// Blocks a ring holds at most.
 pub const QUARANTINE: usize = 64;
@@ -27,18 +29,23 @@ pub const QUARANTINE: usize = 64;
 /// `mprotect`).
 pub const QUARANTINE_BYTES: usize = 32 << 20;
 
-/// One ring: `len` blocks from `first`, oldest first.
+/// One ring: `len` blocks from `first`, about oldest first.
 struct Ring {
     blocks: [Block; QUARANTINE],
     first: usize,
     len: usize,
     bytes: usize,
+    /// The generator that picks who leaves.
+    random: Generator,
 }
 
 impl Ring {
-    /// Adds `block`; returns the blocks pushed out, oldest first: one when
-    /// the ring is full, two while its bytes exceed their bound (so that
-    /// a large block admitted over it brings them back under).
+    /// Adds `block`; returns the blocks pushed out: one when the ring is
+    /// full, two while its bytes exceed their bound (so that a large block
+    /// admitted over it brings them back under), each picked at random
+    /// among the older half of the ring, so that a block waits for at
+    /// least half a ring of later frees and the order of reuse cannot be
+    /// predicted.
     fn admit(&mut self, block: Block) -> [Option<Block>; 2] {
         let mut out = [None, None];
         for evicted in &mut out {
@@ -46,6 +53,8 @@ impl Ring {
             if !full || self.len == 0 {
                 break;
             }
+            let pick = (self.first + self.random.below(self.len.div_ceil(2))) % QUARANTINE;
+            self.blocks.swap(self.first, pick);
             let oldest = self.blocks[self.first];
             self.first = (self.first + 1) % QUARANTINE;
             self.len -= 1;
@@ -81,6 +90,7 @@ static RINGS: [Padded; SHELVES] = [const {
         first: 0,
         len: 0,
         bytes: 0,
+        random: Generator::UNSEEDED,
     }))
 }; SHELVES];
 
@@ -121,6 +131,7 @@ mod tests {
             first: 0,
             len: 0,
             bytes: 0,
+            random: Generator::UNSEEDED,
         }
     }
 
@@ -133,21 +144,29 @@ mod tests {
     }
 
     #[test]
-    fn a_ring_lets_blocks_out_oldest_first_within_its_bounds() {
+    fn a_ring_lets_older_blocks_out_at_random_within_its_bounds() {
         let mut ring = ring();
         for i in 0..QUARANTINE {
             assert_eq!(ring.admit(block(i, 4096)), [None, None]);
         }
         assert!(ring.holds(block(0, 4096).data + 100));
-        assert_eq!(
-            ring.admit(block(QUARANTINE, 4096)),
-            [Some(block(0, 4096)), None]
-        );
-        assert!(!ring.holds(block(0, 4096).data));
+        // Each block pushed out is among the older half, and leaves.
+        let mut order = Vec::new();
+        for i in QUARANTINE..3 * QUARANTINE {
+            let [Some(out), None] = ring.admit(block(i, 4096)) else {
+                panic!("one block out per block in");
+            };
+            let age = (out.data >> 30) - 1;
+            assert!(i - age >= QUARANTINE / 2, "{age} left at {i}");
+            assert!(!ring.holds(out.data));
+            order.push(age);
+        }
+        // Not in the order they came.
+        assert!(order.windows(2).filter(|w| w[1] == w[0] + 1).count() < order.len() / 2);
         // A large block pushes out as many as its bytes need, two at a time.
         let big = QUARANTINE_BYTES - 10 * 4096;
         let out = ring.admit(block(1000, big));
-        assert_eq!(out, [Some(block(1, 4096)), Some(block(2, 4096))]);
+        assert!(out.iter().all(Option::is_some));
         assert!(ring.bytes > QUARANTINE_BYTES);
         for i in 0..60 {
             ring.admit(block(2000 + i, 4096));
