@@ -2,8 +2,9 @@
 //!
 //! Owns: where a resized allocation goes: a small object stays while its
 //! class holds the new size, and moves with growth room (half again, capped
-//! by the size classes) when it outgrows it; a large block resizes in place
-//! when it can. A resize keeps the alignment it was allocated with.
+//! by the size classes) when it outgrows it; a large block stays in place
+//! while its pages suffice and more than half stay used, and moves
+//! otherwise (by `mremap` above 64 MiB). A resize keeps the alignment it was allocated with.
 //!
 //! Invariant: a failed resize leaves the allocation as it was.
 

@@ -2,7 +2,7 @@
 //!
 //! Owns: reservations of [`RESERVATION_SIZE`] bytes of inaccessible
 //! address space (never unmapped), the free ranges inside them, best-fit
-//! placement of extents, growing and shrinking extents in place, and the
+//! placement of extents, and the
 //! budget of freed memory kept resident for reuse.
 //!
 //! An extent is `| data (whole pages, read/write) | guard page |`. Each
@@ -393,43 +393,6 @@ impl Arena {
         self.add_free(data, length + PAGE_SIZE);
     }
 
-    /// Shrinks the extent at `data` from `length` to `new_length` data
-    /// bytes (both whole pages, `new_length` smaller), freeing its tail;
-    /// `false` (extent unchanged) if the kernel refused.
-    #[contracts::debug_requires(new_length > 0 && new_length < length && new_length.is_multiple_of(PAGE_SIZE))]
-    pub fn shrink(&mut self, data: usize, length: usize, new_length: usize) -> bool {
-        if !self.pages.protect(data + new_length, PAGE_SIZE, false) {
-            return false;
-        }
-        self.live -= length - new_length;
-        self.add_free(data + new_length + PAGE_SIZE, length - new_length);
-        true
-    }
-
-    /// Grows the extent at `data` from `length` data bytes into the free
-    /// range just above it: to `most` bytes if that fits, else to `least`;
-    /// returns the new length, or `None` (extent unchanged) if neither fits.
-    #[contracts::debug_requires(length < least && least <= most && most.is_multiple_of(PAGE_SIZE) && least.is_multiple_of(PAGE_SIZE))]
-    pub fn grow(&mut self, data: usize, length: usize, least: usize, most: usize) -> Option<usize> {
-        let end = data + length + PAGE_SIZE;
-        let index = self.position(end);
-        let range = *self.slice().get(index).filter(|r| r.start == end)?;
-        let new_length = [most, least]
-            .into_iter()
-            .find(|&l| l - length <= range.length)?;
-        let extra = new_length - length;
-        // As in `place`: the new guard (inside the range) first, then the
-        // old guard and the range's prefix become data.
-        if !self.pages.protect(data + new_length, PAGE_SIZE, false)
-            || !self.pages.protect(data + length, extra, true)
-        {
-            return None;
-        }
-        self.take_prefix(index, extra);
-        self.live += extra;
-        Some(new_length)
-    }
-
     /// The number of free ranges that may hold resident pages, and their
     /// dirty bytes.
     pub fn retained(&self) -> (usize, usize) {
@@ -527,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn frees_coalesce_and_extents_grow_and_shrink_in_place() {
+    fn frees_coalesce() {
         let mut arena = Arena::new();
         let (a, _, _) = arena.place(PAGE_SIZE).unwrap();
         let (b, _, _) = arena.place(PAGE_SIZE).unwrap();
@@ -541,38 +504,8 @@ mod tests {
         assert_eq!(arena.count, ranges, "a, b and c coalesced");
         let (d, _, _) = arena.place(PAGE_SIZE).unwrap();
         assert_eq!(d, a);
-        // Grow into the free space above, to `most` when it fits.
-        assert_eq!(
-            arena.grow(d, PAGE_SIZE, 2 * PAGE_SIZE, 8 * PAGE_SIZE),
-            Some(8 * PAGE_SIZE)
-        );
-        assert_guarded(d, 8 * PAGE_SIZE);
-        write(d, 8 * PAGE_SIZE, 1);
-        // An extent just above blocks growth.
-        let (e, _, _) = arena.place(PAGE_SIZE).unwrap();
-        assert_eq!(e, d + 9 * PAGE_SIZE);
-        assert_eq!(
-            arena.grow(d, 8 * PAGE_SIZE, 9 * PAGE_SIZE, 9 * PAGE_SIZE),
-            None
-        );
-        assert_guarded(d, 8 * PAGE_SIZE);
-        // Shrinking frees the tail; growing takes it back.
-        assert!(arena.shrink(d, 8 * PAGE_SIZE, 3 * PAGE_SIZE));
-        assert_guarded(d, 3 * PAGE_SIZE);
-        assert_guarded(e, PAGE_SIZE);
-        assert_eq!(
-            arena.grow(d, 3 * PAGE_SIZE, 4 * PAGE_SIZE, 100 * PAGE_SIZE),
-            Some(4 * PAGE_SIZE)
-        );
-        assert_guarded(d, 4 * PAGE_SIZE);
-        assert_eq!(
-            arena.grow(d, 4 * PAGE_SIZE, 8 * PAGE_SIZE, 8 * PAGE_SIZE),
-            Some(8 * PAGE_SIZE)
-        );
-        assert_guarded(d, 8 * PAGE_SIZE);
-        assert_guarded(e, PAGE_SIZE);
-        arena.release(d, 8 * PAGE_SIZE);
-        arena.release(e, PAGE_SIZE);
+        assert_guarded(d, PAGE_SIZE);
+        arena.release(d, PAGE_SIZE);
         assert_eq!(arena.count, 1);
         assert_eq!(arena.extents, 0);
         assert_eq!(arena.live, 0);

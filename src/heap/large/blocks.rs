@@ -33,7 +33,7 @@ use crate::heap::large::mapping::{map, unmap, Kind, Mapping};
 pub use crate::heap::large::mapping::{page_round, PAGE_SIZE};
 use crate::heap::large::quarantine;
 use crate::heap::large::records;
-use crate::heap::large::reuse::{self, Block};
+use crate::heap::large::reuse;
 use crate::heap::large::table::{self, each_shard, shard};
 use crate::sys::lock::Forkable;
 
@@ -155,17 +155,19 @@ pub enum Resized {
     OutOfMemory,
     /// `ptr` is not a large allocation.
     NotLarge,
-    /// The allocation (an arena extent with no free room above it) cannot
-    /// grow where it is: the caller moves it; it is unchanged.
+    /// The allocation (a block of a size class) cannot take the new size
+    /// where it is: the caller moves it; it is unchanged.
     Move,
 }
+
 /// Resizes the large allocation at `ptr` to `size` bytes at the same
 /// address, giving its memory room for `room` bytes (at least `size`)
 /// where that costs no copy:
 /// - in place when its pages suffice and at most half would be unused;
-/// - an arena extent shrinks by freeing its tail, and grows into the free
-///   range above it (to `room` if that fits, else to `size`), or asks the
-///   caller to move it;
+/// - else a block of a size class asks the caller to move it (into a
+///   block of the new size's class, most often cached with its pages:
+///   growing an extent into the fresh free range above it, or giving its
+///   tail back to the arena, faulted in a page per page copied and more);
 /// - a mapping of its own moves its pages with `mremap` into a new guarded
 ///   mapping (no copy; the address changes, and the old one counts as
 ///   freed).
@@ -228,30 +230,7 @@ fn resized_memory(old: Mapping, size: usize, room: usize, align: usize) -> (Mapp
         return done(resized(old));
     }
     match old.kind {
-        // A slot neither grows nor shrinks: its neighbours are slots.
-        Kind::Slot => (old, Resized::Move),
-        Kind::Extent => {
-            let new_length = if length < old.length {
-                if reuse::arena().shrink(old.data, old.length, length) {
-                    length
-                } else {
-                    // The kernel refused to split the mapping: keep it
-                    // whole.
-                    old.length
-                }
-            } else {
-                let grown = reuse::arena().grow(old.data, old.length, length, room_length);
-                match grown {
-                    Some(new_length) => new_length,
-                    None => return (old, Resized::Move),
-                }
-            };
-            done(resized(Mapping::block(Block {
-                data: old.data,
-                length: new_length,
-                slot: false,
-            })))
-        }
+        Kind::Slot | Kind::Extent => (old, Resized::Move),
         Kind::Own => match moved(old, length, room_length, align) {
             Some(memory) => done(resized(memory)),
             None => (old, Resized::OutOfMemory),
@@ -387,24 +366,32 @@ mod tests {
     }
 
     #[test]
-    fn an_extent_shrinks_in_place_behind_a_new_guard() {
+    fn an_extent_resizes_in_place_within_its_pages_or_asks_to_move() {
         let (p, _) = allocate(1 << 20, 16).unwrap();
         // SAFETY: 1 MiB allocation.
         unsafe { p.as_ptr().cast::<u8>().write_bytes(5, 1 << 20) };
-        let Resized::Done(q) = resize(p.as_ptr(), 100_000, 100_000, 16) else {
-            panic!("shrink failed");
+        let Resized::Done(q) = resize(p.as_ptr(), 700_000, 700_000, 16) else {
+            panic!("in place within its pages");
         };
         assert_eq!(p, q);
-        assert_eq!(usable_size(q.as_ptr()), Some(100_000));
-        let end_page = (q.as_ptr() as usize + 100_000).next_multiple_of(PAGE_SIZE);
-        assert_eq!(protection(end_page), "--");
-        // SAFETY: the allocation holds 100,000 bytes.
-        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 100_000) };
+        assert_eq!(usable_size(q.as_ptr()), Some(700_000));
+        // SAFETY: the allocation holds 700,000 bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(q.as_ptr().cast::<u8>(), 700_000) };
         assert!(bytes.iter().all(|&b| b == 5));
         // The bytes given up became checked slack, cleared: this passes.
         assert!(
-            matches!(resize(q.as_ptr(), 100_000 + 64, 100_064, 16), Resized::Done(r) if r == q)
+            matches!(resize(q.as_ptr(), 700_000 + 64, 700_064, 16), Resized::Done(r) if r == q)
         );
+        // Beyond its pages, or below half of them: moved by the caller.
+        assert!(matches!(
+            resize(q.as_ptr(), 2 << 20, 2 << 20, 16),
+            Resized::Move
+        ));
+        assert!(matches!(
+            resize(q.as_ptr(), 100_000, 100_000, 16),
+            Resized::Move
+        ));
+        assert_eq!(usable_size(q.as_ptr()), Some(700_064));
         assert!(free(q.as_ptr()));
     }
 

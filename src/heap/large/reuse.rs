@@ -2,10 +2,10 @@
 //! each class kept as they are for the next request of that class, groups
 //! of small blocks, and the decay of the kept memory.
 //!
-//! Owns: the lock of the large arena (every call into
-//! `heap/large/arena.rs` goes through [`arena`]), one cache per size class
-//! (a LIFO stack of freed blocks, in memory mapped here, under a lock of
-//! its own), the count of the kept bytes that may hold memory, and the
+//! Owns: the large arena and its lock (every call into
+//! `heap/large/arena.rs` is made here), per size class [`SHELVES`] caches
+//! (LIFO stacks of freed blocks, in memory mapped here, each under a lock
+//! of its own), the count of the kept bytes that may hold memory, and the
 //! clock of their decay.
 //!
 //! Size classes: four per doubling of the length in pages (1, 2, ..., 8,
@@ -47,7 +47,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::heap::large::arena::{Arena, MAX_EXTENT, PAGE_SIZE};
 use crate::heap::large::page_states::change_access;
-use crate::sys::lock::{Forkable, Lock, LockGuard};
+use crate::sys::lock::{Forkable, Lock};
 use crate::sys::os_memory::grow_mapped_array;
 
 /// Blocks of classes this long or longer are extents with guards of their
@@ -340,11 +340,6 @@ fn now_ms() -> u64 {
     time.tv_sec as u64 * 1000 + time.tv_nsec as u64 / 1_000_000
 }
 
-/// The arena, locked (after any class lock the caller holds).
-pub fn arena() -> LockGuard<'static, Arena> {
-    ARENA.lock()
-}
-
 /// Whether blocks of `length` bytes (a class length) are slots of groups.
 pub fn grouped(length: usize) -> bool {
     let config = crate::sys::config::current();
@@ -363,6 +358,26 @@ fn place(length: usize) -> Option<(usize, usize, bool)> {
     ARENA.lock().place(length)
 }
 
+/// Classes above a request's that it looks in before it takes new memory:
+/// a block up to about twice as long, whose pages are there already, costs
+/// less than fresh pages (a program whose sizes wander would otherwise
+/// leave blocks of the sizes it no longer asks for cached, decaying, while
+/// it faults in new ones). Not for a request of exactly a class's length,
+/// whose allocation then starts just above its block's guard page.
+const LARGER_CLASSES: usize = 4;
+
+/// A cached block of class `index`: from the calling thread's shelf, else
+/// from another thread's, and whether it reads as zero.
+fn cached(index: usize) -> Option<(Block, bool)> {
+    let home = home(index);
+    with_cache(home, Cache::pop).or_else(|| {
+        (1..SHELVES)
+            .map(|i| index * SHELVES + (home + i) % SHELVES)
+            .filter(|&shelf| SHELF[shelf].len.load(Relaxed) > 0)
+            .find_map(|shelf| with_cache(shelf, Cache::pop))
+    })
+}
+
 /// A block of at least `length` bytes (whole pages, at most
 /// [`MAX_EXTENT`]), and whether it reads as zero: a cached block of its
 /// class (no system call), else a new extent or a new group (whose other
@@ -370,13 +385,12 @@ fn place(length: usize) -> Option<(usize, usize, bool)> {
 pub fn take(length: usize) -> Option<(Block, bool)> {
     let (index, pages) = ceil_class(length / PAGE_SIZE);
     let home = home(index);
-    let taken = with_cache(home, Cache::pop).or_else(|| {
-        // Another thread's freed blocks of the class, before new memory.
-        (1..SHELVES)
-            .map(|i| index * SHELVES + (home + i) % SHELVES)
-            .filter(|&shelf| SHELF[shelf].len.load(Relaxed) > 0)
-            .find_map(|shelf| with_cache(shelf, Cache::pop))
-    });
+    let reach = if length == pages * PAGE_SIZE {
+        0
+    } else {
+        LARGER_CLASSES
+    };
+    let taken = (index..CLASSES.min(index + 1 + reach)).find_map(cached);
     decay(now_ms());
     if let Some((block, zero)) = taken {
         if !unseal(block) {
