@@ -36,8 +36,8 @@
 
 use core::ffi::c_void;
 
-use crate::heap::large::page_states::PageStates;
 pub use crate::heap::large::page_states::PAGE_SIZE;
+use crate::heap::large::page_states::{Change, PageStates};
 use crate::sys::os_memory::grow_mapped_array;
 
 #[cfg(not(feature = "test_only_small_constants"))]
@@ -60,6 +60,15 @@ use values::RETAIN_MIN;
 /// The largest extent (data bytes) placed in the arena; larger ones get
 /// mappings of their own.
 pub const MAX_EXTENT: usize = RESERVATION_SIZE / 16;
+
+/// An extent just placed, and the changes of protection it needs.
+pub struct Placed {
+    pub data: usize,
+    pub length: usize,
+    /// Its memory is known to read as zero.
+    pub zero: bool,
+    pub changes: [Option<Change>; 2],
+}
 
 /// A run of free pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,13 +257,15 @@ impl Arena {
     }
 
     /// Places an extent of at least `length` data bytes (whole pages, at
-    /// most [`MAX_EXTENT`]); returns its data address and length (the whole
-    /// free range when at most an eighth of it would be left over, which
-    /// would serve little else) and whether its memory is known to be zero.
-    /// `None` when out of memory or reservations.
+    /// most [`MAX_EXTENT`]): its data address and length (the whole free
+    /// range when at most an eighth of it would be left over, which would
+    /// serve little else), whether its memory is known to be zero, and the
+    /// changes of protection the caller must then ask of the kernel
+    /// (else give it back with [`Arena::refused`]). `None` when out of
+    /// memory or reservations.
     #[contracts::debug_requires(length > 0 && length.is_multiple_of(PAGE_SIZE) && length <= MAX_EXTENT)]
-    #[contracts::debug_ensures(ret.is_none_or(|(_, l, _)| l >= length))]
-    pub fn place(&mut self, length: usize) -> Option<(usize, usize, bool)> {
+    #[contracts::debug_ensures(ret.as_ref().is_none_or(|p| p.length >= length))]
+    pub fn place(&mut self, length: usize) -> Option<Placed> {
         // One more extent, and perhaps one more reservation.
         if !self.make_room(self.extents + self.reservations + 2) {
             return None;
@@ -271,17 +282,27 @@ impl Arena {
             need
         };
         let (data, length) = (range.start, need - PAGE_SIZE);
-        // The guard first: if the data cannot be made accessible, nothing
-        // is handed out and the range only gained an inaccessible page.
-        if !self.pages.protect(data + length, PAGE_SIZE, false)
-            || !self.pages.protect(data, length, true)
-        {
-            return None;
-        }
+        // The guard first.
+        let changes = [
+            self.pages.plan(data + length, PAGE_SIZE, false),
+            self.pages.plan(data, length, true),
+        ];
         self.take_prefix(index, need);
         self.extents += 1;
         self.live += length;
-        Some((data, length, range.zero_from <= data))
+        Some(Placed {
+            data,
+            length,
+            zero: range.zero_from <= data,
+            changes,
+        })
+    }
+
+    /// Takes back the extent placed at `data` whose changes of protection
+    /// the kernel refused: from now on, every change asks the kernel.
+    pub fn refused(&mut self, data: usize, length: usize) {
+        self.pages.distrust();
+        self.release(data, length);
     }
 
     /// Adds `[start, start + length)` to the free ranges, coalesced with
@@ -426,6 +447,16 @@ pub fn protection(addr: usize) -> String {
 mod tests {
     use super::*;
 
+    /// Places an extent and makes its changes of protection at once.
+    fn place(arena: &mut Arena, length: usize) -> Option<(usize, usize, bool)> {
+        let placed = arena.place(length)?;
+        for change in placed.changes.into_iter().flatten() {
+            // SAFETY: the extent just placed, the test's.
+            assert!(unsafe { change.apply() });
+        }
+        Some((placed.data, placed.length, placed.zero))
+    }
+
     fn assert_guarded(data: usize, length: usize) {
         assert_eq!(protection(data - PAGE_SIZE), "--", "page below {data:#x}");
         assert_eq!(protection(data), "rw");
@@ -441,9 +472,9 @@ mod tests {
     #[test]
     fn extents_are_guarded_and_reused_without_zeroing() {
         let mut arena = Arena::new();
-        let (a, _, fresh) = arena.place(4 * PAGE_SIZE).unwrap();
+        let (a, _, fresh) = place(&mut arena, 4 * PAGE_SIZE).unwrap();
         assert!(fresh);
-        let (b, _, _) = arena.place(2 * PAGE_SIZE).unwrap();
+        let (b, _, _) = place(&mut arena, 2 * PAGE_SIZE).unwrap();
         assert_eq!(b, a + 5 * PAGE_SIZE, "placed just above the first guard");
         assert_guarded(a, 4 * PAGE_SIZE);
         assert_guarded(b, 2 * PAGE_SIZE);
@@ -451,7 +482,7 @@ mod tests {
         arena.release(a, 4 * PAGE_SIZE);
         // A smaller extent reuses the freed one's pages, unzeroed, and gets
         // a guard of its own; the page below `b` stays a guard.
-        let (c, length, fresh) = arena.place(PAGE_SIZE).unwrap();
+        let (c, length, fresh) = place(&mut arena, PAGE_SIZE).unwrap();
         assert_eq!((c, length), (a, PAGE_SIZE));
         assert!(!fresh);
         // SAFETY: `c` holds a page.
@@ -461,11 +492,11 @@ mod tests {
         assert_eq!(arena.retained().0, 1);
         // A request that would leave at most an eighth of a range takes it
         // all.
-        let (f, _, _) = arena.place(16 * PAGE_SIZE).unwrap();
-        let (g, _, _) = arena.place(4 * PAGE_SIZE).unwrap();
+        let (f, _, _) = place(&mut arena, 16 * PAGE_SIZE).unwrap();
+        let (g, _, _) = place(&mut arena, 4 * PAGE_SIZE).unwrap();
         assert_eq!(g, f + 17 * PAGE_SIZE);
         arena.release(f, 16 * PAGE_SIZE);
-        let (h, length, _) = arena.place(15 * PAGE_SIZE).unwrap();
+        let (h, length, _) = place(&mut arena, 15 * PAGE_SIZE).unwrap();
         assert_eq!((h, length), (f, 16 * PAGE_SIZE));
         assert_guarded(h, 16 * PAGE_SIZE);
         assert_guarded(g, 4 * PAGE_SIZE);
@@ -474,17 +505,17 @@ mod tests {
     #[test]
     fn untouched_pages_stay_known_zero_when_a_free_merges_with_them() {
         let mut arena = Arena::new();
-        let (a, _, fresh) = arena.place(4 * PAGE_SIZE).unwrap();
+        let (a, _, fresh) = place(&mut arena, 4 * PAGE_SIZE).unwrap();
         assert!(fresh);
         write(a, 4 * PAGE_SIZE, 7);
         // The freed extent merges with the untouched rest of the
         // reservation above it.
         arena.release(a, 4 * PAGE_SIZE);
-        let (b, _, fresh) = arena.place(4 * PAGE_SIZE).unwrap();
+        let (b, _, fresh) = place(&mut arena, 4 * PAGE_SIZE).unwrap();
         assert_eq!(b, a);
         assert!(!fresh, "the freed pages hold data");
         // Above them (and the guard), the pages were never used.
-        let (c, _, fresh) = arena.place(8 * PAGE_SIZE).unwrap();
+        let (c, _, fresh) = place(&mut arena, 8 * PAGE_SIZE).unwrap();
         assert_eq!(c, a + 5 * PAGE_SIZE);
         assert!(fresh, "never-used pages are still known to be zero");
     }
@@ -492,9 +523,9 @@ mod tests {
     #[test]
     fn frees_coalesce() {
         let mut arena = Arena::new();
-        let (a, _, _) = arena.place(PAGE_SIZE).unwrap();
-        let (b, _, _) = arena.place(PAGE_SIZE).unwrap();
-        let (c, _, _) = arena.place(PAGE_SIZE).unwrap();
+        let (a, _, _) = place(&mut arena, PAGE_SIZE).unwrap();
+        let (b, _, _) = place(&mut arena, PAGE_SIZE).unwrap();
+        let (c, _, _) = place(&mut arena, PAGE_SIZE).unwrap();
         let ranges = arena.count;
         arena.release(a, PAGE_SIZE);
         arena.release(c, PAGE_SIZE);
@@ -502,7 +533,7 @@ mod tests {
         assert_eq!(arena.count, ranges + 1);
         arena.release(b, PAGE_SIZE);
         assert_eq!(arena.count, ranges, "a, b and c coalesced");
-        let (d, _, _) = arena.place(PAGE_SIZE).unwrap();
+        let (d, _, _) = place(&mut arena, PAGE_SIZE).unwrap();
         assert_eq!(d, a);
         assert_guarded(d, PAGE_SIZE);
         arena.release(d, PAGE_SIZE);
@@ -522,7 +553,9 @@ mod tests {
                 8 * PAGE_SIZE
             }
         };
-        let extents: Vec<usize> = (0..12).map(|i| arena.place(sizes(i)).unwrap().0).collect();
+        let extents: Vec<usize> = (0..12)
+            .map(|i| place(&mut arena, sizes(i)).unwrap().0)
+            .collect();
         for (i, &data) in extents.iter().enumerate() {
             write(data, sizes(i), 9);
         }
@@ -545,7 +578,7 @@ mod tests {
         let mut arena = Arena::new();
         let per_reservation = (RESERVATION_SIZE - PAGE_SIZE) / (MAX_EXTENT + PAGE_SIZE);
         let extents: Vec<usize> = (0..per_reservation + 1)
-            .map(|_| arena.place(MAX_EXTENT).unwrap().0)
+            .map(|_| place(&mut arena, MAX_EXTENT).unwrap().0)
             .collect();
         assert!(arena.reservations >= 2);
         for &data in &extents {

@@ -25,10 +25,12 @@
 //! protection splits a mapping).
 //!
 //! Invariants: the accessible bit of a page is set exactly when it is
-//! accessible (read/write without a guard marker) (the arena changes protections only through
-//! [`PageStates::protect`]), unless an `mprotect` failed (it may have
-//! changed part of its range), after which every protection is asked of the
-//! kernel without looking at the bits; the freed and resident bits are set only for
+//! accessible (read/write without a guard marker), or is about to be: the
+//! arena changes protections only through [`PageStates::plan`], which sets
+//! the bits, and the [`Change`] it returns, applied by the extent's new
+//! owner right after with no lock held; once a change failed (it may
+//! have changed part of its range), every change is asked of the kernel
+//! without looking at the bits; the freed and resident bits are set only for
 //! pages of free ranges and never both; a page of a free range that held
 //! memory when freed has one of them set (it may have been swapped out
 //! since, so the count is an upper bound of the resident memory). The
@@ -120,6 +122,26 @@ pub unsafe fn change_access(start: usize, length: usize, markers: bool, accessib
         }
     };
     ret == 0
+}
+
+/// A change of protection that the bits already record, for the kernel.
+#[derive(Clone, Copy)]
+pub struct Change {
+    start: usize,
+    length: usize,
+    markers: bool,
+    accessible: bool,
+}
+
+impl Change {
+    /// Asks the kernel for the change; `false` if it refused.
+    ///
+    /// # Safety
+    /// As for [`change_access`]: the pages are the caller's.
+    pub unsafe fn apply(self) -> bool {
+        // SAFETY: as the caller promises.
+        unsafe { change_access(self.start, self.length, self.markers, self.accessible) }
+    }
 }
 
 /// The bitmaps of one reservation.
@@ -243,28 +265,30 @@ impl PageStates {
         (bitmaps, first, first + length / PAGE_SIZE)
     }
 
-    /// Makes the `length` bytes (whole pages) at `start` accessible or
-    /// not, with one `mprotect` or `madvise` (guard markers) if any page
-    /// differs; `false` if the kernel
-    /// refused (it may have changed part of the range: the bitmap is no
-    /// longer trusted).
-    pub fn protect(&mut self, start: usize, length: usize, accessible: bool) -> bool {
+    /// Records that the `length` bytes (whole pages) at `start` become
+    /// accessible or not; returns the change the kernel must then be asked
+    /// for (with no lock held), if any page differs or the bits are no
+    /// longer trusted.
+    pub fn plan(&mut self, start: usize, length: usize, accessible: bool) -> Option<Change> {
         let (bitmaps, first, end) = self.locate(start, length);
         let bitmap = bitmaps.accessible;
         let matching = bitmap.count(first, end);
         if self.bits_exact && matching == if accessible { end - first } else { 0 } {
-            return true;
-        }
-        // SAFETY: the range lies in an arena reservation and is not part
-        // of any live extent's data, or is being handed to one.
-        if !unsafe { change_access(start, length, self.markers, accessible) } {
-            // The kernel may have changed some of the range before failing:
-            // from now on, always ask it.
-            self.bits_exact = false;
-            return false;
+            return None;
         }
         bitmap.assign(first, end, accessible);
-        true
+        Some(Change {
+            start,
+            length,
+            markers: self.markers,
+            accessible,
+        })
+    }
+
+    /// After a planned change failed (the kernel may have made part of
+    /// it): from now on, every change asks the kernel.
+    pub fn distrust(&mut self) {
+        self.bits_exact = false;
     }
 
     /// Records that the `length` bytes (whole pages) at `start` were
@@ -323,6 +347,15 @@ mod tests {
     use super::*;
     use crate::heap::large::arena::protection;
 
+    /// Makes the pages accessible or not at once; `false` if the kernel
+    /// refused.
+    fn protect(states: &mut PageStates, start: usize, length: usize, accessible: bool) -> bool {
+        // SAFETY: the test's own reservation.
+        states
+            .plan(start, length, accessible)
+            .is_none_or(|change| unsafe { change.apply() })
+    }
+
     /// A reservation of `size` bytes with its states, its ends
     /// inaccessible (and, with `mprotect`, everything else too).
     fn reservation(size: usize) -> (usize, PageStates) {
@@ -338,7 +371,7 @@ mod tests {
     #[test]
     fn only_pages_holding_memory_count_once_verified() {
         let (base, mut states) = reservation(1 << 20);
-        assert!(states.protect(base, 1 << 20, true));
+        assert!(protect(&mut states, base, 1 << 20, true));
         // Touch pages 3, 70 and 71.
         for page in [3, 70, 71] {
             // SAFETY: inside the mapping, now accessible.
@@ -361,19 +394,39 @@ mod tests {
     #[test]
     fn protections_follow_the_bits() {
         let (base, mut states) = reservation(1 << 20);
-        assert!(states.protect(base + 101 * PAGE_SIZE, PAGE_SIZE, false));
-        assert!(states.protect(base + 200 * PAGE_SIZE, PAGE_SIZE, false));
-        assert!(states.protect(base + PAGE_SIZE, 100 * PAGE_SIZE, true));
+        assert!(protect(
+            &mut states,
+            base + 101 * PAGE_SIZE,
+            PAGE_SIZE,
+            false
+        ));
+        assert!(protect(
+            &mut states,
+            base + 200 * PAGE_SIZE,
+            PAGE_SIZE,
+            false
+        ));
+        assert!(protect(
+            &mut states,
+            base + PAGE_SIZE,
+            100 * PAGE_SIZE,
+            true
+        ));
         assert_eq!(protection(base), "--");
         assert_eq!(protection(base + PAGE_SIZE), "rw");
         assert_eq!(protection(base + 100 * PAGE_SIZE), "rw");
         assert_eq!(protection(base + 101 * PAGE_SIZE), "--");
-        assert!(states.protect(base + 64 * PAGE_SIZE, PAGE_SIZE, false));
+        assert!(protect(
+            &mut states,
+            base + 64 * PAGE_SIZE,
+            PAGE_SIZE,
+            false
+        ));
         assert_eq!(protection(base + 63 * PAGE_SIZE), "rw");
         assert_eq!(protection(base + 64 * PAGE_SIZE), "--");
         assert_eq!(protection(base + 65 * PAGE_SIZE), "rw");
         // A range spanning both states is made accessible throughout.
-        assert!(states.protect(base, 200 * PAGE_SIZE, true));
+        assert!(protect(&mut states, base, 200 * PAGE_SIZE, true));
         for page in [0, 64, 150, 199] {
             assert_eq!(protection(base + page * PAGE_SIZE), "rw", "page {page}");
         }

@@ -346,16 +346,29 @@ pub fn grouped(length: usize) -> bool {
     length < GROUPED_BELOW && !config.harden() && !config.guard_install()
 }
 
-/// Places an extent of at least `length` bytes in the arena; when it runs
-/// out of reservations, gives it the cached extents and tries again.
+/// Places an extent of at least `length` bytes in the arena (when it runs
+/// out of reservations, gives it the cached extents and tries again), then
+/// asks the kernel for its changes of protection with no lock held; its
+/// data address and length, and whether it reads as zero.
 fn place(length: usize) -> Option<(usize, usize, bool)> {
-    if let Some(placed) = ARENA.lock().place(length) {
-        return Some(placed);
+    let placed = ARENA.lock().place(length).or_else(|| {
+        for shelf in 0..SHELF.len() {
+            with_cache(shelf, |cache| cache.release_extents(&mut ARENA.lock()));
+        }
+        ARENA.lock().place(length)
+    })?;
+    // SAFETY: the extent was just placed for this caller: its pages are
+    // nobody else's.
+    let applied = placed
+        .changes
+        .into_iter()
+        .flatten()
+        .all(|change| unsafe { change.apply() });
+    if !applied {
+        ARENA.lock().refused(placed.data, placed.length);
+        return None;
     }
-    for shelf in 0..SHELF.len() {
-        with_cache(shelf, |cache| cache.release_extents(&mut ARENA.lock()));
-    }
-    ARENA.lock().place(length)
+    Some((placed.data, placed.length, placed.zero))
 }
 
 /// Classes above a request's that it looks in before it takes new memory:
