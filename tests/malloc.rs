@@ -12,6 +12,9 @@
 //!   contents verified, objects freed across threads.
 //! - `tests/cpp/containers.cpp`: libstdc++ containers, aligned and sized
 //!   new/delete, several threads.
+//! - `tests/cpp/aligned_new.cpp`: slitter's aligned `operator new`
+//!   (scalar, array, nothrow) with right-sized deletes, `std::bad_alloc`
+//!   and nullptr on an impossible size.
 //! - `tests/c/fork_load.c`: 150 forks while 3 threads allocate.
 //! - `tests/c/thread_churn.c`: 10,000 short threads with bounded RSS.
 //! - `tests/c/large_blocks.c`: 20,000 and 200,000 live 64 KiB blocks
@@ -228,6 +231,20 @@ fn correct_programs_pass_hardened() {
             "{name} hardened\n{}",
             common::describe(&output)
         );
+    }
+}
+
+/// slitter's aligned `operator new` serves correct programs, whose sized
+/// deletes name the unrounded size, by default and hardened; on failure
+/// the C++ library's throws `std::bad_alloc` through it (or returns
+/// nullptr for the nothrow forms).
+#[test]
+fn cpp_aligned_new_under_preload() {
+    let binary = common::compile_program(GROUP, "tests/cpp/aligned_new.cpp", None);
+    for harden in ["0", "1"] {
+        let output =
+            common::output(common::preloaded_command(&binary).env("SLITTER_HARDEN", harden));
+        common::assert_success_ending_with(&output, "aligned_new: ok");
     }
 }
 

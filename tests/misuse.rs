@@ -204,6 +204,24 @@ sized_delete_tests! {
 /// The opt-in hardening of the malloc API (`SLITTER_HARDEN=1`).
 const HARDENED: &[(&str, &str)] = &[("SLITTER_HARDEN", "1")];
 
+/// slitter's own aligned `operator new` allocates the unrounded size, so
+/// an aligned sized delete whose size is short by less than the alignment
+/// is caught where the canary puts the two sizes in different classes.
+#[test]
+fn hardened_aligned_sized_delete_with_a_size_short_of_the_object_is_caught() {
+    assert_aborts_with(
+        &cpp_binary(),
+        "delete-aligned-rounded",
+        HARDENED,
+        &[
+            "size mismatch",
+            "operator delete of",
+            "size 8184,",
+            "malloc-12288",
+        ],
+    );
+}
+
 #[test]
 fn hardened_write_after_free_is_caught_at_reuse() {
     assert_aborts_with(

@@ -1,7 +1,9 @@
 //! Sized frees: C23's `free_sized` and `free_aligned_sized`, and C++'s
 //! sized `operator delete` (scalar and array, plain and aligned), exported
 //! under their mangled names so that a C++ program's sized deletes reach
-//! slitter instead of libstdc++'s forwarding to `free`.
+//! slitter instead of libstdc++'s forwarding to `free`; and C++'s aligned
+//! `operator new` (scalar and array, throwing and nothrow), which the
+//! aligned sized deletes rely on.
 //!
 //! Owns: the check that the size (and alignment) a program names when it
 //! frees agrees with the allocation. The size must select the object's
@@ -10,29 +12,41 @@
 //! aligned one); a large allocation must be one that only the large path
 //! serves, and hold at least that many bytes. A disagreement aborts with a
 //! `slitter: size mismatch` line naming the address, the size and the
-//! class. When the program replaced C++'s `operator new` or `delete`,
-//! sized deletes go to the unsized `operator delete` of the same form
-//! instead (the program's or the C++ library's), looked up once per
-//! operator (or to `free` while none is found).
+//! class. When the program replaced C++'s `operator new` or `delete` (plain
+//! or aligned), sized deletes go to the unsized `operator delete` of the
+//! same form instead (the program's or the C++ library's), looked up once
+//! per operator (or to `free` while none is found).
+//!
+//! Aligned `operator new(n, a)` allocates `max(n, 1)` bytes aligned to `a`
+//! (not rounded up to `a`, as the C++ libraries do before `aligned_alloc`),
+//! so an aligned sized delete is checked with the size the program names,
+//! exactly as `free_aligned_sized` is: a wrong size that rounds to the
+//! right one is caught where the hardened canary makes their classes
+//! differ. When that allocation fails, the operator calls the C++
+//! library's own (the next definition of its name), which runs the
+//! new-handler loop, then throws `std::bad_alloc` or returns null, as C++
+//! requires; what the library's retry allocates (its size rounded up) is
+//! marked as given room, so the unrounded size passes its delete.
 //!
 //! Relies on: a small object allocated by `malloc` or `calloc` of `n`
 //! bytes lives in class `index_for(n)`, and one allocated with alignment
 //! `a` in `index_for_aligned(n, a)`; an object that `realloc` placed in a
 //! larger class (room to grow) or kept when shrinking is marked so in its
 //! state (`object_states::ROOM`), and then any size that selects its
-//! class or a smaller one is accepted; libstdc++'s `operator
-//! new(n)` is `malloc(max(n, 1))` and its aligned form `aligned_alloc(a,
-//! max(n, 1) rounded up to a)`, which selects the same class as `max(n,
-//! 1)`.
+//! class or a smaller one is accepted; libstdc++'s `operator new(n)` is
+//! `malloc(max(n, 1))`; foreign exceptions unwind through `"C-unwind"`
+//! frames (the throwing aligned `operator new`s).
 
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
+use crate::cache::checks;
 use crate::cache::misuse_report::{misuse, ClassLabel, Operation};
 use crate::layout::size_classes::MALLOC_ALIGNMENT;
 use crate::malloc::allocation::{self, Owner};
 use crate::malloc::exports;
 use crate::malloc::init;
+use crate::sys::fatal::die;
 
 /// Frees `ptr`, named by the caller (`operation`) as an allocation of
 /// `size` bytes aligned to `align`; aborts if `ptr` is not live or the
@@ -107,26 +121,53 @@ pub extern "C" fn free_aligned_sized(ptr: *mut c_void, align: usize, size: usize
     free_checked(ptr, size, align, "free_aligned_sized")
 }
 
-/// Whether this process's plain C++ `operator new`/`delete` are the C++
-/// library's (then slitter checks sized deletes), or the program's own:
-/// C++ lets a program replace them, and the default sized delete then
-/// calls its `operator delete(void *)`, so slitter's forwards to it.
+/// Whether this process's C++ `operator new`/`delete` are the C++
+/// library's and slitter's aligned `operator new` (then slitter checks
+/// sized deletes), or the program's own: C++ lets a program replace them,
+/// and the default sized delete then calls its `operator delete(void *)`,
+/// so slitter's forwards to it.
 static CXX_RUNTIME: AtomicU8 = AtomicU8::new(UNKNOWN);
 const UNKNOWN: u8 = 0;
 const STANDARD: u8 = 1;
 const REPLACED: u8 = 2;
 
-/// Whether the program replaced C++'s plain `operator new` or `delete`:
-/// one of them is defined outside libstdc++ and libc++. Found once, with
-/// the dynamic loader (which may allocate: slitter holds no lock here).
+/// The aligned `operator new`s slitter defines, each with the address of
+/// the C++ library's definition (the next after slitter's), which the
+/// failure path calls.
+static NEW_ALIGNED: Forward = Forward::next(c"_ZnwmSt11align_val_t");
+static NEW_ARRAY_ALIGNED: Forward = Forward::next(c"_ZnamSt11align_val_t");
+static NEW_ALIGNED_NOTHROW: Forward = Forward::next(c"_ZnwmSt11align_val_tRKSt9nothrow_t");
+static NEW_ARRAY_ALIGNED_NOTHROW: Forward = Forward::next(c"_ZnamSt11align_val_tRKSt9nothrow_t");
+
+/// Whether the program replaced C++'s `operator new` or `delete`: a plain
+/// one or an unsized aligned delete is defined outside libstdc++ and
+/// libc++, or an aligned new outside slitter (the program's, or the C++
+/// library's when it comes before slitter: either way not one whose sizes
+/// slitter knows unrounded). Found once, with the dynamic loader (which
+/// may allocate: slitter holds no lock here).
 fn cxx_operators_replaced() -> bool {
     let known = CXX_RUNTIME.load(Ordering::Relaxed);
     if known != UNKNOWN {
         return known == REPLACED;
     }
-    let replaced = [c"_Znwm", c"_ZdlPv", c"_Znam", c"_ZdaPv"]
+    let replaced = [
+        c"_Znwm",
+        c"_ZdlPv",
+        c"_Znam",
+        c"_ZdaPv",
+        c"_ZdlPvSt11align_val_t",
+        c"_ZdaPvSt11align_val_t",
+    ]
+    .into_iter()
+    .any(defined_outside_the_cxx_library)
+        || [
+            &NEW_ALIGNED,
+            &NEW_ARRAY_ALIGNED,
+            &NEW_ALIGNED_NOTHROW,
+            &NEW_ARRAY_ALIGNED_NOTHROW,
+        ]
         .into_iter()
-        .any(defined_outside_the_cxx_library);
+        .any(|new| !defined_in_slitter(new.name));
     CXX_RUNTIME.store(
         if replaced { REPLACED } else { STANDARD },
         Ordering::Relaxed,
@@ -134,36 +175,75 @@ fn cxx_operators_replaced() -> bool {
     replaced
 }
 
-/// Whether `name` resolves to a definition outside libstdc++ and libc++.
-fn defined_outside_the_cxx_library(name: &CStr) -> bool {
-    // SAFETY: dlsym and dladdr read the loader's tables; `info` is a plain
-    // out-parameter, and `dli_fname` a C string the loader owns.
+/// The loader's description of the object defining `name` for the
+/// program (the first in lookup order), if any does.
+fn definition(name: &CStr) -> Option<libc::Dl_info> {
+    // SAFETY: dlsym reads the loader's tables.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    if symbol.is_null() {
+        return None;
+    }
+    object_at(symbol)
+}
+
+/// The loader's description of the object holding `address`, if any.
+fn object_at(address: *const c_void) -> Option<libc::Dl_info> {
+    // SAFETY: dladdr reads the loader's tables; `info` is a plain
+    // out-parameter, all zero (null pointers) until it fills it.
     unsafe {
-        let symbol = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
         let mut info: libc::Dl_info = core::mem::zeroed();
-        if symbol.is_null() || libc::dladdr(symbol, &mut info) == 0 || info.dli_fname.is_null() {
-            return false;
-        }
-        let file = CStr::from_ptr(info.dli_fname).to_bytes();
-        let base = file.rsplit(|&b| b == b'/').next().unwrap_or(file);
-        !(base.starts_with(b"libstdc++") || base.starts_with(b"libc++"))
+        (libc::dladdr(address, &mut info) != 0).then_some(info)
     }
 }
 
-/// An unsized `operator delete` that sized deletes forward to when the
-/// program replaced C++'s operators, found with the dynamic loader at its
-/// first use and kept once found (a lookup per call would be slow, and
-/// the loader may allocate).
+/// Whether `name` resolves to a definition outside libstdc++ and libc++.
+fn defined_outside_the_cxx_library(name: &CStr) -> bool {
+    let Some(info) = definition(name).filter(|info| !info.dli_fname.is_null()) else {
+        return false;
+    };
+    // SAFETY: `dli_fname` is a non-null C string the loader owns.
+    let file = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let base = file.rsplit(|&b| b == b'/').next().unwrap_or(file);
+    !(base.starts_with(b"libstdc++") || base.starts_with(b"libc++"))
+}
+
+/// Whether `name` resolves to slitter's own definition: one in the object
+/// that holds slitter's statics (unexported, so never interposed).
+fn defined_in_slitter(name: &CStr) -> bool {
+    let slitter = object_at(core::ptr::addr_of!(CXX_RUNTIME).cast());
+    definition(name)
+        .is_some_and(|info| slitter.is_some_and(|slitter| info.dli_fbase == slitter.dli_fbase))
+}
+
+/// A C++ operator found with the dynamic loader at its first use and kept
+/// once found (a lookup per call would be slow, and the loader may
+/// allocate): an unsized `operator delete` that sized deletes forward to
+/// when the program replaced C++'s operators (the program's definition),
+/// or an aligned `operator new` that slitter's calls when it cannot
+/// allocate (the C++ library's: the next definition after slitter's).
 struct Forward {
     name: &'static CStr,
+    /// Whether to look for the next definition after slitter's
+    /// (`RTLD_NEXT`) rather than the program's (`RTLD_DEFAULT`).
+    next: bool,
     symbol: AtomicPtr<c_void>,
 }
 
 impl Forward {
+    /// The program's definition of `name`.
     const fn new(name: &'static CStr) -> Self {
         Forward {
             name,
+            next: false,
             symbol: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    /// The definition of `name` that slitter's hides.
+    const fn next(name: &'static CStr) -> Self {
+        Forward {
+            next: true,
+            ..Forward::new(name)
         }
     }
 
@@ -173,8 +253,14 @@ impl Forward {
         if !known.is_null() {
             return known;
         }
-        // SAFETY: dlsym reads the loader's tables.
-        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, self.name.as_ptr()) };
+        let handle = if self.next {
+            libc::RTLD_NEXT
+        } else {
+            libc::RTLD_DEFAULT
+        };
+        // SAFETY: dlsym reads the loader's tables (with RTLD_NEXT, from the
+        // object after the caller's, which is slitter's).
+        let found = unsafe { libc::dlsym(handle, self.name.as_ptr()) };
         if !found.is_null() {
             self.symbol.store(found, Ordering::Release);
         }
@@ -220,16 +306,6 @@ fn cxx_size(size: usize) -> usize {
     size.max(1)
 }
 
-/// C++ `operator new(n, align)` asks `aligned_alloc` for at least one
-/// byte, rounded up to the alignment (libstdc++ and libc++ both round, as
-/// C11 once required); `usize::MAX` when that overflows (a size no
-/// allocation has).
-fn cxx_aligned_size(size: usize, align: usize) -> usize {
-    cxx_size(size)
-        .checked_next_multiple_of(align.max(1))
-        .unwrap_or(usize::MAX)
-}
-
 /// C++ `operator delete(void *, std::size_t)`.
 #[export_name = "_ZdlPvm"]
 pub extern "C" fn cxx_delete_sized(ptr: *mut c_void, size: usize) {
@@ -254,7 +330,7 @@ pub extern "C" fn cxx_delete_sized_aligned(ptr: *mut c_void, size: usize, align:
     if cxx_operators_replaced() {
         return DELETE_ALIGNED.call(ptr, Some(align));
     }
-    free_checked(ptr, cxx_aligned_size(size, align), align, "operator delete")
+    free_checked(ptr, cxx_size(size), align, "operator delete")
 }
 
 /// C++ `operator delete[](void *, std::size_t, std::align_val_t)`.
@@ -263,23 +339,111 @@ pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, 
     if cxx_operators_replaced() {
         return DELETE_ARRAY_ALIGNED.call(ptr, Some(align));
     }
-    free_checked(
-        ptr,
-        cxx_aligned_size(size, align),
-        align,
-        "operator delete[]",
-    )
+    free_checked(ptr, cxx_size(size), align, "operator delete[]")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The signature of C++'s throwing aligned `operator new`s: `void
+/// *(std::size_t, std::align_val_t)`, an enum class over size_t passed as
+/// a usize; they may throw `std::bad_alloc`.
+type NewAligned = extern "C-unwind" fn(usize, usize) -> *mut c_void;
 
-    #[test]
-    fn cxx_aligned_sizes_are_rounded_like_libstdcxx() {
-        assert_eq!(cxx_aligned_size(0, 64), 64);
-        assert_eq!(cxx_aligned_size(56, 16), 64);
-        assert_eq!(cxx_aligned_size(64, 64), 64);
-        assert_eq!(cxx_aligned_size(usize::MAX - 3, 64), usize::MAX);
+/// The signature of C++'s nothrow aligned `operator new`s: `void
+/// *(std::size_t, std::align_val_t, const std::nothrow_t &) noexcept`.
+type NewAlignedNothrow = extern "C" fn(usize, usize, *const c_void) -> *mut c_void;
+
+/// C++ `operator new(n, align)`: `max(n, 1)` bytes aligned to `align`,
+/// unrounded; on failure, whatever `retry` makes of the C++ library's
+/// operator `next`.
+fn new_aligned(
+    size: usize,
+    align: usize,
+    next: &Forward,
+    retry: impl FnOnce(*mut c_void) -> *mut c_void,
+) -> *mut c_void {
+    if align.is_power_of_two() {
+        let p = allocation::allocate_aligned(cxx_size(size), align);
+        if !p.is_null() {
+            return p;
+        }
     }
+    new_aligned_failed(next, retry)
+}
+
+/// Hands a failed (or not power of two aligned) C++ aligned allocation to
+/// the C++ library's operator `next` through `retry`: its new-handler loop,
+/// then `std::bad_alloc` or null. What its retry allocates (the size
+/// rounded up to the alignment, which in a hardened class may not be the
+/// unrounded size's) is marked as given room, so the size the program
+/// names passes its sized delete.
+#[cold]
+#[inline(never)]
+fn new_aligned_failed(
+    next: &Forward,
+    retry: impl FnOnce(*mut c_void) -> *mut c_void,
+) -> *mut c_void {
+    let symbol = next.symbol();
+    if symbol.is_null() {
+        die(format_args!(
+            "out of memory in C++ {:?}, and no C++ library defines it to report that",
+            next.name
+        ));
+    }
+    let p = retry(symbol);
+    checks::mark_given_room(p as usize);
+    p
+}
+
+/// C++ `operator new(std::size_t, std::align_val_t)`.
+#[export_name = "_ZnwmSt11align_val_t"]
+pub extern "C-unwind" fn cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
+    new_aligned(size, align, &NEW_ALIGNED, |symbol| {
+        // SAFETY: `symbol` is the non-null address dlsym gave for the C++
+        // library's definition of this name, which fixes the signature;
+        // its std::bad_alloc unwinds through these "C-unwind" frames.
+        unsafe { core::mem::transmute::<*mut c_void, NewAligned>(symbol)(size, align) }
+    })
+}
+
+/// C++ `operator new[](std::size_t, std::align_val_t)`.
+#[export_name = "_ZnamSt11align_val_t"]
+pub extern "C-unwind" fn cxx_new_array_aligned(size: usize, align: usize) -> *mut c_void {
+    new_aligned(size, align, &NEW_ARRAY_ALIGNED, |symbol| {
+        // SAFETY: as in `cxx_new_aligned`.
+        unsafe { core::mem::transmute::<*mut c_void, NewAligned>(symbol)(size, align) }
+    })
+}
+
+/// C++ `operator new(std::size_t, std::align_val_t, const
+/// std::nothrow_t &)`.
+#[export_name = "_ZnwmSt11align_val_tRKSt9nothrow_t"]
+pub extern "C" fn cxx_new_aligned_nothrow(
+    size: usize,
+    align: usize,
+    nothrow: *const c_void,
+) -> *mut c_void {
+    new_aligned(size, align, &NEW_ALIGNED_NOTHROW, |symbol| {
+        // SAFETY: `symbol` is the non-null address dlsym gave for the C++
+        // library's definition of this name, which fixes the signature
+        // (the reference is passed as a pointer); it is noexcept, so
+        // nothing unwinds through the call.
+        unsafe {
+            core::mem::transmute::<*mut c_void, NewAlignedNothrow>(symbol)(size, align, nothrow)
+        }
+    })
+}
+
+/// C++ `operator new[](std::size_t, std::align_val_t, const
+/// std::nothrow_t &)`.
+#[export_name = "_ZnamSt11align_val_tRKSt9nothrow_t"]
+pub extern "C" fn cxx_new_array_aligned_nothrow(
+    size: usize,
+    align: usize,
+    nothrow: *const c_void,
+) -> *mut c_void {
+    new_aligned(size, align, &NEW_ARRAY_ALIGNED_NOTHROW, |symbol| {
+        // SAFETY: as in `cxx_new_aligned_nothrow`.
+        unsafe {
+            core::mem::transmute::<*mut c_void, NewAlignedNothrow>(symbol)(size, align, nothrow)
+        }
+    })
 }

@@ -37,6 +37,11 @@ struct alignas(64) Line {
 	char bytes[64];
 };
 
+// sizeof(Frame) is 8192, a multiple of its alignment.
+struct alignas(4096) Frame {
+	char bytes[5000];
+};
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -64,6 +69,13 @@ int main(int argc, char **argv)
 		Line *lines = launder(new Line[40]);
 		tell(lines);
 		::operator delete[](lines, 64, std::align_val_t(64));
+	} else if (std::strcmp(c, "delete-aligned-rounded") == 0) {
+		// A size short of the object's by less than its alignment: the
+		// C++ library would round it back up, slitter sees it unrounded.
+		Frame *f = launder(new Frame);
+		tell(f);
+		::operator delete(f, sizeof(Frame) - 8,
+				  std::align_val_t(alignof(Frame)));
 	} else {
 		return 2;
 	}
