@@ -51,7 +51,23 @@ fn main() {
         shim.define("SLITTER_SMALL_CONSTANTS", None);
     }
     shim.compile("slitter_shim");
-    for path in ["c/layout.c", "c/layout.h", "c/thread_state.c"] {
+    // The C++ aligned operator new entry points (malloc personality):
+    // std::bad_alloc unwinds through them.
+    if env::var_os("CARGO_FEATURE_MALLOC").is_some() {
+        cc::Build::new()
+            .file("c/cxx_new.c")
+            .flag("-std=c11")
+            .flag("-fexceptions")
+            .warnings(true)
+            .extra_warnings(true)
+            .compile("slitter_cxx_new");
+    }
+    for path in [
+        "c/layout.c",
+        "c/layout.h",
+        "c/thread_state.c",
+        "c/cxx_new.c",
+    ] {
         println!("cargo:rerun-if-changed={path}");
     }
 

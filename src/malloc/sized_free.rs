@@ -34,8 +34,9 @@
 //! larger class (room to grow) or kept when shrinking is marked so in its
 //! state (`object_states::ROOM`), and then any size that selects its
 //! class or a smaller one is accepted; libstdc++'s `operator new(n)` is
-//! `malloc(max(n, 1))`; foreign exceptions unwind through `"C-unwind"`
-//! frames (the throwing aligned `operator new`s).
+//! `malloc(max(n, 1))`; the exported aligned `operator new`s jump to
+//! `c/cxx_new.c`, whose C frames (built with `-fexceptions`) are the only
+//! ones `std::bad_alloc` crosses: Rust is built with panic=abort.
 
 use core::ffi::{c_void, CStr};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
@@ -342,45 +343,33 @@ pub extern "C" fn cxx_delete_array_sized_aligned(ptr: *mut c_void, size: usize, 
     free_checked(ptr, cxx_size(size), align, "operator delete[]")
 }
 
-/// The signature of C++'s throwing aligned `operator new`s: `void
-/// *(std::size_t, std::align_val_t)`, an enum class over size_t passed as
-/// a usize; they may throw `std::bad_alloc`.
-type NewAligned = extern "C-unwind" fn(usize, usize) -> *mut c_void;
+/// The C++ library's aligned `operator new`s, in the order
+/// `c/cxx_new.c` numbers them.
+static NEXT_NEW: [&Forward; 4] = [
+    &NEW_ALIGNED,
+    &NEW_ARRAY_ALIGNED,
+    &NEW_ALIGNED_NOTHROW,
+    &NEW_ARRAY_ALIGNED_NOTHROW,
+];
 
-/// The signature of C++'s nothrow aligned `operator new`s: `void
-/// *(std::size_t, std::align_val_t, const std::nothrow_t &) noexcept`.
-type NewAlignedNothrow = extern "C" fn(usize, usize, *const c_void) -> *mut c_void;
-
-/// C++ `operator new(n, align)`: `max(n, 1)` bytes aligned to `align`,
-/// unrounded; on failure, whatever `retry` makes of the C++ library's
-/// operator `next`.
-fn new_aligned(
-    size: usize,
-    align: usize,
-    next: &Forward,
-    retry: impl FnOnce(*mut c_void) -> *mut c_void,
-) -> *mut c_void {
-    if align.is_power_of_two() {
-        let p = allocation::allocate_aligned(cxx_size(size), align);
-        if !p.is_null() {
-            return p;
-        }
+/// For `c/cxx_new.c`: `max(n, 1)` bytes aligned to `align`, unrounded;
+/// null when out of memory or when `align` is not a power of two.
+#[no_mangle]
+extern "C" fn slitter_cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        return core::ptr::null_mut();
     }
-    new_aligned_failed(next, retry)
+    allocation::allocate_aligned(cxx_size(size), align)
 }
 
-/// Hands a failed (or not power of two aligned) C++ aligned allocation to
-/// the C++ library's operator `next` through `retry`: its new-handler loop,
-/// then `std::bad_alloc` or null. What its retry allocates (the size
-/// rounded up to the alignment, which in a hardened class may not be the
-/// unrounded size's) is marked as given room, so the size the program
-/// names passes its sized delete.
+/// For `c/cxx_new.c`, when an aligned allocation failed: the C++
+/// library's definition of aligned `operator new` number `which`, which
+/// runs the new-handler loop, then throws `std::bad_alloc` or returns
+/// null, as C++ requires; dies when no C++ library defines it.
+#[no_mangle]
 #[cold]
-#[inline(never)]
-fn new_aligned_failed(
-    next: &Forward,
-    retry: impl FnOnce(*mut c_void) -> *mut c_void,
-) -> *mut c_void {
+extern "C" fn slitter_cxx_new_next(which: u32) -> *mut c_void {
+    let next = NEXT_NEW[which as usize];
     let symbol = next.symbol();
     if symbol.is_null() {
         die(format_args!(
@@ -388,62 +377,70 @@ fn new_aligned_failed(
             next.name
         ));
     }
-    let p = retry(symbol);
-    checks::mark_given_room(p as usize);
-    p
+    symbol
 }
 
-/// C++ `operator new(std::size_t, std::align_val_t)`.
+/// For `c/cxx_new.c`: marks what the C++ library's retry allocated (the
+/// size rounded up to the alignment, which in a hardened class may not be
+/// the unrounded size's) as given room, so the size the program names
+/// passes its sized delete.
+#[no_mangle]
+#[cold]
+extern "C" fn slitter_cxx_new_retried(allocated: *mut c_void) {
+    checks::mark_given_room(allocated as usize);
+}
+
+unsafe extern "C" {
+    fn slitter_cxx_new_entry(size: usize, align: usize) -> *mut c_void;
+    fn slitter_cxx_new_array_entry(size: usize, align: usize) -> *mut c_void;
+    fn slitter_cxx_new_nothrow_entry(
+        size: usize,
+        align: usize,
+        nothrow: *const c_void,
+    ) -> *mut c_void;
+    fn slitter_cxx_new_array_nothrow_entry(
+        size: usize,
+        align: usize,
+        nothrow: *const c_void,
+    ) -> *mut c_void;
+}
+
+/// C++ `operator new(std::size_t, std::align_val_t)`: a jump to
+/// `c/cxx_new.c`, leaving no Rust frame for `std::bad_alloc` to cross.
+#[unsafe(naked)]
 #[export_name = "_ZnwmSt11align_val_t"]
-pub extern "C-unwind" fn cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
-    new_aligned(size, align, &NEW_ALIGNED, |symbol| {
-        // SAFETY: `symbol` is the non-null address dlsym gave for the C++
-        // library's definition of this name, which fixes the signature;
-        // its std::bad_alloc unwinds through these "C-unwind" frames.
-        unsafe { core::mem::transmute::<*mut c_void, NewAligned>(symbol)(size, align) }
-    })
+pub extern "C" fn cxx_new_aligned(size: usize, align: usize) -> *mut c_void {
+    core::arch::naked_asm!("jmp {}", sym slitter_cxx_new_entry)
 }
 
-/// C++ `operator new[](std::size_t, std::align_val_t)`.
+/// C++ `operator new[](std::size_t, std::align_val_t)`, as
+/// [`cxx_new_aligned`].
+#[unsafe(naked)]
 #[export_name = "_ZnamSt11align_val_t"]
-pub extern "C-unwind" fn cxx_new_array_aligned(size: usize, align: usize) -> *mut c_void {
-    new_aligned(size, align, &NEW_ARRAY_ALIGNED, |symbol| {
-        // SAFETY: as in `cxx_new_aligned`.
-        unsafe { core::mem::transmute::<*mut c_void, NewAligned>(symbol)(size, align) }
-    })
+pub extern "C" fn cxx_new_array_aligned(size: usize, align: usize) -> *mut c_void {
+    core::arch::naked_asm!("jmp {}", sym slitter_cxx_new_array_entry)
 }
 
 /// C++ `operator new(std::size_t, std::align_val_t, const
-/// std::nothrow_t &)`.
+/// std::nothrow_t &)`, as [`cxx_new_aligned`].
+#[unsafe(naked)]
 #[export_name = "_ZnwmSt11align_val_tRKSt9nothrow_t"]
 pub extern "C" fn cxx_new_aligned_nothrow(
     size: usize,
     align: usize,
     nothrow: *const c_void,
 ) -> *mut c_void {
-    new_aligned(size, align, &NEW_ALIGNED_NOTHROW, |symbol| {
-        // SAFETY: `symbol` is the non-null address dlsym gave for the C++
-        // library's definition of this name, which fixes the signature
-        // (the reference is passed as a pointer); it is noexcept, so
-        // nothing unwinds through the call.
-        unsafe {
-            core::mem::transmute::<*mut c_void, NewAlignedNothrow>(symbol)(size, align, nothrow)
-        }
-    })
+    core::arch::naked_asm!("jmp {}", sym slitter_cxx_new_nothrow_entry)
 }
 
 /// C++ `operator new[](std::size_t, std::align_val_t, const
-/// std::nothrow_t &)`.
+/// std::nothrow_t &)`, as [`cxx_new_aligned`].
+#[unsafe(naked)]
 #[export_name = "_ZnamSt11align_val_tRKSt9nothrow_t"]
 pub extern "C" fn cxx_new_array_aligned_nothrow(
     size: usize,
     align: usize,
     nothrow: *const c_void,
 ) -> *mut c_void {
-    new_aligned(size, align, &NEW_ARRAY_ALIGNED_NOTHROW, |symbol| {
-        // SAFETY: as in `cxx_new_aligned_nothrow`.
-        unsafe {
-            core::mem::transmute::<*mut c_void, NewAlignedNothrow>(symbol)(size, align, nothrow)
-        }
-    })
+    core::arch::naked_asm!("jmp {}", sym slitter_cxx_new_array_nothrow_entry)
 }
