@@ -532,6 +532,7 @@ count_run() {
 	check_probe "$a" "$base.err"
 }
 
+rm -f "$results_dir/after_peak.tsv" # of an earlier run in the same RESULTS_DIR
 if [[ "$counts" == 1 ]]; then
 	log "== counts: many live 64 KiB blocks, fork latency under load"
 	{
@@ -821,7 +822,7 @@ report() {
 			}
 			printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5
 		}' "$results_dir/counts.txt"
-		if [[ -s "$results_dir/after_peak.tsv" ]]; then
+		if ((${#after_peak_scenarios[@]} > 0)) && [[ -s "$results_dir/after_peak.tsv" ]]; then
 			printf '\n**Memory after a peak** (after_peak, one run each, scale %s; resident MiB; trimmed -1: no malloc_trim; lazy-free: MiB of the after-1-s figure given back with MADV_FREE)\n\n' \
 				"$after_peak_scale"
 			awk -F '\t' 'NR == 1 {
