@@ -3,12 +3,14 @@
 # mimalloc, tcmalloc and slitter, side by side, and prints the median wall
 # time and peak RSS of each, the ratios slitter / each other allocator and
 # their geometric means, and the 2-thread / 1-thread throughput ratio of
-# the server workload, then two counts that are not timings (live 64 KiB
-# blocks and /proc/self/maps lines; fork latency under load). See
-# docs/benchmarks.md.
+# the server workload, then counts that are not timings (live 64 KiB
+# blocks and /proc/self/maps lines; fork latency under load; memory after
+# a peak). See docs/benchmarks.md.
 #
-#   benches/compare.sh                                  # everything (~5-6 min)
-#   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s)
+#   benches/compare.sh                                  # everything (~6-7 min)
+#   ROUNDS=1 SCALE=small benches/compare.sh             # smoke run (~15 s + ~15 s
+#                                                       # of after_peak per allocator)
+#   ROUNDS=1 SCALE=small AFTER_PEAK_SCALE=0.05 benches/compare.sh  # quicker smoke run
 #   ALLOCATORS=glibc,jemalloc,mimalloc,tcmalloc benches/compare.sh
 #   ALLOCATORS=mimalloc,slitter,slitter-unchecked benches/compare.sh  # cost of the checks
 #
@@ -37,7 +39,11 @@
 #      benches/tools/many_live.c (64 KiB blocks kept live until 200,000 or
 #      malloc fails; /proc/self/maps lines at 20,000) and benches/tools/
 #      fork_latency.c (median and max fork() latency over 50 forks while two
-#      threads churn mixed sizes), each bounded by COUNTS_TIMEOUT seconds;
+#      threads churn mixed sizes), each bounded by COUNTS_TIMEOUT seconds,
+#      and benches/tools/after_peak.c once per scenario (AFTER_PEAK_SCENARIOS):
+#      resident memory at a peak of small or large blocks, once they are
+#      freed, after 1 s of light activity and after malloc_trim(0), and the
+#      p99.9 latency of malloc and free while the peak is built and freed;
 #   7. prints the tables, a summary and the counts; writes every run's output, the raw
 #      measurements (runs.tsv), the tables (summary.txt), a markdown version
 #      (table.md), the ratios (ratios-time.tsv, ratios-rss.tsv) and, with
@@ -77,8 +83,13 @@
 #                    the extra time); the report gives the disturbance left
 #   CHART            1 (default) to draw chart.svg, 0 not to
 #   COUNTS           1 (default) to print the counts (many live blocks,
-#                    fork latency), 0 not to
+#                    fork latency, memory after a peak), 0 not to
 #   COUNTS_TIMEOUT   seconds each count program may run (default 60)
+#   AFTER_PEAK_SCENARIOS  after_peak scenarios of the counts, comma-
+#                    separated, or none (default: all of small64,
+#                    small64_cross,small16,longlived,large256k)
+#   AFTER_PEAK_SCALE after_peak's --scale (default 1: 1 GiB peaks; the
+#                    targets of docs/benchmarks.md are for scale 1)
 #   RESULTS_DIR      where to write the results (default
 #                    $CARGO_TARGET_DIR/bench-results/<date>-<time>)
 #   CARGO_TARGET_DIR (default ./target), CC (default gcc)
@@ -180,6 +191,20 @@ counts="${COUNTS:-1}"
 [[ "$counts" == 0 || "$counts" == 1 ]] || die "COUNTS must be 0 or 1"
 counts_timeout="${COUNTS_TIMEOUT:-60}"
 [[ "$counts_timeout" =~ ^[1-9][0-9]*$ ]] || die "COUNTS_TIMEOUT must be a positive integer"
+all_after_peak_scenarios=(small64 small64_cross small16 longlived large256k)
+after_peak_scenarios=()
+if [[ "${AFTER_PEAK_SCENARIOS:-}" != none ]]; then
+	split_list after_peak_scenarios "${AFTER_PEAK_SCENARIOS:-${all_after_peak_scenarios[*]}}"
+fi
+for s in "${after_peak_scenarios[@]}"; do
+	contains "$s" "${all_after_peak_scenarios[@]}" ||
+		die "unknown after_peak scenario '$s' (known: ${all_after_peak_scenarios[*]}, or none)"
+done
+after_peak_scale="${AFTER_PEAK_SCALE:-1}"
+if ! [[ "$after_peak_scale" =~ ^([0-9]+([.][0-9]*)?|[.][0-9]+)$ ]] ||
+	! awk -v s="$after_peak_scale" 'BEGIN { exit !(s > 0 && s <= 1000) }'; then
+	die "AFTER_PEAK_SCALE must be a number in (0, 1000], not '$after_peak_scale'"
+fi
 cc="${CC:-gcc}"
 results_dir="${RESULTS_DIR:-$target_dir/bench-results/$(date +%Y%m%d-%H%M%S)}"
 bin_dir="$target_dir/bench-workloads"
@@ -274,6 +299,7 @@ done
 if [[ "$counts" == 1 ]]; then
 	"$cc" "${cflags[@]}" benches/tools/many_live.c -o "$bin_dir/many_live" -ldl
 	"$cc" "${cflags[@]}" benches/tools/fork_latency.c -o "$bin_dir/fork_latency" -ldl
+	"$cc" "${cflags[@]}" benches/tools/after_peak.c -o "$bin_dir/after_peak" -ldl
 fi
 measure="$bin_dir/measure"
 
@@ -485,23 +511,28 @@ fi
 elapsed=$(($(date +%s) - start_time))
 
 # --- counts (not timings) ----------------------------------------------------
-# count_run ALLOCATOR PROGRAM: runs benches/tools/PROGRAM once under
-# ALLOCATOR (probe checked), bounded by COUNTS_TIMEOUT; its stdout is in
-# runs/count.PROGRAM.ALLOCATOR.out. Returns non-zero when it failed.
+# count_run ALLOCATOR PROGRAM [ARG...]: runs benches/tools/PROGRAM once
+# (with the ARGs) under ALLOCATOR (probe checked), bounded by
+# COUNTS_TIMEOUT; its stdout is in runs/count.PROGRAM.ALLOCATOR.out, or
+# runs/count.PROGRAM.ARG.ALLOCATOR.out with ARGs (ARG: the first one).
+# Returns non-zero when it failed.
 count_run() {
-	local a="$1" prog="$2" base="$results_dir/runs/count.$2.$1" status=0
+	local a="$1" prog="$2" status=0
+	shift 2
+	local base="$results_dir/runs/count.$prog${1:+.$1}.$a"
 	local -a envs=(WORKLOAD_PROBE=1) pre=()
 	[[ "$a" != slitter-hardened ]] || envs+=(SLITTER_HARDEN=1)
 	[[ -z "${preload[$a]:-}" ]] || pre=(-p "${preload[$a]}")
 	env "${envs[@]}" timeout "$counts_timeout" "$measure" "${pre[@]}" -o "$base.res" -- \
-		"$bin_dir/$prog" </dev/null >"$base.out" 2>"$base.err" || status=$?
+		"$bin_dir/$prog" "$@" </dev/null >"$base.out" 2>"$base.err" || status=$?
 	if ((status != 0)); then
-		log "   $prog under $a failed (status $status$( ((status != 124)) || printf ', timed out after %s s' "$counts_timeout")); see $base.err"
+		log "   $prog${1:+ $1} under $a failed (status $status$( ((status != 124)) || printf ', timed out after %s s' "$counts_timeout")); see $base.err"
 		return 1
 	fi
 	check_probe "$a" "$base.err"
 }
 
+rm -f "$results_dir/after_peak.tsv" # of an earlier run in the same RESULTS_DIR
 if [[ "$counts" == 1 ]]; then
 	log "== counts: many live 64 KiB blocks, fork latency under load"
 	{
@@ -521,6 +552,42 @@ if [[ "$counts" == 1 ]]; then
 		printf '%-18s %12s %16s %16s %14s\n' "$a" "$live" "$maps" "$median" "$max" \
 			>>"$results_dir/counts.txt"
 		log "   $a: live $live, maps lines $maps, fork median ${median} us, max ${max} us"
+	done
+fi
+
+# The after_peak scenarios: one row per allocator and scenario, in
+# counts.txt after the table above, and in after_peak.tsv (for table.md).
+if [[ "$counts" == 1 ]] && ((${#after_peak_scenarios[@]} > 0)); then
+	log "== counts: memory after a peak (after_peak ${after_peak_scenarios[*]}, scale $after_peak_scale)"
+	ap_tsv="$results_dir/after_peak.tsv"
+	printf 'allocator\tscenario\tpeak_mib\tfreed_mib\tafter_1s_mib\ttrimmed_mib\tmalloc_p999_ns\tfree_p999_ns\tlazyfree_after_1s_mib\n' \
+		>"$ap_tsv"
+	{
+		printf '\nMemory after a peak (after_peak, one run each, scale %s): resident MiB at the peak, once it is freed, after 1 s of light activity, after malloc_trim(0) (-1: the allocator has none); p99.9 latency of malloc and free while the peak is built and freed (timed calls, one run: indicative); lazy-free: MiB of the after-1-s figure given back with MADV_FREE (resident until the kernel needs memory)\n\n' \
+			"$after_peak_scale"
+		printf '%-18s %-14s %9s %10s %10s %8s %16s %14s %10s\n' allocator scenario "peak MiB" \
+			"freed MiB" "after 1 s" trimmed "malloc p99.9 ns" "free p99.9 ns" "lazy-free"
+	} >>"$results_dir/counts.txt"
+	for a in "${allocators[@]}"; do
+		for s in "${after_peak_scenarios[@]}"; do
+			fields=(failed - - - - - -)
+			if count_run "$a" after_peak "$s" --scale "$after_peak_scale"; then
+				out="$results_dir/runs/count.after_peak.$s.$a.out"
+				read -r -a fields < <(awk '
+					/^resident_mib:/ { peak = $3; freed = $5; after = $7; trimmed = $9 }
+					/^p999_ns:/ { m = $3; f = $5 }
+					/^lazyfree_mib:/ { lazy = $7 }
+					END { print peak, freed, after, trimmed, m, f, (lazy == "" ? "-" : lazy) }' "$out")
+				((${#fields[@]} == 7)) || {
+					log "   after_peak $s under $a: no figures in $out"
+					fields=(failed - - - - - -)
+				}
+			fi
+			printf '%-18s %-14s %9s %10s %10s %8s %16s %14s %10s\n' "$a" "$s" "${fields[@]}" \
+				>>"$results_dir/counts.txt"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$a" "$s" "${fields[@]}" >>"$ap_tsv"
+			log "   $a $s: resident MiB peak ${fields[0]}, freed ${fields[1]}, after 1 s ${fields[2]}, trimmed ${fields[3]}; p99.9 malloc ${fields[4]} ns, free ${fields[5]} ns"
+		done
 	done
 fi
 
@@ -746,7 +813,8 @@ report() {
 	report md
 	if [[ "$counts" == 1 ]]; then
 		printf '\n**Counts** (one run each, not timings)\n\n'
-		awk 'NR > 4 {
+		awk 'NR > 4 && NF == 0 { exit }
+		NR > 4 {
 			if (!done) {
 				print "| allocator | live 64 KiB blocks (of 200000) | /proc/self/maps lines at 20000 | fork median (us) | fork max (us) |"
 				print "| --- | ---: | ---: | ---: | ---: |"
@@ -754,6 +822,17 @@ report() {
 			}
 			printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5
 		}' "$results_dir/counts.txt"
+		if ((${#after_peak_scenarios[@]} > 0)) && [[ -s "$results_dir/after_peak.tsv" ]]; then
+			printf '\n**Memory after a peak** (after_peak, one run each, scale %s; resident MiB; trimmed -1: no malloc_trim; lazy-free: MiB of the after-1-s figure given back with MADV_FREE)\n\n' \
+				"$after_peak_scale"
+			awk -F '\t' 'NR == 1 {
+				print "| allocator | scenario | peak MiB | freed MiB | after 1 s | trimmed | malloc p99.9 ns | free p99.9 ns | lazy-free after 1 s |"
+				print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+				next
+			}
+			{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' \
+				"$results_dir/after_peak.tsv"
+		fi
 	fi
 } >"$results_dir/table.md"
 
