@@ -121,6 +121,17 @@ struct slitter_class_config {
    * memory, "file" for file-backed memory.
    */
   const char *mapper_name;
+  /**
+   * Whether the memory of spans whose objects are all released may go
+   * back to the operating system (after SLITTER_PURGE_DELAY, or at
+   * malloc_trim), so that a released object may then read as zeroes.
+   * Off (0) by default: a released object keeps its bytes until it is
+   * handed out again, which lock-free readers of type-stable memory may
+   * rely on (e.g. a generation counter that must never go back to
+   * zero). Addresses stay the class's either way; zero_init holds
+   * either way. The "file" mapper never gives memory back.
+   */
+  bool purge;
 };
 
 /**

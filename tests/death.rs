@@ -234,6 +234,7 @@ fn misuse(case: &str) {
                 size: 32,
                 zero_init: false,
                 mapper_name: c"no-such-mapper".as_ptr(),
+                purge: false,
             };
             // SAFETY: a valid config; the unknown mapper is the error under
             // test.

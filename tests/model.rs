@@ -13,7 +13,9 @@
 //! - type stability: an address, once handed out by a class, only ever
 //!   comes back from that same class, and never overlaps an object of
 //!   another class;
-//! - released addresses are reused.
+//! - released addresses are reused;
+//! - all of this in classes that purge (24, 48, 96 bytes) as in those that
+//!   do not.
 //!
 //! Classes are immortal, so they are created once per process.
 
@@ -63,6 +65,9 @@ fn classes() -> &'static [Spec] {
                     size,
                     zero_init,
                     mapper_name: file.then_some("file"),
+                    // Purging classes (their spans' memory may go back to
+                    // the kernel) keep every property above too.
+                    purge: size % 3 == 0,
                 })
                 .unwrap_or_else(|e| panic!("cannot create class {name}: {e}")),
             })
@@ -384,6 +389,7 @@ fn released_addresses_are_reused() {
             }),
             size: 40,
             zero_init,
+            purge: false,
             mapper_name: None,
         })
         .unwrap();

@@ -37,6 +37,7 @@ let config = SlitterClassConfig {
     size: 24,
     zero_init: true,
     mapper_name: core::ptr::null(),
+    purge: false,
 };
 // SAFETY: a valid config with a NUL-terminated name; the object is
 // released once, into its own class.
@@ -79,6 +80,7 @@ let try_register = |size, mapper_name: &core::ffi::CStr, out: *mut SlitterClass|
         size,
         zero_init: false,
         mapper_name: mapper_name.as_ptr(),
+        purge: false,
     };
     // SAFETY: a valid config whose strings are NULL or NUL-terminated;
     // `out` is NULL or writable.
@@ -107,6 +109,15 @@ pub struct SlitterClassConfig {
     /// The mapper to take memory from: NULL or "default" for anonymous
     /// memory, "file" for file-backed memory.
     pub mapper_name: *const c_char,
+    /// Whether the memory of spans whose objects are all released may go
+    /// back to the operating system (after SLITTER_PURGE_DELAY, or at
+    /// malloc_trim), so that a released object may then read as zeroes.
+    /// Off (0) by default: a released object keeps its bytes until it is
+    /// handed out again, which lock-free readers of type-stable memory may
+    /// rely on (e.g. a generation counter that must never go back to
+    /// zero). Addresses stay the class's either way; zero_init holds
+    /// either way. The "file" mapper never gives memory back.
+    pub purge: bool,
 }
 
 /// The outcome of `slitter_class_try_register`.
@@ -186,6 +197,8 @@ unsafe fn register(config: *const SlitterClassConfig) -> Result<SlitterClass, Cl
         name: unsafe { optional_bytes(config.name) },
         size: config.size,
         zero_init: config.zero_init,
+        purge: config.purge,
+        scatter: false,
         // SAFETY: guaranteed by the caller.
         mapper_name: unsafe { optional_bytes(config.mapper_name) },
     };

@@ -1,8 +1,8 @@
 //! Classes: registration and the class table.
 //!
 //! Owns: [`ClassInfo`], the immutable facts of a class (id, name, object
-//! size, zeroing) together with its press and its stacks of full and partial
-//! magazines; the process-wide class table indexed by id; registration from
+//! size, zeroing, purging, the capacity of its magazines) together with
+//! its press; the process-wide class table indexed by id; registration from
 //! a [`RawConfig`] (which the Rust and C class APIs and malloc build), and
 //! its [`ClassError`]s.
 //!
@@ -11,8 +11,9 @@
 //! (registered on first use of malloc), and user classes get the following
 //! ids, densely; a class is never unregistered, and
 //! its `ClassInfo` is immortal and immutable once published in the table;
-//! magazines in `full` hold exactly `MAGAZINE_SIZE` objects of this class,
-//! those in `partial` between 1 and `MAGAZINE_SIZE - 1`.
+//! a magazine of a thread cache holds at most `magazine_capacity` objects
+//! of the class, so that a thread caches at most about
+//! `2 * MAGAZINE_BYTES` bytes of it (two objects if they are larger).
 
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -21,9 +22,12 @@ use crate::heap::arena;
 use crate::heap::mapper_registry;
 use crate::heap::mill;
 use crate::heap::press::Press;
-use crate::layout::constants::{GRANULE, MAX_CLASSES, MAX_SPAN_SIZE};
-use crate::layout::magazine::MagazineStack;
+use crate::layout::constants::{GRANULE, MAGAZINE_SIZE, MAX_CLASSES, MAX_SPAN_SIZE};
 use crate::sys::lock::Lock;
+
+/// The bytes of objects a thread cache's magazine of one class holds at
+/// most (one object, if it is larger).
+pub const MAGAZINE_BYTES: usize = 32 << 10;
 
 /// Class names longer than this are truncated.
 ///
@@ -63,14 +67,21 @@ pub struct ClassInfo {
     pub object_size: usize,
     /// Whether objects are zero-filled when handed out.
     pub zero_init: bool,
+    /// The most objects a thread cache's magazine of this class holds:
+    /// `MAGAZINE_SIZE`, fewer for objects above `MAGAZINE_BYTES /
+    /// MAGAZINE_SIZE` bytes.
+    pub magazine_capacity: usize,
+    /// Whether a thread's release magazine may simply become its
+    /// allocation magazine, as it is (full capacity, no zeroing, no
+    /// scattering).
+    pub swaps_in_place: bool,
+    /// Whether free objects are handed out in a random order rather than
+    /// lowest first (the hardened malloc classes).
+    pub scatters: bool,
     name: [u8; MAX_NAME_LEN],
     name_len: usize,
-    /// Source of fresh objects.
+    /// The class's spans and the objects they hold free.
     pub press: Press,
-    /// Magazines holding `MAGAZINE_SIZE` free objects.
-    pub full: MagazineStack,
-    /// Magazines holding some free objects, left by exiting threads.
-    pub partial: MagazineStack,
 }
 
 impl ClassInfo {
@@ -128,28 +139,33 @@ pub fn registration_lock() -> &'static dyn crate::sys::lock::Forkable {
 }
 
 /// In a forked child whose mill memory was replaced: the presses of the
-/// classes on it stop carving their current spans, whose objects not yet
-/// handed out may hold what the parent's threads wrote while the child
-/// copied them (they must be zero).
+/// classes on it clear the objects they hand out for the first time, which
+/// may hold what the parent's threads wrote while the child copied them
+/// (they must be zero).
 pub fn after_fork_in_child() {
     for id in 1..MAX_CLASSES as u32 {
         if let Some(info) = info(id) {
             if info.press.mill().replaced_in_child() {
-                info.press.forget_current_span();
+                info.press.clear_fresh_objects();
             }
         }
     }
 }
 
-/// Calls `f` on the refill lock of every class's press, by class id (for
-/// the fork handlers, which hold the registration lock, so that no class
+/// Calls `f` on the locks of every class's press, by class id (for the
+/// fork handlers, which hold the registration lock, so that no class
 /// appears meanwhile).
 pub fn each_press_lock(f: &mut dyn FnMut(&dyn crate::sys::lock::Forkable)) {
     for id in 1..MAX_CLASSES as u32 {
         if let Some(info) = info(id) {
-            f(info.press.refill_lock());
+            info.press.locks().into_iter().for_each(&mut *f);
         }
     }
+}
+
+/// Calls `f` on every registered class, by class id.
+pub fn each_class(f: impl FnMut(&'static ClassInfo)) {
+    (1..MAX_CLASSES as u32).filter_map(info).for_each(f);
 }
 
 /// The class registered under `id`, if any.
@@ -231,6 +247,10 @@ pub struct RawConfig<'a> {
     pub size: usize,
     /// Zero-fill objects.
     pub zero_init: bool,
+    /// Give the memory of wholly free spans back to the kernel.
+    pub purge: bool,
+    /// Hand out free objects in a random order.
+    pub scatter: bool,
     /// Mapper name bytes.
     pub mapper_name: Option<&'a [u8]>,
 }
@@ -304,17 +324,21 @@ fn register_as(
     .ok_or(ClassError::OutOfMemory)?
     .cast::<ClassInfo>()
     .as_ptr();
+    let magazine_capacity = (MAGAZINE_BYTES / object_size).clamp(1, MAGAZINE_SIZE);
     // SAFETY: `slot` is fresh, aligned arena memory for one ClassInfo.
     unsafe {
         slot.write(ClassInfo {
             id,
             object_size,
             zero_init: config.zero_init,
+            magazine_capacity,
+            swaps_in_place: !config.zero_init
+                && !config.scatter
+                && magazine_capacity == MAGAZINE_SIZE,
+            scatters: config.scatter,
             name,
             name_len,
-            press: Press::new(id, object_size, mill),
-            full: MagazineStack::new(),
-            partial: MagazineStack::new(),
+            press: Press::new(id, object_size, mill, config.purge),
         })
     };
     CLASSES[id as usize].store(slot, Ordering::Release);

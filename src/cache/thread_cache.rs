@@ -1,11 +1,17 @@
 //! The per-thread cache: the allocation and release fast paths.
 //!
 //! Owns: for each thread, one allocation magazine and one release magazine
-//! per class, and the exchange of whole magazines with the class's stacks,
-//! the press and the rack on the slow paths; the zeroing of objects for
+//! per class, each holding at most the class's `magazine_capacity`
+//! objects, and the span of the class the thread owns; on the slow paths,
+//! the filling of the allocation magazine from that span (through the
+//! press) and the giving back of a full release magazine's objects to
+//! their spans, the magazines themselves coming from and going back to
+//! the rack; the zeroing of objects for
 //! classes that ask for it; the thread's quarantine, made on its first
-//! delayed release (`release_later`); the return of every magazine, and of
-//! every object in the quarantine, when a thread exits.
+//! delayed release (`release_later`); the return of every object, span and
+//! magazine, and of every object in the quarantine, when a thread exits,
+//! when it trims its cache (`malloc_trim`), and in a forked child for the
+//! threads that do not exist there; the ticks of the purge on slow paths.
 //!
 //! The thread's state is a small header in an initial-exec thread-local
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
@@ -57,6 +63,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::cache::checks;
 use crate::cache::class_table::{self, ClassInfo};
 use crate::cache::misuse_report;
+use crate::cache::purge;
 use crate::cache::quarantine::{Held, Quarantine};
 use crate::cache::rack;
 use crate::cache::tally;
@@ -65,6 +72,9 @@ use crate::layout::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE, MAX_CLASSES};
 use crate::layout::magazine::{
     count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
 };
+use crate::heap::press::Order;
+use crate::layout::span::SpanRecord;
+use crate::sys::random::Generator;
 use crate::sys::lock::Lock;
 
 /// A swap folds the counts of its entry rather than take `swapped` past
@@ -95,6 +105,11 @@ pub const UNCOUNTED_BOUND: u64 = 2 * FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
 struct CacheEntry {
     alloc: *mut Magazine,
     release: *mut Magazine,
+    /// The span of the class this thread owns (null: none).
+    span: *const SpanRecord,
+    /// The thread's generator, for classes that scatter their objects
+    /// (null: none, for an exited thread).
+    random: *mut Generator,
     alloc_mark: u8,
     release_mark: u8,
     /// `FOLD_BUDGET` minus the slot bytes of the objects swapped since
@@ -113,7 +128,7 @@ fn held(magazine: *mut Magazine) -> u8 {
         return 0;
     }
     // SAFETY: a non-sentinel magazine of an entry is owned by the thread.
-    unsafe { (*magazine).count as u8 }
+    unsafe { (*magazine).len() as u8 }
 }
 
 impl CacheEntry {
@@ -162,8 +177,13 @@ impl CacheEntry {
 #[repr(C, align(64))]
 struct EntryArray {
     next_free: *mut EntryArray,
+    /// The next array ever created (all of them are on that list).
+    next_created: *mut EntryArray,
+    /// Whether a thread owns the array (it is not on the free list).
+    in_use: bool,
     alloc: [*mut Slot; MAX_CLASSES],
     release: [*mut Slot; MAX_CLASSES],
+    spans: [*const SpanRecord; MAX_CLASSES],
     /// `CacheEntry::fold_budget`, `BUDGET_FROM_ALLOC` bytes after `alloc`.
     fold_budget: [i64; MAX_CLASSES],
     alloc_mark: [u8; MAX_CLASSES],
@@ -172,6 +192,8 @@ struct EntryArray {
     pending_releases: [u32; MAX_CLASSES],
     /// The quarantine of `release_later`, or null before the first.
     quarantine: *mut Quarantine,
+    /// Draws the order of the objects of classes that scatter them.
+    random: Generator,
 }
 
 /// The distance from a class's allocation top to its `fold_budget` in an
@@ -191,6 +213,8 @@ unsafe fn load_entry(array: *mut EntryArray, index: usize) -> CacheEntry {
         CacheEntry {
             alloc: load((*array).alloc[index]),
             release: load((*array).release[index]),
+            span: (*array).spans[index],
+            random: &raw mut (*array).random,
             alloc_mark: (*array).alloc_mark[index],
             release_mark: (*array).release_mark[index],
             fold_budget: (*array).fold_budget[index],
@@ -209,6 +233,7 @@ unsafe fn store_entry(array: *mut EntryArray, index: usize, entry: &CacheEntry) 
     unsafe {
         (*array).alloc[index] = Magazine::top(entry.alloc);
         (*array).release[index] = Magazine::top(entry.release);
+        (*array).spans[index] = entry.span;
         (*array).alloc_mark[index] = entry.alloc_mark;
         (*array).release_mark[index] = entry.release_mark;
         (*array).fold_budget[index] = entry.fold_budget;
@@ -301,6 +326,8 @@ fn sentinel_entry() -> CacheEntry {
     CacheEntry {
         alloc: empty_sentinel(),
         release: full_sentinel(),
+        span: core::ptr::null(),
+        random: core::ptr::null_mut(),
         alloc_mark: 0,
         release_mark: 0,
         fold_budget: FOLD_BUDGET,
@@ -407,6 +434,7 @@ fn allocate_slow_or_die(class_id: u32) -> NonNull<u8> {
 #[cold]
 pub fn allocate_slow(class_id: u32) -> Option<NonNull<u8>> {
     let info = class_or_die(class_id);
+    purge::tick();
     swap_and_allocate(info).or_else(|| refill_and_allocate(info))
 }
 
@@ -496,6 +524,7 @@ fn release_slow(class_id: u32, slot: Slot) {
             info.name()
         ));
     }
+    purge::tick();
 }
 
 /// The cheapest slow path: when this thread's allocation magazine for
@@ -506,7 +535,8 @@ fn release_slow(class_id: u32, slot: Slot) {
 /// that changed roles in the entry's fold budget. `None` when that does
 /// not apply, and also when the class zeroes its objects or the budget is
 /// spent: `refill` then trades the magazines, after a fold, clearing the
-/// objects. Makes no call, so that `allocate_slow`, into which it is
+/// objects, or its magazines hold fewer objects (see `magazine_capacity`).
+/// Makes no call, so that `allocate_slow`, into which it is
 /// inlined, costs about 50 instructions when it swaps (once per
 /// `MAGAZINE_SIZE` allocations).
 #[inline(always)]
@@ -524,7 +554,7 @@ fn swap_and_allocate(info: &'static ClassInfo) -> Option<NonNull<u8>> {
         if !first_slot(alloc_top)
             || first_slot(release_top)
             || magazine_of(release_top) == full_sentinel()
-            || info.zero_init
+            || !info.swaps_in_place
         {
             return None;
         }
@@ -591,6 +621,8 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
 
 /// Head of the free list of entry arrays (an address; 0 when empty).
 static FREE_ARRAYS: Lock<usize> = Lock::new(0);
+/// Head of the list of every entry array created (an address; 0 when none).
+static CREATED_ARRAYS: Lock<usize> = Lock::new(0);
 static ENTRY_ARRAYS_CREATED: AtomicUsize = AtomicUsize::new(0);
 /// Entry arrays owned by threads (not on the free list).
 static ENTRY_ARRAYS_IN_USE: AtomicUsize = AtomicUsize::new(0);
@@ -605,6 +637,8 @@ fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
     unsafe {
         (*array).alloc.fill(empty);
         (*array).release.fill(full);
+        (*array).spans.fill(core::ptr::null());
+        (*array).in_use = true;
         (*array).fold_budget.fill(FOLD_BUDGET);
         (*array).alloc_mark.fill(0);
         (*array).release_mark.fill(0);
@@ -632,9 +666,16 @@ fn take_entry_array() -> Option<*mut EntryArray> {
     let array = arena::allocate(
         core::mem::size_of::<EntryArray>(),
         core::mem::align_of::<EntryArray>(),
-    )?;
+    )?
+    .cast::<EntryArray>()
+    .as_ptr();
     ENTRY_ARRAYS_CREATED.fetch_add(1, Ordering::Relaxed);
-    Some(array.cast::<EntryArray>().as_ptr())
+    let mut created = CREATED_ARRAYS.lock();
+    // SAFETY: fresh arena memory (zeroed), owned by this thread; the list
+    // of created arrays is changed under its lock.
+    unsafe { (*array).next_created = *created as *mut EntryArray };
+    *created = array as usize;
+    Some(array)
 }
 
 /// Zeroes the objects of a magazine about to become the allocation
@@ -667,23 +708,31 @@ fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magaz
             trade_places(entry, info);
             return Some(entry.alloc);
         }
-        if let Some(magazine) = info.full.pop().or_else(|| info.partial.pop()) {
-            retire(entry.alloc, info);
-            entry.alloc = magazine.as_ptr();
-            clear_objects(entry.alloc, info);
-            return Some(entry.alloc);
-        }
         if is_sentinel(entry.alloc) {
             entry.alloc = rack::allocate_empty()?.as_ptr();
         }
-        // Fresh objects from the press are zero already.
-        info.press.allocate_batch(&mut *entry.alloc).ok()?;
+        // The press clears the objects that are not fresh (zero already).
+        let order = match entry.random.as_mut() {
+            Some(random) if info.scatters => Order::Scattered(random),
+            _ => Order::Ascending,
+        };
+        info.press
+            .fill(
+                &mut *entry.alloc,
+                info.magazine_capacity,
+                &mut entry.span,
+                info.zero_init,
+                order,
+            )
+            .ok()?;
         Some(entry.alloc)
     }
 }
 
 /// Ensures `entry.release` is a non-full magazine of this thread and
-/// returns it; `None` when out of memory.
+/// returns it: the empty allocation magazine, else the release magazine
+/// once its objects are given back to their spans, else a new one;
+/// `None` when out of memory.
 fn make_room(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magazine> {
     // SAFETY: as in `refill`.
     unsafe {
@@ -691,51 +740,64 @@ fn make_room(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Ma
             trade_places(entry, info);
             return Some(entry.release);
         }
-        let empty = rack::allocate_empty()?;
-        retire(entry.release, info);
-        entry.release = empty.as_ptr();
+        if is_sentinel(entry.release) {
+            entry.release = rack::allocate_empty()?.as_ptr();
+        } else {
+            info.press.give_back((*entry.release).objects());
+            (*entry.release).clear();
+        }
+        (*entry.release).bound(info.magazine_capacity);
         Some(entry.release)
     }
 }
 
 /// Makes the allocation magazine of `entry` its release magazine and the
 /// other way round, keeping each sentinel on its side (the empty one for
-/// allocation, the full one for release), and clears the objects of the
-/// new allocation magazine if `info` zeroes them.
+/// allocation, the full one for release): the new allocation magazine's
+/// objects move down to its first slots (and are cleared if `info` zeroes
+/// them), the new release magazine (empty) is bounded to the class's
+/// capacity.
 fn trade_places(entry: &mut CacheEntry, info: &ClassInfo) {
     core::mem::swap(&mut entry.alloc, &mut entry.release);
     if is_sentinel(entry.alloc) {
         entry.alloc = empty_sentinel();
     } else {
+        // SAFETY: a magazine of this thread's.
+        unsafe { (*entry.alloc).compact() };
         clear_objects(entry.alloc, info);
     }
     if is_sentinel(entry.release) {
         entry.release = full_sentinel();
+    } else {
+        // SAFETY: a magazine of this thread's, empty (the caller checked).
+        unsafe { (*entry.release).bound(info.magazine_capacity) };
     }
 }
 
-/// Gives a magazine taken out of a cache entry back to where it belongs:
-/// the class's full or partial stack, or the rack if empty.
+/// Gives the objects of a magazine taken out of a cache entry back to
+/// their spans, and the magazine to the rack.
 fn retire(magazine: *mut Magazine, info: &ClassInfo) {
     let Some(magazine) = NonNull::new(magazine).filter(|m| !is_sentinel(m.as_ptr())) else {
         return;
     };
     // SAFETY: the caller owned `magazine` and gives it up here.
-    let m = unsafe { magazine.as_ref() };
-    if m.is_empty() {
-        rack::release_empty(magazine);
-    } else if m.is_full() {
-        info.full.push(magazine);
-    } else {
-        info.partial.push(magazine);
-    }
+    let m = unsafe { &mut *magazine.as_ptr() };
+    info.press.give_back(m.objects());
+    m.clear();
+    rack::release_empty(magazine);
 }
 
+/// Gives back everything `entry` holds: its objects and magazines, and the
+/// span it owns.
 fn flush_entry(entry: &mut CacheEntry, info: &ClassInfo) {
     entry.fold(info.id);
     entry.publish(info.id);
     retire(entry.alloc, info);
     retire(entry.release, info);
+    // SAFETY: span records are immortal.
+    if let Some(span) = unsafe { entry.span.as_ref() } {
+        info.press.give_up(span);
+    }
     *entry = sentinel_entry();
 }
 
@@ -749,17 +811,35 @@ pub fn exit_key_lock() -> &'static dyn crate::sys::lock::Forkable {
     &EXIT_KEY_LOCK
 }
 
-/// The lock of the free list of entry arrays, for the fork handlers.
-pub fn free_arrays_lock() -> &'static dyn crate::sys::lock::Forkable {
-    &FREE_ARRAYS
+/// The locks of the lists of entry arrays, for the fork handlers.
+pub fn array_list_locks() -> [&'static dyn crate::sys::lock::Forkable; 2] {
+    [&CREATED_ARRAYS, &FREE_ARRAYS]
 }
 
 /// Puts the thread caches right in a forked child: of the threads that
-/// held entry arrays, only the calling one exists there.
+/// held entry arrays, only the calling one exists there, so what the
+/// others' arrays hold (objects, spans, magazines, quarantines) is given
+/// back and their arrays go to the free list.
 pub fn after_fork_in_child() {
     // SAFETY: `state` is this thread's header, only touched by this thread.
-    let mine = unsafe { !(*state()).array.is_null() };
-    ENTRY_ARRAYS_IN_USE.store(usize::from(mine), Ordering::Relaxed);
+    let mine = unsafe { (*state()).array };
+    let mut array = *CREATED_ARRAYS.lock() as *mut EntryArray;
+    while !array.is_null() {
+        // SAFETY: arrays are immortal; in the child no other thread runs,
+        // so the arrays of the parent's other threads are no one's.
+        unsafe {
+            let next = (*array).next_created;
+            if (*array).in_use && array != mine {
+                if let Some(quarantine) = (*array).quarantine.as_mut() {
+                    quarantine.drain(|held| release(held.class_id, held.slot));
+                }
+                flush_array(array);
+                free_array(array);
+            }
+            array = next;
+        }
+    }
+    ENTRY_ARRAYS_IN_USE.store(usize::from(!mine.is_null()), Ordering::Relaxed);
 }
 
 fn exit_key() -> libc::pthread_key_t {
@@ -802,14 +882,8 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     if let Some(quarantine) = unsafe { (*array).quarantine.as_mut() } {
         quarantine.drain(|held| release(held.class_id, held.slot));
     }
-    for index in 1..MAX_CLASSES {
-        if let Some(info) = class_table::info(index as u32) {
-            // SAFETY: index < MAX_CLASSES, in this thread's own array,
-            // whose magazines it owns; the entries go with the array.
-            let mut entry = unsafe { load_entry(array, index) };
-            flush_entry(&mut entry, info);
-        }
-    }
+    // SAFETY: the thread's own array.
+    unsafe { flush_array(array) };
     // SAFETY: the initial arrays are valid for the rest of the process.
     unsafe {
         state.alloc = slitter_initial_alloc;
@@ -818,10 +892,54 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
     state.array = core::ptr::null_mut();
     state.flags |= EXITED;
     ENTRY_ARRAYS_IN_USE.fetch_sub(1, Ordering::Relaxed);
-    let mut head = FREE_ARRAYS.lock();
     // SAFETY: the array is no longer reachable from this thread.
-    unsafe { (*array).next_free = *head as *mut EntryArray };
+    unsafe { free_array(array) };
+}
+
+/// Gives back every object, magazine and span of every class that
+/// `array`'s entries hold, leaving them on the sentinels.
+///
+/// # Safety
+/// `array` is an entry array whose thread is the caller, or no longer
+/// runs (it exited, or does not exist in this forked child).
+unsafe fn flush_array(array: *mut EntryArray) {
+    for index in 1..MAX_CLASSES {
+        if let Some(info) = class_table::info(index as u32) {
+            // SAFETY: index < MAX_CLASSES, in an array whose magazines and
+            // spans the caller may give back (see above).
+            unsafe {
+                let mut entry = load_entry(array, index);
+                flush_entry(&mut entry, info);
+                store_entry(array, index, &entry);
+            }
+        }
+    }
+}
+
+/// Puts `array`, which no thread owns any more, on the free list.
+///
+/// # Safety
+/// No thread uses `array`.
+unsafe fn free_array(array: *mut EntryArray) {
+    let mut head = FREE_ARRAYS.lock();
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        (*array).in_use = false;
+        (*array).next_free = *head as *mut EntryArray;
+    }
     *head = array as usize;
+}
+
+/// Gives back everything this thread's cache holds, for every class:
+/// objects to their spans, spans to their presses, magazines to the rack
+/// (`malloc_trim`). The thread keeps its entry array and quarantine.
+pub fn flush_this_thread() {
+    // SAFETY: `state` is this thread's header, only touched by this thread.
+    let array = unsafe { (*state()).array };
+    if !array.is_null() {
+        // SAFETY: the thread's own array.
+        unsafe { flush_array(array) };
+    }
 }
 
 /// Number of entry arrays ever created (bounded by the peak number of

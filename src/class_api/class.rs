@@ -49,13 +49,24 @@ pub struct ClassConfig<'a> {
     /// The registered mapper to take memory from (`None`: anonymous mmap;
     /// `"file"`: file-backed).
     pub mapper_name: Option<&'a str>,
+    /// Whether the memory of spans whose objects are all released may go
+    /// back to the operating system (after `SLITTER_PURGE_DELAY`, or at
+    /// `malloc_trim`): a released object's bytes may then read as zeroes
+    /// when it is next read. Off by default: a released object keeps its
+    /// bytes until it is handed out again, which lock-free readers of
+    /// type-stable memory may rely on (a generation counter that must
+    /// never go back to zero). Its address stays the class's either way,
+    /// and `zero_init` holds either way.
+    pub purge: bool,
 }
 
 /// A registered class: a handle on a type-stable pool of same-size objects.
 ///
-/// Objects of a class are never returned to the operating system nor used
-/// by another class, so a pointer to a released object stays safe to read
-/// (it still points at an object of the same class).
+/// Objects of a class are never used by another class, so a pointer to a
+/// released object stays safe to read (it still points at an object of the
+/// same class); their memory goes back to the operating system only in
+/// classes that opt in with [`ClassConfig::purge`], where a released
+/// object may then read as zeroes.
 ///
 /// ```
 /// let class = slitter::Class::new(slitter::ClassConfig {
@@ -90,6 +101,8 @@ impl Class {
             name: config.name.map(str::as_bytes),
             size: config.size,
             zero_init: config.zero_init,
+            purge: config.purge,
+            scatter: false,
             mapper_name: config.mapper_name.map(str::as_bytes),
         };
         entry::enter();
@@ -238,8 +251,8 @@ mod tests {
         let config = |size, mapper_name| ClassConfig {
             name: Some("bad"),
             size,
-            zero_init: false,
             mapper_name,
+            ..Default::default()
         };
         assert_eq!(Class::new(config(0, None)), Err(ClassError::ZeroSize));
         assert_eq!(

@@ -103,6 +103,17 @@ pub trait Mapper: Sync {
     /// Makes a reserved range usable for objects (zero-filled).
     fn allocate_data(&self, base: NonNull<c_void>, size: usize) -> Result<(), Errno>;
 
+    /// Gives back the memory of `size` bytes at `base`, a page-aligned part
+    /// of a range `allocate_data` backed that holds no live object, so that
+    /// it reads as zeroes afterwards, and returns `Ok(true)`; or keeps it
+    /// and returns `Ok(false)`, the default (the range then keeps its
+    /// contents, and its spans are not purged). Called without any of
+    /// slitter's locks but the purging class's; it must not allocate.
+    fn purge(&self, base: NonNull<c_void>, size: usize) -> Result<bool, Errno> {
+        let _ = (base, size);
+        Ok(false)
+    }
+
     /// Called in the child of a `fork()`, for each range of `size` bytes
     /// at `base` that `allocate_data` backed, of which the first `used`
     /// bytes hold objects handed out so far. A mapper whose memory the

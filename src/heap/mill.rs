@@ -4,9 +4,11 @@
 //! `| guard | metadata | guard | data (DATA_ALIGNMENT, aligned) | guard |`
 //! and its carving out of an over-sized reservation; the tags of the
 //! classes in each chunk (see `layout/object_states.rs`); the initialisation of
-//! span records when a span is handed to a press.
+//! span records when a span is handed to a press; the purge of a span's
+//! memory and metadata through the mapper.
 //!
-//! Invariants: chunks and spans are immortal and never handed out twice;
+//! Invariants: chunks and spans are immortal and never handed out twice
+//! (a purged span stays its press's, its address range reserved);
 //! spans are `SPAN_ALIGNMENT`-aligned, lie inside one chunk's data region,
 //! and all their records carry the owning class and its tag in the chunk;
 //! a chunk gives each class that has spans in it one tag, at most
@@ -150,6 +152,7 @@ pub struct Mill {
     state: Lock<MillState>,
     chunks: AtomicUsize,
     span_bytes: AtomicUsize,
+    purged_bytes: AtomicUsize,
     /// See [`Mill::replaced_in_child`].
     replaced_in_child: AtomicBool,
 }
@@ -168,6 +171,7 @@ impl Mill {
             }),
             chunks: AtomicUsize::new(0),
             span_bytes: AtomicUsize::new(0),
+            purged_bytes: AtomicUsize::new(0),
             replaced_in_child: AtomicBool::new(false),
         }
     }
@@ -300,6 +304,29 @@ impl Mill {
         Ok(chunk)
     }
 
+    /// Gives the memory of the span `[begin, begin + size)`, which holds no
+    /// live or cached object, back to the mapper, with its object states
+    /// and held bits: everything about it then reads as zero, as in a
+    /// fresh span. Returns whether it did: `false` when the mapper keeps
+    /// the memory (or fails to give it back), which changes nothing.
+    pub fn purge_span(&self, begin: usize, size: usize) -> bool {
+        if !matches!(self.mapper.purge(as_ptr(begin), size), Ok(true)) {
+            return false;
+        }
+        let metadata = chunk_registry::metadata_for(begin);
+        let (states, states_len) = object_states::range_of(metadata, begin, size);
+        clear_metadata(self.mapper, states, states_len);
+        let (held, held_len) = crate::layout::held_bits::range_of(metadata, begin, size);
+        clear_metadata(self.mapper, held, held_len);
+        self.purged_bytes.fetch_add(size, Ordering::Relaxed);
+        true
+    }
+
+    /// Bytes of spans purged so far (a span purged twice counts twice).
+    pub fn purged_bytes(&self) -> usize {
+        self.purged_bytes.load(Ordering::Relaxed)
+    }
+
     /// Hands out a fresh span of `span_size` bytes for `class_id`, whose
     /// objects are `object_size` bytes, and returns its first record.
     #[contracts::debug_requires(class_id != 0 && span_size.is_multiple_of(SPAN_ALIGNMENT))]
@@ -334,6 +361,32 @@ impl Mill {
             record_for(slot).init(class_id, object_count as u32, begin, tag);
         }
         Ok(record_for(begin))
+    }
+}
+
+/// Gives back the pages of the metadata range `[start, start + len)` (8-byte
+/// aligned) through `mapper`, and clears by hand the parts of pages it
+/// shares with other spans' metadata, or all of it if the mapper keeps its
+/// memory: afterwards it reads as zeroes either way.
+fn clear_metadata(mapper: &dyn Mapper, start: usize, len: usize) {
+    let page = mapper.page_size();
+    let (first_page, end_page) = (start.next_multiple_of(page), (start + len) & !(page - 1));
+    let purged = first_page < end_page
+        && matches!(mapper.purge(as_ptr(first_page), end_page - first_page), Ok(true));
+    let clear = |from: usize, to: usize| {
+        for word in (from..to).step_by(8) {
+            // SAFETY: metadata is mapped, immortal and 8-byte aligned here;
+            // other threads only read these words (with atomic loads) or
+            // write them atomically.
+            unsafe { &*(word as *const core::sync::atomic::AtomicU64) }
+                .store(0, Ordering::Relaxed);
+        }
+    };
+    if purged {
+        clear(start, first_page);
+        clear(end_page, start + len);
+    } else {
+        clear(start, start + len);
     }
 }
 
@@ -530,7 +583,7 @@ mod tests {
             // span is found as one of it, and of no other class.
             let object = record.begin();
             let metadata = chunk_registry::metadata_for(object);
-            let state = object_states::hand_out_fresh(metadata, object, record.tag());
+            let state = object_states::hand_out(metadata, object, record.tag());
             // SAFETY: the object is this test's, handed out here.
             unsafe { object_states::mark_live(state) };
             let live = object_states::live_object(object).map(|(id, _)| id);

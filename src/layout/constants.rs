@@ -2,7 +2,7 @@
 //!
 //! Owns: every size that fixes the shape of a chunk (data alignment, guard
 //! and metadata sizes, and the parts of the metadata region: span records,
-//! tag table, object states), the span and object granularities, the
+//! tag table, object states, held bits), the span and object granularities, the
 //! span-record size and the magazine capacity, and the size of the
 //! per-thread cache header. The same
 //! constants are defined again in `c/layout.h`;
@@ -23,7 +23,7 @@ use static_assertions::const_assert;
 mod values {
     pub const DATA_ALIGNMENT: usize = 1 << 30;
     pub const GUARD_PAGE_SIZE: usize = 2 << 20;
-    pub const RECORDS_SIZE: usize = 2 << 20;
+    pub const RECORDS_SIZE: usize = 4 << 20;
     /// Spans of a class are about this large, unless objects are larger.
     pub const SPAN_TARGET_SIZE: usize = 1 << 20;
 }
@@ -32,7 +32,7 @@ mod values {
 mod values {
     pub const DATA_ALIGNMENT: usize = 32 << 20;
     pub const GUARD_PAGE_SIZE: usize = 16 << 10;
-    pub const RECORDS_SIZE: usize = 64 << 10;
+    pub const RECORDS_SIZE: usize = 128 << 10;
     pub const SPAN_TARGET_SIZE: usize = 64 << 10;
 }
 
@@ -43,7 +43,7 @@ pub use values::*;
 pub const SPAN_ALIGNMENT: usize = 16 << 10;
 
 /// Size of one span record in the metadata region.
-pub const SPAN_METADATA_SIZE: usize = 32;
+pub const SPAN_METADATA_SIZE: usize = 64;
 
 /// Objects start on this alignment (every object size is a multiple of
 /// it), and each granule of this size in a chunk's data region has one
@@ -69,9 +69,16 @@ pub const STATES_OFFSET: usize = TAG_TABLE_OFFSET + TAG_TABLE_SIZE;
 /// Bytes of a chunk's object states: one state per granule of data.
 pub const STATES_SIZE: usize = DATA_ALIGNMENT / GRANULE * STATE_SIZE;
 
+/// Offset of a chunk's held bits (which objects their spans hold free,
+/// see `layout/held_bits.rs`) in its metadata region, after the states.
+pub const HELD_OFFSET: usize = STATES_OFFSET + STATES_SIZE;
+
+/// Bytes of a chunk's held bits: one bit per granule of data.
+pub const HELD_SIZE: usize = DATA_ALIGNMENT / GRANULE / 8;
+
 /// Size of a chunk's metadata region: span records, tag table, object
-/// states.
-pub const METADATA_SIZE: usize = STATES_OFFSET + STATES_SIZE;
+/// states, held bits.
+pub const METADATA_SIZE: usize = HELD_OFFSET + HELD_SIZE;
 
 /// Number of object slots in a magazine.
 pub const MAGAZINE_SIZE: usize = 31;

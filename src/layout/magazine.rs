@@ -43,9 +43,14 @@ pub struct Slot {
 /// layout is declared in C as `struct slitter_magazine` (`c/layout.h`).
 #[repr(C, align(512))]
 pub struct Magazine {
-    /// Number of objects in `slots[..count]` (see the module invariants).
+    /// Number of slots in use, `slots[..count]` (see the module
+    /// invariants), counting the `base` unused ones.
     pub count: u32,
-    unused: u32,
+    /// Slots below this one are never used: a magazine that takes
+    /// releases of a class with large objects starts higher, so that it
+    /// is full after fewer objects (thread caches are bounded in bytes);
+    /// its objects are `slots[base..count]`.
+    pub base: u32,
     /// Next magazine in a stack (a plain address; 0 at the bottom).
     link: AtomicU64,
     /// The objects.
@@ -79,7 +84,7 @@ impl Magazine {
     pub const fn empty() -> Magazine {
         Magazine {
             count: 0,
-            unused: 0,
+            base: 0,
             link: AtomicU64::new(0),
             slots: [Slot::EMPTY; MAGAZINE_SIZE],
         }
@@ -87,7 +92,37 @@ impl Magazine {
 
     /// Whether the magazine holds no object.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count == self.base
+    }
+
+    /// The number of objects the magazine holds.
+    pub fn len(&self) -> usize {
+        (self.count - self.base) as usize
+    }
+
+    /// Makes this empty magazine hold at most `capacity` objects (at least
+    /// 1, at most `MAGAZINE_SIZE`) until it is emptied by [`Magazine::clear`]
+    /// or [`Magazine::compact`].
+    #[contracts::debug_requires(self.is_empty() && capacity >= 1 && capacity <= MAGAZINE_SIZE)]
+    pub fn bound(&mut self, capacity: usize) {
+        self.base = (MAGAZINE_SIZE - capacity) as u32;
+        self.count = self.base;
+    }
+
+    /// Moves the objects down to the first slots, so that popping them
+    /// stops at the first slot.
+    #[contracts::debug_ensures(self.base == 0 && self.len() == old(self.len()))]
+    pub fn compact(&mut self) {
+        let (base, count) = (self.base as usize, self.count as usize);
+        self.slots.copy_within(base..count, 0);
+        self.count -= self.base;
+        self.base = 0;
+    }
+
+    /// Forgets the objects (the caller took them) and the bound.
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.base = 0;
     }
 
     /// Whether the magazine has no free slot.
@@ -115,7 +150,7 @@ impl Magazine {
 
     /// The free objects, oldest first.
     pub fn objects(&self) -> &[Slot] {
-        &self.slots[..self.count as usize]
+        &self.slots[self.base as usize..self.count as usize]
     }
 
     /// The top of this magazine: the address of its first unused slot.

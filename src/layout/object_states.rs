@@ -9,7 +9,9 @@
 //!
 //! A state is 0 where no object that was ever handed out starts: inside
 //! objects, in a span's slack, outside spans, and at objects the press has
-//! not handed out yet. At the start of an object handed out at least once,
+//! not handed out yet (or not since their span was purged, which gives the
+//! states' pages back with it: a zero state reads as no object, so a
+//! release into a purged span is refused like any other). At the start of an object handed out at least once,
 //! its tag byte holds the tag of the object's class in this chunk (from 1
 //! to [`MAX_TAG`], given by the mill) and its flags byte [`LIVE`] while the
 //! object is handed out, [`ROOM`] too while it is live and `realloc` gave
@@ -34,7 +36,8 @@
 //! Invariants: a tag's two table entries are written once, by the mill,
 //! before any span carrying the tag is published, and never change; a
 //! tag byte changes from 0 to its object's tag when the press first hands
-//! the object out, and keeps that tag forever after (type stability);
+//! the object out, and keeps that tag until its span is purged, when it
+//! goes back to 0 (the span's addresses stay its class's: type stability);
 //! from then on only the flags byte changes: [`LIVE`] is set exactly
 //! while the object is handed out, [`ROOM`] only while it is live (or, in
 //! a free state, after a release raced with its `realloc`, a misuse; that
@@ -152,14 +155,22 @@ fn state_and_live_class(metadata: usize, granule: usize) -> (&'static State, u32
     }
 }
 
-/// Gives the state of the object at `addr`, which the press hands out for
-/// the first time, its class's `tag` (the object is free until it is
-/// popped from a magazine), and returns the state; `metadata` is the
-/// region the chunk registry gives for `addr`.
-pub fn hand_out_fresh(metadata: usize, addr: usize, tag: u8) -> &'static State {
+/// Gives the state of the free object at `addr`, which the press hands
+/// to a thread cache, its class's `tag` (already there unless the object
+/// is handed out for the first time since its span was fresh; the object
+/// is free until it is popped from a magazine), and returns the state;
+/// `metadata` is the region the chunk registry gives for `addr`.
+pub fn hand_out(metadata: usize, addr: usize, tag: u8) -> &'static State {
     let state = state_in(metadata, addr);
     state.tag.store(tag, Ordering::Relaxed);
     state
+}
+
+/// The address range of the states of the span `[begin, begin + size)` in
+/// `metadata` (for purging them with the span).
+pub fn range_of(metadata: usize, begin: usize, size: usize) -> (usize, usize) {
+    let start = state_in(metadata, begin) as *const State as usize;
+    (start, size / GRANULE * STATE_SIZE)
 }
 
 /// Makes `tag` name class `class_id` in the tag table of the chunk whose

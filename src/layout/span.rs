@@ -6,7 +6,10 @@
 //! the metadata region (`METADATA_OFFSET` below the chunk's data, or an
 //! all-zero stand-in outside chunks). The state of each object is not
 //! here but in `layout/object_states.rs`; records say which class owns a span
-//! slot, where the span's objects lie and how far its press has got.
+//! slot, where the span's objects lie and how far its press has got, and,
+//! in a span's first record, how many objects the span holds free (their
+//! bits are in `layout/held_bits.rs`), whether a thread owns it, and its
+//! place in its press's lists.
 //!
 //! Invariants: an all-zero record is a valid "unused" record (class id 0);
 //! every record of a multi-slot span carries the span's class id, object
@@ -14,10 +17,15 @@
 //! span finds them; the class id of a record changes at most once, from 0
 //! to its class, and is written last (with release ordering) so that a
 //! record with a class is complete. The bump index of a span's first
-//! record only grows (the press hands each object out at most once).
+//! record only grows while the span's memory lives (the press hands each
+//! object out at most once between purges), and goes back to 0 when the
+//! press purges the span, which it does only while it owns the span and
+//! the span holds every object it ever handed out. The held count is
+//! raised before the objects' held bits are set and lowered after they
+//! are cleared, so it is never below the number of bits set.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use static_assertions::const_assert_eq;
 
@@ -41,11 +49,33 @@ pub struct SpanRecord {
     begin: UnsafeCell<usize>,
     /// The class's tag in this chunk (see `layout/object_states.rs`).
     tag: UnsafeCell<u8>,
-    unused: [u8; 7],
-    /// Index of the next object the press hands out (only the span's
-    /// first record's is used).
+    /// Which of its press's lists holds the span (see `heap/span_list.rs`;
+    /// changed under the press's lock).
+    pub list: AtomicU8,
+    unused: [u8; 6],
+    /// Index of the next object never handed out (only the span's first
+    /// record's fields from here on are used).
     pub bump_index: AtomicU64,
+    /// The objects the span holds free (`HELD_MASK`), and [`OWNED`].
+    pub status: AtomicU64,
+    /// The word of the span's held bits where its owner looks first.
+    pub cursor: AtomicU32,
+    /// When the span became wholly free (`heap/decay.rs` milliseconds).
+    pub emptied_at: AtomicU32,
+    /// The next span in its press's list (0: none).
+    pub next: AtomicUsize,
+    /// The previous span in its press's list (0: none).
+    pub prev: AtomicUsize,
 }
+
+/// The part of [`SpanRecord::status`] that counts the objects the span
+/// holds free (returned to it and not taken since).
+pub const HELD_MASK: u64 = u32::MAX as u64;
+
+/// [`SpanRecord::status`] bit: a thread (or the press, while it purges the
+/// span) owns the span: it alone takes objects from it, and the span is
+/// on no list.
+pub const OWNED: u64 = 1 << 32;
 
 // SAFETY: see the type's documentation: the plain fields are written before
 // the class id is published and read only after it is observed.
@@ -74,7 +104,7 @@ fn record_in(metadata: usize, addr: usize) -> &'static SpanRecord {
     // SAFETY: the registry gives a mapped, immortal region of
     // METADATA_SIZE bytes, and record_offset stays below
     // SPANS_PER_CHUNK * SPAN_METADATA_SIZE <= RECORDS_SIZE; records
-    // are aligned to their 32-byte size.
+    // are aligned to their 64-byte size.
     unsafe { &*(record as *const SpanRecord) }
 }
 

@@ -138,12 +138,17 @@ pub extern "C" fn malloc_stats() {
 }
 
 /// glibc's `malloc_trim`: gives back to the operating system the memory of
-/// freed large allocations that slitter keeps for reuse, and returns 1 if
-/// there was some, else 0 ("no memory could be released"). Class memory is
-/// type-stable, so slitter never gives it back; `pad` is ignored.
+/// freed large allocations that slitter keeps for reuse, and of every span
+/// whose objects are all free, in the malloc size classes and the classes
+/// that opted in to purging, after the calling thread's cache gave back
+/// the objects it holds; returns 1 if some memory was released, else 0
+/// ("no memory could be released"). `pad` is ignored.
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    c_int::from(crate::heap::large::blocks::trim() > 0)
+    crate::cache::thread_cache::flush_this_thread();
+    let small = crate::cache::purge::purge_all();
+    let large = crate::heap::large::blocks::trim();
+    c_int::from(small + large > 0)
 }
 
 /// glibc's `mallopt`: returns 1 (accepted) and changes nothing for

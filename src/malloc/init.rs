@@ -75,6 +75,7 @@ pub fn initialise() -> bool {
     if !INITIALISED.load(Ordering::Acquire) {
         let _guard = INIT_LOCK.lock();
         if !INITIALISED.load(Ordering::Acquire) {
+            let harden = crate::sys::config::settle_now().harden();
             for index in 0..size_classes::COUNT {
                 let mut name = [0u8; 16];
                 let len = size_classes::name_of_class(index, &mut name);
@@ -82,13 +83,16 @@ pub fn initialise() -> bool {
                     name: Some(&name[..len]),
                     size: size_classes::size_of_class(index).max(16),
                     zero_init: false,
+                    purge: true,
+                    // Hardened: no predictable reuse order.
+                    scatter: harden,
                     mapper_name: (index == 0).then_some(NO_ACCESS_MAPPER_NAME.as_bytes()),
                 };
                 if class_table::register_reserved(class_id(index), &config).is_err() {
                     return false;
                 }
             }
-            if crate::sys::config::settle_now().harden() {
+            if harden {
                 hardening::enable();
                 FAST_FREE_LIMIT.store(0, Ordering::Relaxed);
             } else {

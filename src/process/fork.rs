@@ -108,7 +108,7 @@ impl LockSet for CoreLocks {
         mill::each_mill_lock(f);
         file_mapper::file_mapper_locks(f);
         f(arena::lock());
-        f(thread_cache::free_arrays_lock());
+        thread_cache::array_list_locks().into_iter().for_each(&mut *f);
         blocks::each_lock(f);
     }
 

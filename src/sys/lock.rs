@@ -52,6 +52,13 @@ impl<T> Lock<T> {
         LockGuard { lock: self }
     }
 
+    /// Takes the lock if it is free now, without waiting.
+    pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
+        // SAFETY: the mutex is initialised and lives as long as `self`.
+        (unsafe { libc::pthread_mutex_trylock(self.mutex.get()) } == 0)
+            .then_some(LockGuard { lock: self })
+    }
+
     fn acquire(&self) {
         for _ in 0..SPINS {
             // SAFETY: the mutex is initialised and lives as long as `self`.

@@ -127,6 +127,22 @@ pub fn back_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), i32> {
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
         -1,
-    )
-    .map(|_| ())
+    )?;
+    // Purges give back less than a huge page at a time: transparent huge
+    // pages (where the system turns them on for every mapping) would fill
+    // the holes back in. Only advice: its failure changes nothing else.
+    // SAFETY: the range was just mapped by this function.
+    unsafe { libc::madvise(base.as_ptr(), size, libc::MADV_NOHUGEPAGE) };
+    Ok(())
+}
+
+/// Gives the pages of `size` bytes at `base` (page-aligned, private
+/// anonymous memory) back to the kernel: they read as zeroes afterwards.
+pub fn discard_anonymous(base: NonNull<c_void>, size: usize) -> Result<(), i32> {
+    // SAFETY: the caller owns the range and wants its contents dropped;
+    // MADV_DONTNEED on private anonymous memory only does that.
+    if unsafe { libc::madvise(base.as_ptr(), size, libc::MADV_DONTNEED) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
 }
