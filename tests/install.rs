@@ -348,7 +348,7 @@ fn launcher_flags_set_the_configuration() {
             && lines[0].starts_with("slitter: version ")
             && lines[0].contains(
                 ": SLITTER_STATS=0 SLITTER_VERBOSE=1 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0 \
-                 SLITTER_MPROTECT_GUARDS=0; large-block guards: "
+                 SLITTER_MPROTECT_GUARDS=0 SLITTER_PURGE_DELAY=100; large-block guards: "
             ),
         "expected the verbose line with hardening on\n{}",
         common::describe(&output)

@@ -9,7 +9,8 @@
 //!   `malloc_trim` and `malloc_stats`.
 //! - python3 under `LD_PRELOAD` with `SLITTER_STATS=1`: a table whose
 //!   totals add up.
-//! - `SLITTER_VERBOSE` and invalid values of every switch, with `true`.
+//! - `SLITTER_VERBOSE`, `SLITTER_PURGE_DELAY` and invalid values of every
+//!   variable, with `true`.
 //! - In this process (whose `malloc` is slitter's): tables printed while
 //!   another thread allocates and frees, whose totals must still be the
 //!   sums of their rows.
@@ -209,7 +210,7 @@ fn run_true(vars: &[(&str, &str)]) -> Output {
 fn verbose_line(stats: u8, verbose: u8, harden: u8) -> String {
     format!(
         "SLITTER_STATS={stats} SLITTER_VERBOSE={verbose} SLITTER_HARDEN={harden} \
-         SLITTER_CONTINUE_ON_MISUSE=0 SLITTER_MPROTECT_GUARDS=0"
+         SLITTER_CONTINUE_ON_MISUSE=0 SLITTER_MPROTECT_GUARDS=0 SLITTER_PURGE_DELAY=100"
     )
 }
 
@@ -255,9 +256,43 @@ fn verbose_names_the_large_block_guards() {
     let lines = common::slitter_lines(&output);
     assert_eq!(lines.len(), 1, "{}", common::describe(&output));
     assert!(
-        lines[0].ends_with("SLITTER_MPROTECT_GUARDS=1; large-block guards: mprotect"),
+        lines[0].ends_with(
+            "SLITTER_MPROTECT_GUARDS=1 SLITTER_PURGE_DELAY=100; large-block guards: mprotect"
+        ),
         "{:?}",
         lines[0]
+    );
+}
+
+/// `SLITTER_PURGE_DELAY` shows in the verbose line; an invalid value
+/// warns once and keeps the default.
+#[test]
+fn verbose_shows_the_purge_delay_and_invalid_ones_warn() {
+    for (value, shown) in [("0", "0"), ("2500", "2500"), ("NEVER", "off")] {
+        let output = run_true(&[("SLITTER_VERBOSE", "1"), ("SLITTER_PURGE_DELAY", value)]);
+        let lines = common::slitter_lines(&output);
+        assert_eq!(lines.len(), 1, "{}", common::describe(&output));
+        assert!(
+            lines[0].contains(&format!(
+                "SLITTER_MPROTECT_GUARDS=0 SLITTER_PURGE_DELAY={shown}; "
+            )),
+            "{value:?}: {:?}",
+            lines[0]
+        );
+    }
+
+    let output = run_true(&[("SLITTER_VERBOSE", "1"), ("SLITTER_PURGE_DELAY", "3600001")]);
+    let lines = common::slitter_lines(&output);
+    assert_eq!(
+        lines[0],
+        "slitter: warning: SLITTER_PURGE_DELAY=\"3600001\" is not a number of \
+         milliseconds (0 to 3600000) or off; it stays 100"
+    );
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].contains(" SLITTER_PURGE_DELAY=100; "),
+        "{:?}",
+        lines[1]
     );
 }
 

@@ -1,21 +1,26 @@
 //! Configuration from environment variables, read without allocating.
 //!
-//! Owns: the switches below, their parsing, their warnings, and the line
-//! that `SLITTER_VERBOSE` prints at start-up.
+//! Owns: the switches and the setting below, their parsing, their
+//! warnings, and the line that `SLITTER_VERBOSE` prints at start-up.
 //!
-//! | variable | default | when on |
+//! | variable | default | what it does |
 //! |---|---|---|
 //! | `SLITTER_STATS` | off | print the statistics table to stderr at exit |
 //! | `SLITTER_VERBOSE` | off | print the version and this configuration to stderr at start-up |
 //! | `SLITTER_HARDEN` | off | opt-in hardening of the malloc API |
 //! | `SLITTER_CONTINUE_ON_MISUSE` | off | report a misuse that can be survived (a bad release or free) and carry on, leaving the pointer alone, instead of aborting |
 //! | `SLITTER_MPROTECT_GUARDS` | off | give large blocks guard pages with `mprotect` (blocks under 1 MiB in guarded groups) even where the kernel has `MADV_GUARD_INSTALL` |
+//! | `SLITTER_PURGE_DELAY` | 100 | how long, in milliseconds, a wholly free span of small objects waits before its memory is purged (given back to the kernel with `MADV_DONTNEED`) |
 //!
-//! Each accepts, in any ASCII case, `1`, `on`, `true` or `yes` to turn it
-//! on and `0`, `off`, `false` or `no` to turn it off. Any other value,
-//! the empty one included, prints one `slitter: warning:` line to stderr
-//! and leaves the switch at its default. When a variable appears twice in
-//! the environment, the first one counts (as for `getenv`).
+//! Each switch (all but `SLITTER_PURGE_DELAY`) accepts, in any ASCII case,
+//! `1`, `on`, `true` or `yes` to turn it on and `0`, `off`, `false` or
+//! `no` to turn it off. `SLITTER_PURGE_DELAY` accepts a decimal number of
+//! milliseconds from 0 (purge at once) to 3600000, of at most 16 digits,
+//! or `off` or `never` in any ASCII case (never purge; `malloc_trim`
+//! still does). Any other value, the empty one included, prints one
+//! `slitter: warning:` line to stderr and leaves the variable at its
+//! default. When a variable appears twice in the
+//! environment, the first one counts (as for `getenv`).
 //!
 //! The environment is found by scanning `environ` directly (or the `envp`
 //! that the C library passes to slitter's constructor, see
@@ -30,13 +35,16 @@
 //! without settling anything, except [`settle_now`], which malloc's
 //! initialisation calls because it fixes the hardening for good: it reads
 //! the environment the process started with from `/proc/self/environ`,
-//! and settles the defaults if even that fails (a switch found later is
-//! then reported as ignored, so that what slitter prints is what it does);
-//! the warnings are printed once, by the thread that settled.
+//! and settles the defaults if even that fails (a switch turned on, or a
+//! purge delay other than the default, found later is then reported as
+//! ignored, so that what slitter prints is what it does); the warnings are
+//! printed once, by the thread that settled. The whole configuration,
+//! switches and purge delay, is one word of `STATE`, settled by a single
+//! compare-and-swap, so a reader never sees half of it.
 
 use core::ffi::{c_char, CStr};
 use core::fmt;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// One switch: its variable and its bit in [`Config`].
 struct Switch {
@@ -66,20 +74,86 @@ const MPROTECT_GUARDS: Switch = Switch {
 };
 const SWITCHES: [Switch; 5] = [STATS, VERBOSE, HARDEN, CONTINUE_ON_MISUSE, MPROTECT_GUARDS];
 
-/// slitter's configuration: which of its environment switches are on.
+/// The variable of the purge delay (see [`Config::purge_delay_ms`]).
+const PURGE_DELAY: &str = "SLITTER_PURGE_DELAY";
+/// The purge delay when `SLITTER_PURGE_DELAY` is unset or invalid.
+const DEFAULT_PURGE_DELAY_MS: u32 = 100;
+/// The longest purge delay that can be set.
+const MAX_PURGE_DELAY_MS: u32 = 3_600_000;
+/// `Config::purge_delay`: never purge.
+const NEVER: u32 = u32::MAX;
+
+/// How many variables are read: the switches, then [`PURGE_DELAY`].
+const VARIABLES: usize = SWITCHES.len() + 1;
+/// The index of [`PURGE_DELAY`] in [`NAMES`] and in arrays of values.
+const PURGE_DELAY_INDEX: usize = SWITCHES.len();
+/// The names of the variables read, in the order of arrays of values.
+const NAMES: [&str; VARIABLES] = {
+    let mut names = [PURGE_DELAY; VARIABLES];
+    let mut index = 0;
+    while index < SWITCHES.len() {
+        names[index] = SWITCHES[index].name;
+        index += 1;
+    }
+    names
+};
+
+/// slitter's configuration: which of its environment switches are on,
+/// and its purge delay.
 ///
 /// ```
 /// let config = slitter::configuration();
 /// let shown = config.to_string();
 /// assert!(shown.starts_with("SLITTER_STATS="));
 /// assert_eq!(shown.contains("SLITTER_HARDEN=1"), config.harden());
+/// assert!(shown.contains(" SLITTER_PURGE_DELAY="));
+/// assert_eq!(slitter::Config::default().purge_delay_ms(), Some(100));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Config(u8);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The bits of the switches that are on.
+    switches: u8,
+    /// The purge delay in milliseconds, at most [`MAX_PURGE_DELAY_MS`],
+    /// or [`NEVER`].
+    purge_delay: u32,
+}
+
+/// Every switch off, and a purge delay of 100 milliseconds.
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            switches: 0,
+            purge_delay: DEFAULT_PURGE_DELAY_MS,
+        }
+    }
+}
 
 impl Config {
     fn is_on(self, switch: &Switch) -> bool {
-        self.0 & switch.bit != 0
+        self.switches & switch.bit != 0
+    }
+
+    /// This configuration as `STATE` holds it (without its two flags).
+    fn to_state(self) -> u32 {
+        let delay = if self.purge_delay == NEVER {
+            STATE_DELAY_NEVER
+        } else {
+            self.purge_delay
+        };
+        u32::from(self.switches) | delay << STATE_DELAY_SHIFT
+    }
+
+    /// The configuration that `state` holds (its two flags ignored).
+    fn from_state(state: u32) -> Config {
+        let delay = state >> STATE_DELAY_SHIFT;
+        Config {
+            switches: (state & STATE_SWITCHES) as u8,
+            purge_delay: if delay == STATE_DELAY_NEVER {
+                NEVER
+            } else {
+                delay
+            },
+        }
     }
 
     /// Whether `SLITTER_STATS` is on.
@@ -113,9 +187,24 @@ impl Config {
     pub fn guard_install(self) -> bool {
         !self.mprotect_guards() && crate::sys::os_memory::kernel_has_guard_install()
     }
+
+    /// How long, in milliseconds, a wholly free span of small objects
+    /// waits before its memory is purged (given back to the kernel with
+    /// `MADV_DONTNEED`), from `SLITTER_PURGE_DELAY` (default 100, at most
+    /// 3600000; 0: at once); `None` if it is never purged (`off` or
+    /// `never`; `malloc_trim` still purges it).
+    ///
+    /// ```
+    /// let delay = slitter::configuration().purge_delay_ms();
+    /// assert!(delay.map_or(true, |ms| ms <= 3_600_000));
+    /// ```
+    pub fn purge_delay_ms(self) -> Option<u32> {
+        (self.purge_delay != NEVER).then_some(self.purge_delay)
+    }
 }
 
-/// Writes `SLITTER_STATS=0 SLITTER_VERBOSE=1 ...`.
+/// Writes `SLITTER_STATS=0 SLITTER_VERBOSE=1 ... SLITTER_PURGE_DELAY=100`
+/// (`SLITTER_PURGE_DELAY=off` when spans are never purged).
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (index, switch) in SWITCHES.iter().enumerate() {
@@ -127,20 +216,46 @@ impl fmt::Display for Config {
                 u8::from(self.is_on(switch))
             )?;
         }
-        Ok(())
+        match self.purge_delay_ms() {
+            Some(ms) => write!(f, " {PURGE_DELAY}={ms}"),
+            None => write!(f, " {PURGE_DELAY}=off"),
+        }
     }
 }
 
+/// The settled configuration: 0 until it is settled, then [`SETTLED`]
+/// (and maybe [`DEFAULTED`]) with [`Config::to_state`]: the switches'
+/// bits in [`STATE_SWITCHES`], the purge delay (or
+/// [`STATE_DELAY_NEVER`]) from bit [`STATE_DELAY_SHIFT`] up.
+static STATE: AtomicU32 = AtomicU32::new(0);
 /// `STATE` bit: the configuration is settled (the other bits are it).
-const SETTLED: u8 = 0x80;
-static STATE: AtomicU8 = AtomicU8::new(0);
+const SETTLED: u32 = 0x80;
+/// `STATE` bits of the switches.
+const STATE_SWITCHES: u32 = 0x3f;
+/// Where the purge delay starts in `STATE`.
+const STATE_DELAY_SHIFT: u32 = 8;
+/// The purge delay in `STATE` when spans are never purged.
+const STATE_DELAY_NEVER: u32 = u32::MAX >> STATE_DELAY_SHIFT;
+
+const _: () = {
+    // Every switch's bit, and every purge delay, fits beside the flags.
+    let mut index = 0;
+    while index < SWITCHES.len() {
+        assert!(SWITCHES[index].bit as u32 & !STATE_SWITCHES == 0);
+        index += 1;
+    }
+    assert!(STATE_SWITCHES & (SETTLED | DEFAULTED) == 0);
+    assert!((SETTLED | DEFAULTED) >> STATE_DELAY_SHIFT == 0);
+    assert!(MAX_PURGE_DELAY_MS < STATE_DELAY_NEVER);
+};
 
 /// slitter's configuration, read from the environment variables
 /// `SLITTER_STATS`, `SLITTER_VERBOSE`, `SLITTER_HARDEN`,
 /// `SLITTER_CONTINUE_ON_MISUSE` and `SLITTER_MPROTECT_GUARDS` (values `1`,
 /// `on`, `true`, `yes` or `0`, `off`, `false`, `no`, in any case; all
-/// default to off). It is read once, before `main` at the latest, and
-/// never changes afterwards.
+/// default to off) and `SLITTER_PURGE_DELAY` (milliseconds from 0 to
+/// 3600000, or `off` or `never`; default 100). It is read once, before
+/// `main` at the latest, and never changes afterwards.
 pub fn current() -> Config {
     // SAFETY: reads the C library's `environ` pointer (a plain load; a
     // concurrent `setenv` would race just as it races with `getenv`),
@@ -159,13 +274,14 @@ pub fn current() -> Config {
 pub unsafe fn settle_from(envp: *const *const c_char) -> Config {
     let state = STATE.load(Ordering::Acquire);
     if state & SETTLED != 0 {
-        return Config(state & !(SETTLED | DEFAULTED));
+        return Config::from_state(state);
     }
     settle(envp)
 }
 
 /// [`settle_from`] for slitter's constructor, which also reports the
-/// switches of `envp` that came too late (see [`settle_now`]).
+/// switches and purge delay of `envp` that came too late (see
+/// [`settle_now`]).
 ///
 /// # Safety
 /// As for [`settle_from`].
@@ -187,12 +303,12 @@ fn settle(envp: *const *const c_char) -> Config {
 }
 
 /// Settles the configuration to `parsed` unless it is settled already
-/// (then reports the switches `parsed` would have turned on and the
-/// settled one has off as ignored), and returns it.
+/// (then, if it was settled to the defaults without an environment,
+/// reports what `parsed` would have changed as ignored), and returns it.
 fn settle_parsed(parsed: &Parsed<'_>) -> Config {
     match STATE.compare_exchange(
         0,
-        parsed.config.0 | SETTLED,
+        parsed.config.to_state() | SETTLED,
         Ordering::AcqRel,
         Ordering::Acquire,
     ) {
@@ -201,16 +317,13 @@ fn settle_parsed(parsed: &Parsed<'_>) -> Config {
             parsed.config
         }
         Err(state) => {
-            let settled = Config(state & !(SETTLED | DEFAULTED));
+            let settled = Config::from_state(state);
             if state & DEFAULTED != 0 {
-                for switch in SWITCHES.iter() {
-                    if parsed.config.is_on(switch) && !settled.is_on(switch) {
-                        crate::sys::fatal::report(format_args!(
-                            "warning: {} is ignored: malloc started before the \
-                             environment could be read",
-                            switch.name
-                        ));
-                    }
+                for name in ignored(parsed.config, settled).into_iter().flatten() {
+                    crate::sys::fatal::report(format_args!(
+                        "warning: {name} is ignored: malloc started before the \
+                         environment could be read"
+                    ));
                 }
             }
             settled
@@ -218,9 +331,25 @@ fn settle_parsed(parsed: &Parsed<'_>) -> Config {
     }
 }
 
+/// The variables of `parsed` that `settled` does not follow: the switches
+/// `parsed` turns on and `settled` has off, and the purge delay if they
+/// differ.
+fn ignored(parsed: Config, settled: Config) -> [Option<&'static str>; VARIABLES] {
+    let mut names = [None; VARIABLES];
+    for (switch, name) in SWITCHES.iter().zip(&mut names) {
+        if parsed.is_on(switch) && !settled.is_on(switch) {
+            *name = Some(switch.name);
+        }
+    }
+    if parsed.purge_delay != settled.purge_delay {
+        names[PURGE_DELAY_INDEX] = Some(PURGE_DELAY);
+    }
+    names
+}
+
 /// `STATE` bit: the configuration was settled to the defaults by
 /// [`settle_now`], without an environment.
-const DEFAULTED: u8 = 0x40;
+const DEFAULTED: u32 = 0x40;
 
 /// The configuration, settled now for good: from `environ`, else from the
 /// environment the process started with (`/proc/self/environ`), else the
@@ -235,25 +364,34 @@ pub fn settle_now() -> Config {
     if values.read_proc_environ() {
         return settle_parsed(&parse_values(values.slices()));
     }
-    match STATE.compare_exchange(0, SETTLED | DEFAULTED, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Config::default(),
-        Err(state) => Config(state & !(SETTLED | DEFAULTED)),
+    let defaults = Config::default();
+    match STATE.compare_exchange(
+        0,
+        defaults.to_state() | SETTLED | DEFAULTED,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => defaults,
+        Err(state) => Config::from_state(state),
     }
 }
 
-/// The bytes of a switch's value kept from `/proc/self/environ`: enough
-/// for every valid value, and a longer one stays invalid.
+/// The longest valid value of a variable, in bytes.
 const VALUE_CAPACITY: usize = 16;
+/// The bytes of a variable's value kept from `/proc/self/environ`: one
+/// more than the longest valid value, so that a longer one, cut, stays
+/// invalid.
+const VALUE_KEPT: usize = VALUE_CAPACITY + 1;
 
-/// The switches' values as read from `/proc/self/environ`, without
+/// The variables' values as read from `/proc/self/environ`, without
 /// allocating.
 #[derive(Default)]
 struct ProcValues {
-    values: [Option<([u8; VALUE_CAPACITY], usize)>; SWITCHES.len()],
+    values: [Option<([u8; VALUE_KEPT], usize)>; VARIABLES],
 }
 
 impl ProcValues {
-    fn slices(&self) -> [Option<&[u8]>; SWITCHES.len()] {
+    fn slices(&self) -> [Option<&[u8]>; VARIABLES] {
         core::array::from_fn(|i| self.values[i].as_ref().map(|(bytes, len)| &bytes[..*len]))
     }
 
@@ -270,10 +408,10 @@ impl ProcValues {
         if fd < 0 {
             return false;
         }
-        // The start of the current entry: long enough for every name and a
-        // value of VALUE_CAPACITY bytes (a longer one is cut, hence
-        // invalid, as it would be whole).
-        let mut entry = [0u8; 32 + VALUE_CAPACITY];
+        // The start of the current entry: long enough for every name (at
+        // most 31 bytes and `=`) and a value of VALUE_KEPT bytes (a longer
+        // one is cut, hence invalid, as it would be whole).
+        let mut entry = [0u8; 32 + VALUE_KEPT];
         let mut len = 0;
         let mut buffer = [0u8; 4096];
         let complete = loop {
@@ -300,18 +438,18 @@ impl ProcValues {
         complete
     }
 
-    /// Keeps the value of `entry` if it sets a switch not seen yet.
+    /// Keeps the value of `entry` if it sets a variable not seen yet.
     fn take(&mut self, entry: &[u8]) {
-        for (switch, value) in SWITCHES.iter().zip(&mut self.values) {
+        for (name, value) in NAMES.iter().zip(&mut self.values) {
             if value.is_some() {
                 continue;
             }
             if let Some(found) = entry
-                .strip_prefix(switch.name.as_bytes())
+                .strip_prefix(name.as_bytes())
                 .and_then(|rest| rest.strip_prefix(b"="))
             {
-                let mut bytes = [0u8; VALUE_CAPACITY];
-                let len = found.len().min(VALUE_CAPACITY);
+                let mut bytes = [0u8; VALUE_KEPT];
+                let len = found.len().min(VALUE_KEPT);
                 bytes[..len].copy_from_slice(&found[..len]);
                 *value = Some((bytes, len));
             }
@@ -347,10 +485,34 @@ fn parse_switch(value: &[u8]) -> Option<bool> {
     }
 }
 
-/// A configuration read from an environment, with the invalid values seen.
+/// The value of `SLITTER_PURGE_DELAY`: `Some(milliseconds)` or
+/// `Some(NEVER)`, or `None` if it is not valid (more than
+/// [`VALUE_CAPACITY`] bytes included, whatever they are).
+fn parse_purge_delay(value: &[u8]) -> Option<u32> {
+    if value.eq_ignore_ascii_case(b"off") || value.eq_ignore_ascii_case(b"never") {
+        return Some(NEVER);
+    }
+    if value.is_empty() || value.len() > VALUE_CAPACITY {
+        return None;
+    }
+    let mut ms: u64 = 0;
+    for &byte in value {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        // At most 16 digits: no overflow.
+        ms = ms * 10 + u64::from(byte - b'0');
+    }
+    u32::try_from(ms)
+        .ok()
+        .filter(|&ms| ms <= MAX_PURGE_DELAY_MS)
+}
+
+/// A configuration read from an environment, with the invalid values seen
+/// (in the order of [`NAMES`]).
 struct Parsed<'a> {
     config: Config,
-    invalid: [Option<&'a [u8]>; SWITCHES.len()],
+    invalid: [Option<&'a [u8]>; VARIABLES],
 }
 
 impl Parsed<'_> {
@@ -367,42 +529,56 @@ impl Parsed<'_> {
                 ));
             }
         }
+        if let Some(value) = self.invalid[PURGE_DELAY_INDEX] {
+            crate::sys::fatal::report(format_args!(
+                "warning: {PURGE_DELAY}=\"{}\" is not a number of milliseconds \
+                 (0 to {MAX_PURGE_DELAY_MS}) or off; it stays {DEFAULT_PURGE_DELAY_MS}",
+                Escaped(value)
+            ));
+        }
     }
 }
 
-/// Reads the switches from their values (`None`: the variable is unset).
-fn parse_values(values: [Option<&[u8]>; SWITCHES.len()]) -> Parsed<'_> {
+/// Reads the configuration from the variables' values, in the order of
+/// [`NAMES`] (`None`: the variable is unset).
+fn parse_values(values: [Option<&[u8]>; VARIABLES]) -> Parsed<'_> {
     let mut parsed = Parsed {
         config: Config::default(),
-        invalid: [None; SWITCHES.len()],
+        invalid: [None; VARIABLES],
     };
     for ((switch, value), invalid) in SWITCHES.iter().zip(values).zip(&mut parsed.invalid) {
         match value.map(parse_switch) {
-            Some(Some(true)) => parsed.config.0 |= switch.bit,
+            Some(Some(true)) => parsed.config.switches |= switch.bit,
             Some(None) => *invalid = value,
             Some(Some(false)) | None => {}
         }
     }
+    let value = values[PURGE_DELAY_INDEX];
+    match value.map(parse_purge_delay) {
+        Some(Some(delay)) => parsed.config.purge_delay = delay,
+        Some(None) => parsed.invalid[PURGE_DELAY_INDEX] = value,
+        None => {}
+    }
     parsed
 }
 
-/// Reads the switches from `envp`.
+/// Reads the configuration from `envp`.
 ///
 /// # Safety
 /// `envp` is a NULL-terminated array of NUL-terminated strings that stay
 /// valid and unchanged for `'a`.
 unsafe fn parse_environment<'a>(mut envp: *const *const c_char) -> Parsed<'a> {
-    let mut values = [None; SWITCHES.len()];
+    let mut values = [None; VARIABLES];
     // SAFETY: guaranteed by the caller: every entry up to the NULL one is
     // a valid string.
     unsafe {
         while !(*envp).is_null() {
             let entry: &'a [u8] = CStr::from_ptr(*envp).to_bytes();
             if entry.starts_with(b"SLITTER_") {
-                for (switch, value) in SWITCHES.iter().zip(&mut values) {
+                for (name, value) in NAMES.iter().zip(&mut values) {
                     if value.is_none() {
                         *value = entry
-                            .strip_prefix(switch.name.as_bytes())
+                            .strip_prefix(name.as_bytes())
                             .and_then(|rest| rest.strip_prefix(b"="));
                     }
                 }
@@ -449,15 +625,16 @@ mod tests {
 
     #[test]
     fn invalid_values_keep_the_default_and_are_reported() {
-        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None, Some(b"on"), None]);
+        let parsed = parse_values([Some(b"1"), Some(b"maybe"), None, Some(b"on"), None, None]);
         assert!(parsed.config.stats());
         assert!(!parsed.config.verbose());
         assert!(!parsed.config.harden());
         assert!(parsed.config.continue_on_misuse());
         assert!(!parsed.config.mprotect_guards());
+        assert_eq!(parsed.config.purge_delay_ms(), Some(100));
         assert_eq!(
             parsed.invalid,
-            [None, Some(&b"maybe"[..]), None, None, None]
+            [None, Some(&b"maybe"[..]), None, None, None, None]
         );
         let parsed = parse_values([
             Some(b"off"),
@@ -465,13 +642,156 @@ mod tests {
             Some(b""),
             Some(b"x"),
             Some(b"1"),
+            Some(b"250"),
         ]);
-        assert_eq!(parsed.config, Config(VERBOSE.bit | MPROTECT_GUARDS.bit));
+        assert_eq!(
+            parsed.config,
+            Config {
+                switches: VERBOSE.bit | MPROTECT_GUARDS.bit,
+                purge_delay: 250,
+            }
+        );
         assert!(parsed.config.mprotect_guards() && !parsed.config.guard_install());
         assert_eq!(
             parsed.invalid,
-            [None, None, Some(&b""[..]), Some(&b"x"[..]), None]
+            [None, None, Some(&b""[..]), Some(&b"x"[..]), None, None]
         );
+    }
+
+    /// The values of `SLITTER_PURGE_DELAY` alone, the switches unset.
+    fn parse_delay(value: &[u8]) -> Parsed<'_> {
+        let mut values = [None; VARIABLES];
+        values[PURGE_DELAY_INDEX] = Some(value);
+        parse_values(values)
+    }
+
+    #[test]
+    fn purge_delays_are_milliseconds_up_to_an_hour_or_off() {
+        for (value, delay) in [
+            ("0", Some(0)),
+            ("1", Some(1)),
+            ("100", Some(100)),
+            ("0100", Some(100)),
+            ("0000000000000100", Some(100)),
+            ("3600000", Some(3_600_000)),
+            ("off", None),
+            ("OFF", None),
+            ("Off", None),
+            ("never", None),
+            ("NEVER", None),
+        ] {
+            let parsed = parse_delay(value.as_bytes());
+            assert_eq!(parsed.config.purge_delay_ms(), delay, "{value:?}");
+            assert_eq!(parsed.config.switches, 0, "{value:?}");
+            assert_eq!(parsed.invalid, [None; VARIABLES], "{value:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_purge_delays_keep_the_default_and_are_reported() {
+        for bad in [
+            "",
+            " ",
+            "-1",
+            "+1",
+            "1 ",
+            " 1",
+            "1.5",
+            "10ms",
+            "abc",
+            "3600001",
+            "4294967295",
+            "4294967296",
+            "99999999999999999999",
+            "00000000000000100",
+            "no",
+            "0x10",
+            "offf",
+            "nevermore",
+        ] {
+            let parsed = parse_delay(bad.as_bytes());
+            assert_eq!(parsed.config, Config::default(), "{bad:?}");
+            let mut invalid = [None; VARIABLES];
+            invalid[PURGE_DELAY_INDEX] = Some(bad.as_bytes());
+            assert_eq!(parsed.invalid, invalid, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_name_and_value_fits_the_proc_environ_entry() {
+        assert_eq!(NAMES[..SWITCHES.len()], SWITCHES.map(|s| s.name));
+        assert_eq!(NAMES[PURGE_DELAY_INDEX], "SLITTER_PURGE_DELAY");
+        assert!(NAMES.iter().all(|name| name.len() < 32));
+        // A longer value is cut to VALUE_KEPT bytes, which stays invalid.
+        let mut values = ProcValues::default();
+        values.take(b"SLITTER_PURGE_DELAY=000000000000000000100");
+        values.take(b"SLITTER_PURGE_DELAY=5");
+        let slices = values.slices();
+        assert_eq!(slices[PURGE_DELAY_INDEX].map(<[u8]>::len), Some(VALUE_KEPT));
+        let parsed = parse_values(slices);
+        assert_eq!(parsed.config, Config::default());
+        assert!(parsed.invalid[PURGE_DELAY_INDEX].is_some());
+    }
+
+    #[test]
+    fn the_proc_environ_values_first_one_wins() {
+        let mut values = ProcValues::default();
+        for entry in [
+            &b"SLITTER_PURGE_DELAYX=7"[..],
+            b"SLITTER_PURGE_DELAY=off",
+            b"SLITTER_PURGE_DELAY=5",
+            b"SLITTER_STATS=1",
+        ] {
+            values.take(entry);
+        }
+        let parsed = parse_values(values.slices());
+        assert_eq!(parsed.config.purge_delay_ms(), None);
+        assert!(parsed.config.stats());
+    }
+
+    #[test]
+    fn the_state_holds_every_configuration() {
+        for purge_delay in [0, 1, 100, MAX_PURGE_DELAY_MS, NEVER] {
+            for switches in [0, STATS.bit, HARDEN.bit | MPROTECT_GUARDS.bit, 0x1f] {
+                let config = Config {
+                    switches,
+                    purge_delay,
+                };
+                let state = config.to_state();
+                assert_eq!(state & (SETTLED | DEFAULTED), 0);
+                assert_eq!(Config::from_state(state | SETTLED), config);
+                assert_eq!(Config::from_state(state | SETTLED | DEFAULTED), config);
+            }
+        }
+        assert_ne!(Config::default().to_state() | SETTLED, 0);
+    }
+
+    #[test]
+    fn late_switches_and_delays_are_reported_as_ignored() {
+        let settled = Config::default();
+        assert_eq!(ignored(settled, settled), [None; VARIABLES]);
+        let parsed = Config {
+            switches: STATS.bit | HARDEN.bit,
+            purge_delay: NEVER,
+        };
+        assert_eq!(
+            ignored(parsed, settled),
+            [
+                Some("SLITTER_STATS"),
+                None,
+                Some("SLITTER_HARDEN"),
+                None,
+                None,
+                Some("SLITTER_PURGE_DELAY"),
+            ]
+        );
+        let parsed = Config {
+            switches: 0,
+            purge_delay: 0,
+        };
+        let mut expected = [None; VARIABLES];
+        expected[PURGE_DELAY_INDEX] = Some("SLITTER_PURGE_DELAY");
+        assert_eq!(ignored(parsed, settled), expected);
     }
 
     /// A NULL-terminated `envp` over `entries`.
@@ -493,6 +813,9 @@ mod tests {
                 "SLITTER_STATS=true",
                 "SLITTER_STATS=0",
                 "SLITTER_VERBOSE",
+                "SLITTER_PURGE_DELAYS=7",
+                "SLITTER_PURGE_DELAY=2500",
+                "SLITTER_PURGE_DELAY=off",
             ],
             // SAFETY: a valid envp, alive during the call.
             |envp| unsafe { parse_environment(envp) }.config,
@@ -500,6 +823,31 @@ mod tests {
         assert!(config.stats());
         assert!(config.harden());
         assert!(!config.verbose());
+        assert_eq!(config.purge_delay_ms(), Some(2500));
+
+        // The first value counts even when it is invalid.
+        let parsed = with_envp(
+            &["SLITTER_PURGE_DELAY=abc", "SLITTER_PURGE_DELAY=0"],
+            // SAFETY: a valid envp, alive during the call.
+            |envp| {
+                let parsed = unsafe { parse_environment(envp) };
+                (parsed.config, parsed.invalid.map(|v| v.map(<[u8]>::to_vec)))
+            },
+        );
+        assert_eq!(parsed.0, Config::default());
+        assert_eq!(parsed.1[PURGE_DELAY_INDEX].as_deref(), Some(&b"abc"[..]));
+    }
+
+    #[test]
+    fn without_the_variables_the_defaults_apply() {
+        let config = with_envp(
+            &["PATH=/bin", "HOME=/"],
+            // SAFETY: a valid envp, alive during the call.
+            |envp| unsafe { parse_environment(envp) }.config,
+        );
+        assert_eq!(config, Config::default());
+        assert_eq!(config.purge_delay_ms(), Some(DEFAULT_PURGE_DELAY_MS));
+        assert_eq!(parse_values([None; VARIABLES]).config, Config::default());
     }
 
     #[test]
@@ -509,12 +857,25 @@ mod tests {
 
     #[test]
     fn the_configuration_displays_every_switch() {
-        let config = Config(STATS.bit | HARDEN.bit);
+        let config = Config {
+            switches: STATS.bit | HARDEN.bit,
+            ..Config::default()
+        };
         assert_eq!(
             config.to_string(),
             "SLITTER_STATS=1 SLITTER_VERBOSE=0 SLITTER_HARDEN=1 SLITTER_CONTINUE_ON_MISUSE=0 \
-             SLITTER_MPROTECT_GUARDS=0"
+             SLITTER_MPROTECT_GUARDS=0 SLITTER_PURGE_DELAY=100"
         );
+        let config = Config {
+            switches: 0,
+            purge_delay: NEVER,
+        };
+        assert!(config.to_string().ends_with(" SLITTER_PURGE_DELAY=off"));
+        let config = Config {
+            switches: 0,
+            purge_delay: 0,
+        };
+        assert!(config.to_string().ends_with("=0 SLITTER_PURGE_DELAY=0"));
         assert_eq!(Escaped(b"a\x01 \xff").to_string(), "a\\x01 \\xff");
     }
 }
