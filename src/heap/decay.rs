@@ -67,7 +67,7 @@ pub fn now_ms() -> u32 {
 /// How long a wholly free span waits before it is purged; `None`: never
 /// (only `malloc_trim` purges).
 pub fn delay_ms() -> Option<u32> {
-    Some(100) // TEMP
+    crate::sys::config::current().purge_delay_ms()
 }
 
 /// Whether a span wholly free since `since` has waited `delay` at `now`.
