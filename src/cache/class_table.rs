@@ -164,6 +164,7 @@ pub fn each_press_lock(f: &mut dyn FnMut(&dyn crate::sys::lock::Forkable)) {
 }
 
 /// Calls `f` on every registered class, by class id.
+#[cfg(feature = "malloc")]
 pub fn each_class(f: impl FnMut(&'static ClassInfo)) {
     (1..MAX_CLASSES as u32).filter_map(info).for_each(f);
 }

@@ -44,7 +44,8 @@ fn purge_expired() {
 }
 
 /// Purges every wholly free span of every class that purges, whatever its
-/// wait; returns the bytes purged.
+/// wait; returns the bytes purged (`malloc_trim`).
+#[cfg(feature = "malloc")]
 pub fn purge_all() -> usize {
     let now = decay::now_ms();
     let mut purged = 0;

@@ -68,14 +68,14 @@ use crate::cache::quarantine::{Held, Quarantine};
 use crate::cache::rack;
 use crate::cache::tally;
 use crate::heap::arena;
+use crate::heap::press::Order;
 use crate::layout::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE, MAX_CLASSES};
 use crate::layout::magazine::{
     count_below, magazine_of, top_is_full, top_may_be_empty, Magazine, Slot, FIRST_SLOT_OFFSET,
 };
-use crate::heap::press::Order;
 use crate::layout::span::SpanRecord;
-use crate::sys::random::Generator;
 use crate::sys::lock::Lock;
+use crate::sys::random::Generator;
 
 /// A swap folds the counts of its entry rather than take `swapped` past
 /// this many objects, and a fold publishes the entry's pending counts when they reach
@@ -933,6 +933,7 @@ unsafe fn free_array(array: *mut EntryArray) {
 /// Gives back everything this thread's cache holds, for every class:
 /// objects to their spans, spans to their presses, magazines to the rack
 /// (`malloc_trim`). The thread keeps its entry array and quarantine.
+#[cfg(feature = "malloc")]
 pub fn flush_this_thread() {
     // SAFETY: `state` is this thread's header, only touched by this thread.
     let array = unsafe { (*state()).array };

@@ -372,14 +372,16 @@ fn clear_metadata(mapper: &dyn Mapper, start: usize, len: usize) {
     let page = mapper.page_size();
     let (first_page, end_page) = (start.next_multiple_of(page), (start + len) & !(page - 1));
     let purged = first_page < end_page
-        && matches!(mapper.purge(as_ptr(first_page), end_page - first_page), Ok(true));
+        && matches!(
+            mapper.purge(as_ptr(first_page), end_page - first_page),
+            Ok(true)
+        );
     let clear = |from: usize, to: usize| {
         for word in (from..to).step_by(8) {
             // SAFETY: metadata is mapped, immortal and 8-byte aligned here;
             // other threads only read these words (with atomic loads) or
             // write them atomically.
-            unsafe { &*(word as *const core::sync::atomic::AtomicU64) }
-                .store(0, Ordering::Relaxed);
+            unsafe { &*(word as *const core::sync::atomic::AtomicU64) }.store(0, Ordering::Relaxed);
         }
     };
     if purged {

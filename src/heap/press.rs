@@ -353,7 +353,10 @@ impl Press {
             let span = record_for(begin);
             let old = span.status.fetch_add(run as u64, Ordering::AcqRel);
             let metadata = chunk_registry::metadata_for(begin);
-            held_bits::set(metadata, rest[..run].iter().map(|slot| slot.object as usize));
+            held_bits::set(
+                metadata,
+                rest[..run].iter().map(|slot| slot.object as usize),
+            );
             let held = (old & HELD_MASK) + run as u64;
             if old & OWNED == 0
                 && (old & HELD_MASK == 0 || held == span.bump_index.load(Ordering::Relaxed))
@@ -508,7 +511,11 @@ mod tests {
             live.extend(drain(&mut magazine));
         }
         let first = record_for(live[0].object as usize);
-        assert_eq!(first.status.load(Ordering::Relaxed), 0, "given up, none held");
+        assert_eq!(
+            first.status.load(Ordering::Relaxed),
+            0,
+            "given up, none held"
+        );
         // Free the first span's objects, newest first, a magazine at a time.
         let (first_span, rest) = live.split_at(per_span);
         for chunk in first_span.rchunks(31) {

@@ -127,7 +127,13 @@ pub fn take(
 /// `pick` bits above its lowest, counting round; `None` if it holds none.
 /// With random `word` and `pick`, objects come out in no predictable
 /// order (the hardened malloc classes).
-pub fn take_one(metadata: usize, begin: usize, size: usize, word: usize, pick: u32) -> Option<usize> {
+pub fn take_one(
+    metadata: usize,
+    begin: usize,
+    size: usize,
+    word: usize,
+    pick: u32,
+) -> Option<usize> {
     let first = word_for(metadata, begin) as *const AtomicU64;
     let words = size / GRANULE / WORD_GRANULES;
     for step in 0..words {
@@ -145,7 +151,9 @@ pub fn take_one(metadata: usize, begin: usize, size: usize, word: usize, pick: u
             }
             let bit = 1u64 << rest.trailing_zeros();
             if word.fetch_and(!bit, Ordering::Acquire) & bit != 0 {
-                return Some(begin + (index * WORD_GRANULES + rest.trailing_zeros() as usize) * GRANULE);
+                return Some(
+                    begin + (index * WORD_GRANULES + rest.trailing_zeros() as usize) * GRANULE,
+                );
             }
         }
     }
@@ -186,7 +194,10 @@ mod tests {
         assert_eq!(count(metadata, begin, size), 200);
         let mut cursor = 0;
         let mut seen = Vec::new();
-        assert_eq!(take(metadata, begin, size, &mut cursor, 31, |a| seen.push(a)), 31);
+        assert_eq!(
+            take(metadata, begin, size, &mut cursor, 31, |a| seen.push(a)),
+            31
+        );
         assert_eq!(seen, objects[..31]);
         let mut rest = Vec::new();
         while take(metadata, begin, size, &mut cursor, 31, |a| rest.push(a)) > 0 {}

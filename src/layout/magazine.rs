@@ -103,7 +103,7 @@ impl Magazine {
     /// Makes this empty magazine hold at most `capacity` objects (at least
     /// 1, at most `MAGAZINE_SIZE`) until it is emptied by [`Magazine::clear`]
     /// or [`Magazine::compact`].
-    #[contracts::debug_requires(self.is_empty() && capacity >= 1 && capacity <= MAGAZINE_SIZE)]
+    #[contracts::debug_requires(self.is_empty() && (1..=MAGAZINE_SIZE).contains(&capacity))]
     pub fn bound(&mut self, capacity: usize) {
         self.base = (MAGAZINE_SIZE - capacity) as u32;
         self.count = self.base;

@@ -108,7 +108,9 @@ impl LockSet for CoreLocks {
         mill::each_mill_lock(f);
         file_mapper::file_mapper_locks(f);
         f(arena::lock());
-        thread_cache::array_list_locks().into_iter().for_each(&mut *f);
+        thread_cache::array_list_locks()
+            .into_iter()
+            .for_each(&mut *f);
         blocks::each_lock(f);
     }
 
