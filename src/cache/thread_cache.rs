@@ -11,7 +11,9 @@
 //! delayed release (`release_later`); the return of every object, span and
 //! magazine, and of every object in the quarantine, when a thread exits,
 //! when it trims its cache (`malloc_trim`), and in a forked child for the
-//! threads that do not exist there; the ticks of the purge on slow paths.
+//! threads that do not exist there; the reclaim of the spans of threads
+//! idle for [`IDLE_MS`], by a thread that would otherwise take a fresh
+//! span (or by `malloc_trim`); the ticks of the purge on slow paths.
 //!
 //! The thread's state is a small header in an initial-exec thread-local
 //! declared in `c/thread_state.c` (one `%fs`-relative access, no
@@ -35,7 +37,10 @@
 //! or come fresh from the press); after a thread's exit destructor ran, its
 //! later calls go through a temporary entry that is flushed at once, and
 //! its delayed releases skip the quarantine, so nothing is cached or held
-//! for a dead thread.
+//! for a dead thread. A thread's span of a class is taken from it only by
+//! one compare-and-swap of its array's slot, which the thread itself sets
+//! to `BUSY` while it works on that class's entry, so a span is never
+//! used by two threads as their own.
 //!
 //! Counting (for `cache/tally.rs`), without a single instruction on the fast
 //! paths: they only pop from the allocation magazine and push into the
@@ -58,7 +63,7 @@
 
 use core::arch::asm;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use crate::cache::checks;
 use crate::cache::class_table::{self, ClassInfo};
@@ -68,6 +73,7 @@ use crate::cache::quarantine::{Held, Quarantine};
 use crate::cache::rack;
 use crate::cache::tally;
 use crate::heap::arena;
+use crate::heap::decay;
 use crate::heap::press::Order;
 use crate::layout::constants::{MAGAZINE_ALIGNMENT, MAGAZINE_SIZE, MAX_CLASSES};
 use crate::layout::magazine::{
@@ -97,6 +103,14 @@ const FOLD_BUDGET: i64 = FOLD_THRESHOLD as i64 * SLOT_BYTES;
 ///
 /// [`ClassStats`]: crate::ClassStats
 pub const UNCOUNTED_BOUND: u64 = 2 * FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
+
+/// A thread that has not been through a slow path for this long is idle:
+/// another thread that would otherwise take a fresh span from the mill
+/// takes the spans the idle thread owns of that class first.
+pub const IDLE_MS: u32 = 1000;
+
+/// The value of an entry array's span while its thread works on the entry.
+const BUSY: *mut SpanRecord = core::ptr::dangling_mut();
 
 /// One class's magazines in one thread, as the slow paths handle them
 /// (with exact counts, unlike the tops of the fast paths), and what the
@@ -177,13 +191,19 @@ impl CacheEntry {
 #[repr(C, align(64))]
 struct EntryArray {
     next_free: *mut EntryArray,
-    /// The next array ever created (all of them are on that list).
+    /// The next array ever created (all of them are on that list; set
+    /// before the array is published on it, then never changed).
     next_created: *mut EntryArray,
     /// Whether a thread owns the array (it is not on the free list).
-    in_use: bool,
+    in_use: AtomicBool,
+    /// When the thread last went through `with_entry` (`heap/decay.rs`
+    /// milliseconds): threads idle for [`IDLE_MS`] may lose their spans.
+    last_active: AtomicU32,
     alloc: [*mut Slot; MAX_CLASSES],
     release: [*mut Slot; MAX_CLASSES],
-    spans: [*const SpanRecord; MAX_CLASSES],
+    /// The span of each class the thread owns (null: none; [`BUSY`] while
+    /// the thread works on its entry, when no one may take it).
+    spans: [AtomicPtr<SpanRecord>; MAX_CLASSES],
     /// `CacheEntry::fold_budget`, `BUDGET_FROM_ALLOC` bytes after `alloc`.
     fold_budget: [i64; MAX_CLASSES],
     alloc_mark: [u8; MAX_CLASSES],
@@ -213,7 +233,11 @@ unsafe fn load_entry(array: *mut EntryArray, index: usize) -> CacheEntry {
         CacheEntry {
             alloc: load((*array).alloc[index]),
             release: load((*array).release[index]),
-            span: (*array).spans[index],
+            span: match (*array).spans[index].swap(BUSY, Ordering::Acquire) {
+                // A thread that forked while working on its entry.
+                BUSY => core::ptr::null(),
+                span => span,
+            },
             random: &raw mut (*array).random,
             alloc_mark: (*array).alloc_mark[index],
             release_mark: (*array).release_mark[index],
@@ -233,7 +257,7 @@ unsafe fn store_entry(array: *mut EntryArray, index: usize, entry: &CacheEntry) 
     unsafe {
         (*array).alloc[index] = Magazine::top(entry.alloc);
         (*array).release[index] = Magazine::top(entry.release);
-        (*array).spans[index] = entry.span;
+        (*array).spans[index].store(entry.span.cast_mut(), Ordering::Release);
         (*array).alloc_mark[index] = entry.alloc_mark;
         (*array).release_mark[index] = entry.release_mark;
         (*array).fold_budget[index] = entry.fold_budget;
@@ -609,6 +633,12 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
         adopt_entry_array(state)?;
     }
     let index = info.id as usize;
+    // SAFETY: the array is the thread's own.
+    unsafe {
+        (*state.array)
+            .last_active
+            .store(decay::now_ms(), Ordering::Relaxed)
+    };
     // SAFETY: class ids are below MAX_CLASSES, and the array is the
     // thread's own.
     let mut entry = unsafe { load_entry(state.array, index) };
@@ -637,8 +667,13 @@ fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
     unsafe {
         (*array).alloc.fill(empty);
         (*array).release.fill(full);
-        (*array).spans.fill(core::ptr::null());
-        (*array).in_use = true;
+        for span in &(*array).spans {
+            span.store(core::ptr::null_mut(), Ordering::Relaxed);
+        }
+        (*array)
+            .last_active
+            .store(decay::now_ms(), Ordering::Relaxed);
+        (*array).in_use.store(true, Ordering::Release);
         (*array).fold_budget.fill(FOLD_BUDGET);
         (*array).alloc_mark.fill(0);
         (*array).release_mark.fill(0);
@@ -676,6 +711,46 @@ fn take_entry_array() -> Option<*mut EntryArray> {
     unsafe { (*array).next_created = *created as *mut EntryArray };
     *created = array as usize;
     Some(array)
+}
+
+/// Gives up, for their threads, the spans of class `info` that threads
+/// idle for [`IDLE_MS`] own (their next slow path adopts another);
+/// whether there was one.
+fn reclaim_idle_spans(info: &ClassInfo) -> bool {
+    let now = decay::now_ms();
+    // SAFETY: `state` is this thread's header.
+    let mine = unsafe { (*state()).array };
+    let mut array = *CREATED_ARRAYS.lock() as *mut EntryArray;
+    let mut reclaimed = false;
+    // SAFETY: arrays are immortal, and their `next_created` never changes
+    // once they are on the list; the fields read are atomic.
+    while let Some(current) = unsafe { array.as_ref() } {
+        if array != mine
+            && current.in_use.load(Ordering::Acquire)
+            && decay::expired(current.last_active.load(Ordering::Relaxed), now, IDLE_MS)
+        {
+            let slot = &current.spans[info.id as usize];
+            let span = slot.load(Ordering::Acquire);
+            if !span.is_null()
+                && span != BUSY
+                && slot
+                    .compare_exchange(
+                        span,
+                        core::ptr::null_mut(),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                // SAFETY: span records are immortal; the exchange moved
+                // the idle thread's ownership to this thread.
+                info.press.give_up(unsafe { &*span });
+                reclaimed = true;
+            }
+        }
+        array = current.next_created;
+    }
+    reclaimed
 }
 
 /// Zeroes the objects of a magazine about to become the allocation
@@ -723,6 +798,7 @@ fn refill(entry: &mut CacheEntry, info: &'static ClassInfo) -> Option<*mut Magaz
                 &mut entry.span,
                 info.zero_init,
                 order,
+                &mut || reclaim_idle_spans(info),
             )
             .ok()?;
         Some(entry.alloc)
@@ -829,11 +905,11 @@ pub fn after_fork_in_child() {
         // so the arrays of the parent's other threads are no one's.
         unsafe {
             let next = (*array).next_created;
-            if (*array).in_use && array != mine {
+            if (*array).in_use.load(Ordering::Relaxed) && array != mine {
                 if let Some(quarantine) = (*array).quarantine.as_mut() {
                     quarantine.drain(|held| release(held.class_id, held.slot));
                 }
-                flush_array(array);
+                flush_dead_array(array);
                 free_array(array);
             }
             array = next;
@@ -900,8 +976,8 @@ extern "C" fn on_thread_exit(_array: *mut libc::c_void) {
 /// `array`'s entries hold, leaving them on the sentinels.
 ///
 /// # Safety
-/// `array` is an entry array whose thread is the caller, or no longer
-/// runs (it exited, or does not exist in this forked child).
+/// `array` is an entry array whose thread is the caller, or an exiting
+/// thread's own (the caller).
 unsafe fn flush_array(array: *mut EntryArray) {
     for index in 1..MAX_CLASSES {
         if let Some(info) = class_table::info(index as u32) {
@@ -916,6 +992,35 @@ unsafe fn flush_array(array: *mut EntryArray) {
     }
 }
 
+/// [`flush_array`] for the array of a thread that does not exist in this
+/// forked child, and may have been anywhere in slitter at the fork: the
+/// entries it was working on (span slot `BUSY`) may be half changed, so
+/// they are left as they are (their objects are lost to the child); a
+/// swap of its magazines that the fork cut in two may have left one
+/// magazine on both sides, which is then given back once.
+///
+/// # Safety
+/// In a forked child, `array` was the array of another thread.
+unsafe fn flush_dead_array(array: *mut EntryArray) {
+    for index in 1..MAX_CLASSES {
+        let Some(info) = class_table::info(index as u32) else {
+            continue;
+        };
+        // SAFETY: index < MAX_CLASSES; no thread uses the array.
+        unsafe {
+            if (*array).spans[index].load(Ordering::Relaxed) == BUSY {
+                continue;
+            }
+            let mut entry = load_entry(array, index);
+            if entry.alloc == entry.release {
+                entry.release = full_sentinel();
+            }
+            flush_entry(&mut entry, info);
+            store_entry(array, index, &entry);
+        }
+    }
+}
+
 /// Puts `array`, which no thread owns any more, on the free list.
 ///
 /// # Safety
@@ -924,23 +1029,27 @@ unsafe fn free_array(array: *mut EntryArray) {
     let mut head = FREE_ARRAYS.lock();
     // SAFETY: guaranteed by the caller.
     unsafe {
-        (*array).in_use = false;
+        (*array).in_use.store(false, Ordering::Release);
         (*array).next_free = *head as *mut EntryArray;
     }
     *head = array as usize;
 }
 
 /// Gives back everything this thread's cache holds, for every class:
-/// objects to their spans, spans to their presses, magazines to the rack
-/// (`malloc_trim`). The thread keeps its entry array and quarantine.
+/// objects to their spans, spans to their presses, magazines to the rack;
+/// and the spans that idle threads own (`malloc_trim`). The thread keeps
+/// its entry array and quarantine.
 #[cfg(feature = "malloc")]
-pub fn flush_this_thread() {
+pub fn trim() {
     // SAFETY: `state` is this thread's header, only touched by this thread.
     let array = unsafe { (*state()).array };
     if !array.is_null() {
         // SAFETY: the thread's own array.
         unsafe { flush_array(array) };
     }
+    class_table::each_class(|info| {
+        reclaim_idle_spans(info);
+    });
 }
 
 /// Number of entry arrays ever created (bounded by the peak number of

@@ -151,7 +151,9 @@ impl Press {
     /// more), from the span `*owned` this thread owns (null: none), giving
     /// it up and adopting another when it has no free object left; clears
     /// the objects that are not fresh if `clear`; held objects come in
-    /// `order`. Fails only when the mill cannot get memory.
+    /// `order`. Before it takes a fresh span from the mill, it asks
+    /// `reclaim` to give back spans that idle threads own (true: it gave
+    /// some). Fails only when the mill cannot get memory.
     #[contracts::debug_requires(magazine.len() < capacity)]
     #[contracts::debug_ensures(ret.is_err() || magazine.len() > old(magazine.len()))]
     pub fn fill(
@@ -161,6 +163,7 @@ impl Press {
         owned: &mut *const SpanRecord,
         clear: bool,
         mut order: Order<'_>,
+        reclaim: &mut dyn FnMut() -> bool,
     ) -> Result<(), Errno> {
         let wanted = capacity - magazine.len();
         loop {
@@ -171,7 +174,11 @@ impl Press {
                 }
                 self.give_up(span);
             }
-            *owned = self.adopt()?;
+            *owned = match self.adopt_listed() {
+                Some(span) => span,
+                None if reclaim() => continue,
+                None => self.adopt_fresh()?,
+            };
         }
     }
 
@@ -310,22 +317,23 @@ impl Press {
         }
     }
 
-    /// A span for the caller to own: partly free, else wholly free (the
-    /// most recently freed, whose memory is likeliest still there), else
-    /// purged, else fresh from the mill.
-    fn adopt(&self) -> Result<*const SpanRecord, Errno> {
-        {
-            let mut lists = self.lists.lock();
-            let listed = lists.partly_free.pop_front().or_else(|| {
-                let span = lists.wholly_free.pop_back()?;
-                self.count_waiting(&lists, -1);
-                Some(span)
-            });
-            if let Some(span) = listed.or_else(|| lists.purged.pop_front()) {
-                span.status.fetch_or(OWNED, Ordering::AcqRel);
-                return Ok(span);
-            }
-        }
+    /// A listed span for the caller to own: partly free, else wholly free
+    /// (the most recently freed, whose memory is likeliest still there),
+    /// else purged.
+    fn adopt_listed(&self) -> Option<&'static SpanRecord> {
+        let mut lists = self.lists.lock();
+        let listed = lists.partly_free.pop_front().or_else(|| {
+            let span = lists.wholly_free.pop_back()?;
+            self.count_waiting(&lists, -1);
+            Some(span)
+        });
+        let span = listed.or_else(|| lists.purged.pop_front())?;
+        span.status.fetch_or(OWNED, Ordering::AcqRel);
+        Some(span)
+    }
+
+    /// A fresh span from the mill for the caller to own.
+    fn adopt_fresh(&self) -> Result<&'static SpanRecord, Errno> {
         let span = self
             .mill
             .allocate_span(self.class_id, self.object_size, self.span_size)?;
@@ -472,7 +480,14 @@ mod tests {
         for _ in 0..3 * per_span {
             let mut magazine = Magazine::empty();
             press
-                .fill(&mut magazine, 31, &mut owned, false, Order::Ascending)
+                .fill(
+                    &mut magazine,
+                    31,
+                    &mut owned,
+                    false,
+                    Order::Ascending,
+                    &mut || false,
+                )
                 .unwrap();
             let mut previous = 0;
             for slot in drain(&mut magazine) {
@@ -506,7 +521,14 @@ mod tests {
         while live.len() < 2 * per_span {
             let mut magazine = Magazine::empty();
             press
-                .fill(&mut magazine, 31, &mut owned, false, Order::Ascending)
+                .fill(
+                    &mut magazine,
+                    31,
+                    &mut owned,
+                    false,
+                    Order::Ascending,
+                    &mut || false,
+                )
                 .unwrap();
             live.extend(drain(&mut magazine));
         }
@@ -541,7 +563,14 @@ mod tests {
         let mut magazine = Magazine::empty();
         loop {
             press
-                .fill(&mut magazine, 31, &mut owned, false, Order::Ascending)
+                .fill(
+                    &mut magazine,
+                    31,
+                    &mut owned,
+                    false,
+                    Order::Ascending,
+                    &mut || false,
+                )
                 .unwrap();
             let slots = drain(&mut magazine);
             if record_for(slots[0].object as usize).begin() == first.begin() {

@@ -141,11 +141,11 @@ pub extern "C" fn malloc_stats() {
 /// freed large allocations that slitter keeps for reuse, and of every span
 /// whose objects are all free, in the malloc size classes and the classes
 /// that opted in to purging, after the calling thread's cache gave back
-/// the objects it holds; returns 1 if some memory was released, else 0
+/// the objects it holds (and threads idle for a second their spans); returns 1 if some memory was released, else 0
 /// ("no memory could be released"). `pad` is ignored.
 #[no_mangle]
 pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    crate::cache::thread_cache::flush_this_thread();
+    crate::cache::thread_cache::trim();
     let small = crate::cache::purge::purge_all();
     let large = crate::heap::large::blocks::trim();
     c_int::from(small + large > 0)
