@@ -5,14 +5,21 @@
 //! and pushes into without synchronisation; the "top" representation a
 //! thread cache keeps of a magazine it holds (the address of its first
 //! unused slot, from which the magazine and its count follow by alignment);
-//! and the [`MagazineStack`], a Treiber stack through which whole magazines
-//! move between threads, classes and the rack (`sys/tagged_stack.rs`).
+//! the bound of a magazine that may hold fewer objects than it has
+//! slots (its `base`: the slots below are unused, so that the fullness
+//! test of the release fast path, a top at the magazine's end, holds for
+//! it unchanged); and the [`MagazineStack`], a Treiber stack through which
+//! empty magazines move between threads and the rack
+//! (`sys/tagged_stack.rs`).
 //!
 //! Invariants: a magazine is `MAGAZINE_ALIGNMENT` bytes, aligned to its
 //! size, so a top `t` belongs to the magazine at `(t - 1)` rounded down and
 //! the low bits of `t` tell whether it is full (0) or empty (the offset of
 //! the first slot); `count` is exact whenever the magazine is not held by a
-//! thread cache (the cache's top is authoritative while it is). Magazines
+//! thread cache (the cache's top is authoritative while it is), and never
+//! below `base`; a magazine with a non-zero `base` is only ever a release
+//! magazine (it is compacted before it becomes an allocation magazine,
+//! whose pops stop at the first slot). Magazines
 //! are immortal (they come from the internal arena and are never freed), so
 //! a stale pointer read during a racing pop always points to a magazine;
 //! the stack's head pairs the top magazine's address with a 64-bit
@@ -272,6 +279,28 @@ mod tests {
             assert_eq!(m.pop(), slot(i));
         }
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn a_bounded_magazine_fills_up_to_its_capacity_and_compacts() {
+        let mut m = Magazine::empty();
+        m.bound(3);
+        assert!(m.is_empty() && m.len() == 0);
+        for i in 1..=3 {
+            assert!(!m.is_full());
+            m.push(slot(i));
+        }
+        // Full after 3 objects: its top is at the end, as the fast path
+        // tests.
+        assert!(m.is_full());
+        assert!(top_is_full(Magazine::top(&mut m)));
+        assert_eq!(m.objects(), &[slot(1), slot(2), slot(3)]);
+        m.compact();
+        assert_eq!((m.base, m.len()), (0, 3));
+        assert_eq!(m.objects(), &[slot(1), slot(2), slot(3)]);
+        assert_eq!(m.pop(), slot(3));
+        m.clear();
+        assert!(m.is_empty() && m.objects().is_empty());
     }
 
     #[test]
