@@ -109,6 +109,12 @@ pub const UNCOUNTED_BOUND: u64 = 2 * FOLD_THRESHOLD + 2 * MAGAZINE_SIZE as u64;
 /// takes the spans the idle thread owns of that class first.
 pub const IDLE_MS: u32 = 1000;
 
+/// A thread's activity is read from the clock once per this many calls of
+/// `with_entry`: a thread that makes fewer slow paths than this in
+/// [`IDLE_MS`] counts as idle (and loses its spans, which it then replaces
+/// at no more cost than a refill).
+const ACTIVITY_STRIDE: u32 = 32;
+
 /// The value of an entry array's span while its thread works on the entry.
 const BUSY: *mut SpanRecord = core::ptr::dangling_mut();
 
@@ -196,9 +202,13 @@ struct EntryArray {
     next_created: *mut EntryArray,
     /// Whether a thread owns the array (it is not on the free list).
     in_use: AtomicBool,
-    /// When the thread last went through `with_entry` (`heap/decay.rs`
-    /// milliseconds): threads idle for [`IDLE_MS`] may lose their spans.
+    /// When the thread last went through `with_entry`, to within
+    /// [`ACTIVITY_STRIDE`] calls (`heap/decay.rs` milliseconds): threads
+    /// idle for [`IDLE_MS`] may lose their spans.
     last_active: AtomicU32,
+    /// Calls of `with_entry` since `last_active` was last read from the
+    /// clock.
+    calls_since_clock: u32,
     alloc: [*mut Slot; MAX_CLASSES],
     release: [*mut Slot; MAX_CLASSES],
     /// The span of each class the thread owns (null: none; [`BUSY`] while
@@ -634,11 +644,7 @@ fn with_entry<R>(info: &'static ClassInfo, f: impl FnOnce(&mut CacheEntry) -> R)
     }
     let index = info.id as usize;
     // SAFETY: the array is the thread's own.
-    unsafe {
-        (*state.array)
-            .last_active
-            .store(decay::now_ms(), Ordering::Relaxed)
-    };
+    unsafe { note_activity(&mut *state.array) };
     // SAFETY: class ids are below MAX_CLASSES, and the array is the
     // thread's own.
     let mut entry = unsafe { load_entry(state.array, index) };
@@ -673,6 +679,7 @@ fn adopt_entry_array(state: &mut ThreadState) -> Option<()> {
         (*array)
             .last_active
             .store(decay::now_ms(), Ordering::Relaxed);
+        (*array).calls_since_clock = 0;
         (*array).in_use.store(true, Ordering::Release);
         (*array).fold_budget.fill(FOLD_BUDGET);
         (*array).alloc_mark.fill(0);
@@ -711,6 +718,17 @@ fn take_entry_array() -> Option<*mut EntryArray> {
     unsafe { (*array).next_created = *created as *mut EntryArray };
     *created = array as usize;
     Some(array)
+}
+
+/// Notes that the thread of `array` is active: reads the clock once every
+/// [`ACTIVITY_STRIDE`] calls (a clock read costs more than the rest of a
+/// cheap slow path).
+fn note_activity(array: &mut EntryArray) {
+    array.calls_since_clock += 1;
+    if array.calls_since_clock >= ACTIVITY_STRIDE {
+        array.calls_since_clock = 0;
+        array.last_active.store(decay::now_ms(), Ordering::Relaxed);
+    }
 }
 
 /// Gives up, for their threads, the spans of class `info` that threads

@@ -1,6 +1,6 @@
 //! The decay of wholly free spans: when their memory goes back.
 //!
-//! Owns: the clock of the decay (milliseconds of `CLOCK_MONOTONIC`, kept
+//! Owns: the clock of the decay (milliseconds of `CLOCK_MONOTONIC_COARSE`, kept
 //! in 32 bits, compared with wrapping arithmetic), the delay a wholly free
 //! span waits before it is purged (`SLITTER_PURGE_DELAY`, see
 //! `sys/config.rs`), the count of spans waiting, and the pacing of the
@@ -53,14 +53,19 @@ pub fn each_waiting_class(mut f: impl FnMut(u32)) {
     }
 }
 
-/// Milliseconds since an arbitrary start (wraps).
+/// Milliseconds since an arbitrary start (wraps), from the coarse clock:
+/// it moves in steps of a few milliseconds (the kernel's tick), plenty for
+/// delays of tens of milliseconds and more, and costs a third of the
+/// precise one (measured 13 against 35 ns a call on the development
+/// machine).
 pub fn now_ms() -> u32 {
     let mut time = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `time` is a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut time) };
+    // SAFETY: `time` is a valid out-pointer; CLOCK_MONOTONIC_COARSE always
+    // exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut time) };
     (time.tv_sec as u64 * 1000 + time.tv_nsec as u64 / 1_000_000) as u32
 }
 

@@ -197,27 +197,33 @@ impl Press {
         let metadata = chunk_registry::metadata_for(begin);
         let first = magazine.count as usize;
         let size = self.object_size;
-        let mut push = |object: usize, clear: bool| {
+        // Written slot by slot, the count once at the end (a push per
+        // object would store it each time).
+        let mut next = first;
+        let slots = &mut magazine.slots;
+        let mut push = |object: usize, state: &'static object_states::State, clear: bool| {
             if clear {
                 // SAFETY: a free object of this span, which the caller
                 // owns: nobody else reads or writes it.
                 unsafe { (object as *mut u8).write_bytes(0, size) };
             }
-            magazine.push(Slot {
+            slots[next] = Slot {
                 object: object as *mut u8,
-                state: object_states::hand_out(metadata, object, tag),
-            });
+                state,
+            };
+            next += 1;
         };
         let mut taken = 0;
         let held = span.status.load(Ordering::Acquire) & HELD_MASK;
         if held != 0 {
             let size = self.span_size;
+            // Held objects were handed out before: their states have the
+            // tag already.
+            let mut push_held = |o| push(o, object_states::state_at(metadata, o), clear);
             match order {
                 Order::Ascending => {
                     let mut cursor = span.cursor.load(Ordering::Relaxed) as usize;
-                    taken = held_bits::take(metadata, begin, size, &mut cursor, wanted, |o| {
-                        push(o, clear)
-                    });
+                    taken = held_bits::take(metadata, begin, size, &mut cursor, wanted, push_held);
                     span.cursor.store(cursor as u32, Ordering::Relaxed);
                 }
                 Order::Scattered(random) => {
@@ -228,7 +234,7 @@ impl Press {
                         else {
                             break;
                         };
-                        push(object, clear);
+                        push_held(object);
                         taken += 1;
                     }
                 }
@@ -241,10 +247,16 @@ impl Press {
             span.bump_index.store(bump + fresh, Ordering::Relaxed);
             let clear_fresh = self.clear_fresh.load(Ordering::Relaxed);
             for index in bump..bump + fresh {
-                push(begin + index as usize * size, clear_fresh);
+                let object = begin + index as usize * size;
+                push(
+                    object,
+                    object_states::hand_out(metadata, object, tag),
+                    clear_fresh,
+                );
             }
             taken += fresh as usize;
         }
+        magazine.count = (first + taken) as u32;
         let slots = &mut magazine.slots[first..first + taken];
         match order {
             // Pushed lowest first: turned round so that pops hand out

@@ -74,6 +74,29 @@ pub fn set(metadata: usize, objects: impl Iterator<Item = usize>) {
     }
 }
 
+/// The lowest `count` bits set in `bits` (all of them if it has fewer), in
+/// at most `count` or (popcount - `count`) steps, whichever is fewer.
+fn lowest_bits(bits: u64, count: u32) -> u64 {
+    let set = bits.count_ones();
+    if set <= count {
+        return bits;
+    }
+    if count <= set - count {
+        let (mut rest, mut mask) = (bits, 0);
+        for _ in 0..count {
+            mask |= rest & rest.wrapping_neg();
+            rest &= rest - 1;
+        }
+        mask
+    } else {
+        let mut mask = bits;
+        for _ in count..set {
+            mask &= !(1u64 << (63 - mask.leading_zeros()));
+        }
+        mask
+    }
+}
+
 /// Takes up to `wanted` held objects of the span `[begin, begin + size)`,
 /// lowest first, starting at word `*cursor` of its bits and going round
 /// once; calls `take` on each object's address and returns how many it
@@ -98,14 +121,8 @@ pub fn take(
         if bits == 0 {
             continue;
         }
-        let mut mask = bits;
         let room = (wanted - taken) as u32;
-        if mask.count_ones() > room {
-            // The lowest `room` bits: clear the others from the top.
-            while mask.count_ones() > room {
-                mask &= !(1u64 << (63 - mask.leading_zeros()));
-            }
-        }
+        let mask = lowest_bits(bits, room);
         let mut got = word.fetch_and(!mask, Ordering::Acquire) & mask;
         while got != 0 {
             let bit = got.trailing_zeros() as usize;
@@ -207,6 +224,18 @@ mod tests {
         set(metadata, [begin + size].into_iter());
         assert_eq!(count(metadata, begin, size), 0);
         assert_eq!(take(metadata, begin, size, &mut cursor, 31, |_| ()), 0);
+    }
+
+    #[test]
+    fn the_lowest_bits_are_chosen_either_way() {
+        let bits = 0b1011_0110_1101u64 | 1 << 63;
+        assert_eq!(lowest_bits(bits, 0), 0);
+        assert_eq!(lowest_bits(bits, 2), 0b101);
+        assert_eq!(lowest_bits(bits, 6), 0b1_0110_1101);
+        assert_eq!(lowest_bits(bits, 8), 0b1011_0110_1101);
+        assert_eq!(lowest_bits(bits, 9), bits);
+        assert_eq!(lowest_bits(bits, 40), bits);
+        assert_eq!(lowest_bits(u64::MAX, 63), u64::MAX >> 1);
     }
 
     #[test]

@@ -285,7 +285,8 @@ mod tests {
     fn a_bounded_magazine_fills_up_to_its_capacity_and_compacts() {
         let mut m = Magazine::empty();
         m.bound(3);
-        assert!(m.is_empty() && m.len() == 0);
+        assert!(m.is_empty());
+        assert_eq!(m.len(), 0);
         for i in 1..=3 {
             assert!(!m.is_full());
             m.push(slot(i));

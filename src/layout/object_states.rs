@@ -166,6 +166,12 @@ pub fn hand_out(metadata: usize, addr: usize, tag: u8) -> &'static State {
     state
 }
 
+/// The state of the object at `addr` (handed out before, so its tag is
+/// there); `metadata` is the region the chunk registry gives for `addr`.
+pub fn state_at(metadata: usize, addr: usize) -> &'static State {
+    state_in(metadata, addr)
+}
+
 /// The address range of the states of the span `[begin, begin + size)` in
 /// `metadata` (for purging them with the span).
 pub fn range_of(metadata: usize, begin: usize, size: usize) -> (usize, usize) {
