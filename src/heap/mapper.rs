@@ -11,7 +11,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use crate::sys::errno::last_errno;
-use crate::sys::os_memory::{back_anonymous, os_reserve};
+use crate::sys::os_memory::{back_anonymous, discard_anonymous, os_reserve};
 
 /// An `errno` value explaining why a mapper call failed.
 ///
@@ -112,6 +112,16 @@ pub trait Mapper: Sync {
     fn purge(&self, base: NonNull<c_void>, size: usize) -> Result<bool, Errno> {
         let _ = (base, size);
         Ok(false)
+    }
+
+    /// Gives back the memory of `size` bytes at `base`, a page-aligned part
+    /// of a range `allocate_meta` backed, so that it reads as zeroes
+    /// afterwards, and returns `Ok(true)`; `Ok(false)` if it keeps it
+    /// (slitter then writes the zeroes). The default matches the default
+    /// `allocate_meta` (private anonymous memory: `MADV_DONTNEED`); a
+    /// mapper that backs metadata otherwise overrides both.
+    fn purge_meta(&self, base: NonNull<c_void>, size: usize) -> Result<bool, Errno> {
+        discard_anonymous(base, size).map(|()| true)
     }
 
     /// Called in the child of a `fork()`, for each range of `size` bytes

@@ -365,15 +365,15 @@ impl Mill {
 }
 
 /// Gives back the pages of the metadata range `[start, start + len)` (8-byte
-/// aligned) through `mapper`, and clears by hand the parts of pages it
-/// shares with other spans' metadata, or all of it if the mapper keeps its
-/// memory: afterwards it reads as zeroes either way.
+/// aligned) through `mapper`'s `purge_meta`, and clears by hand the parts
+/// of pages it shares with other spans' metadata, or all of it if the
+/// mapper keeps its memory: afterwards it reads as zeroes either way.
 fn clear_metadata(mapper: &dyn Mapper, start: usize, len: usize) {
     let page = mapper.page_size();
     let (first_page, end_page) = (start.next_multiple_of(page), (start + len) & !(page - 1));
     let purged = first_page < end_page
         && matches!(
-            mapper.purge(as_ptr(first_page), end_page - first_page),
+            mapper.purge_meta(as_ptr(first_page), end_page - first_page),
             Ok(true)
         );
     let clear = |from: usize, to: usize| {

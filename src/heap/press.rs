@@ -52,6 +52,10 @@ pub enum Order<'a> {
     Scattered(&'a mut Generator),
 }
 
+/// The most listed spans one refill adopts that yield no object before it
+/// takes a fresh span (see [`Press::fill`]).
+const MAX_EMPTY_ADOPTIONS: usize = 4;
+
 const PARTLY_FREE: u8 = 1;
 const WHOLLY_FREE: u8 = 2;
 const PURGED: u8 = 3;
@@ -166,6 +170,7 @@ impl Press {
         reclaim: &mut dyn FnMut() -> bool,
     ) -> Result<(), Errno> {
         let wanted = capacity - magazine.len();
+        let mut listed_without_objects = 0;
         loop {
             // SAFETY: span records are immortal.
             if let Some(span) = unsafe { owned.as_ref() } {
@@ -174,8 +179,17 @@ impl Press {
                 }
                 self.give_up(span);
             }
-            *owned = match self.adopt_listed() {
-                Some(span) => span,
+            // A listed span whose held count is ahead of its held bits
+            // (objects on their way back, or a double free that raced past
+            // the checks) yields nothing; after a few, a fresh span.
+            let listed = (listed_without_objects < MAX_EMPTY_ADOPTIONS)
+                .then(|| self.adopt_listed())
+                .flatten();
+            *owned = match listed {
+                Some(span) => {
+                    listed_without_objects += 1;
+                    span
+                }
                 None if reclaim() => continue,
                 None => self.adopt_fresh()?,
             };

@@ -7,7 +7,7 @@
 //! tag table and object state without any memory access that could fault:
 //! a foreign, stack or garbage pointer finds an all-zero record (class id
 //! 0), state and tag table (which names no class), which no check accepts.
-//! The stand-in is as large as a metadata region (about 130 MiB), all of it
+//! The stand-in is as large as a metadata region (about 140 MiB), all of it
 //! untouched zero-filled memory (.bss): address space, not memory.
 //!
 //! The word holds the chunk's metadata address *minus* the stand-in's
