@@ -112,8 +112,12 @@ pub fn take(
     let first = word_for(metadata, begin) as *const AtomicU64;
     let words = size / GRANULE / WORD_GRANULES;
     let mut taken = 0;
-    for step in 0..words {
-        let index = (*cursor + step) % words;
+    // Going round from the cursor, without a division per word.
+    let mut index = (*cursor).min(words - 1);
+    for _ in 0..words {
+        let current = index;
+        index = if index + 1 == words { 0 } else { index + 1 };
+        let index = current;
         // SAFETY: the span's bits are `words` consecutive words from
         // `first` (see `word_for`).
         let word = unsafe { &*first.add(index) };
@@ -153,8 +157,11 @@ pub fn take_one(
 ) -> Option<usize> {
     let first = word_for(metadata, begin) as *const AtomicU64;
     let words = size / GRANULE / WORD_GRANULES;
-    for step in 0..words {
-        let index = (word + step) % words;
+    let mut index = word % words;
+    for _ in 0..words {
+        let current = index;
+        index = if index + 1 == words { 0 } else { index + 1 };
+        let index = current;
         // SAFETY: as in `take`.
         let word = unsafe { &*first.add(index) };
         loop {
