@@ -179,6 +179,26 @@ misuse_tests! {
     delayed_double_release: "double-release-delayed" => ["double release of", "misuse-apple"];
     double_release_after_thousands_of_operations: "double-release-after-churn" => ["double release of", "misuse-apple"];
     double_release_after_a_release_in_another_thread: "double-release-other-thread" => ["double release of", "misuse-apple"];
+    // Into a span purged since (malloc_trim): its object states were
+    // given back with its pages, so the address reads as no object.
+    double_free_into_a_purged_span: "double-free-purged" => ["free of", "not the start of an allocated object", "malloc-64"];
+    double_release_into_a_purged_span: "double-release-purged" => ["release of", "not the start of an allocated object", "misuse-cherry"];
+}
+
+/// The same, with the span purged by the decay (`SLITTER_PURGE_DELAY=0`)
+/// rather than by `malloc_trim`.
+#[test]
+fn double_free_into_a_span_purged_by_the_decay() {
+    assert_aborts_with(
+        &c_binary(),
+        "double-free-purged-decay",
+        &[("SLITTER_PURGE_DELAY", "0")],
+        &[
+            "free of",
+            "not the start of an allocated object",
+            "malloc-64",
+        ],
+    );
 }
 
 /// C++ sized delete cases: `name: "case" => [phrases]`.
@@ -465,6 +485,8 @@ survival_tests! {
     continue_after_release_into_no_class: "release-no-class-freed";
     continue_after_a_double_release: "double-release";
     continue_after_a_double_release_in_another_thread: "double-release-other-thread";
+    continue_after_a_double_free_into_a_purged_span: "double-free-purged";
+    continue_after_a_double_release_into_a_purged_span: "double-release-purged";
 }
 
 #[test]

@@ -13,11 +13,13 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "slitter.h"
 
@@ -30,6 +32,9 @@
 DEFINE_SLITTER_CLASS(apple_class, .name = "misuse-apple", .size = 32);
 DEFINE_SLITTER_CLASS(banana_class, .name = "misuse-banana", .size = 32);
 DEFINE_SLITTER_CLASS(melon_class, .name = "misuse-melon", .size = 200);
+/* A class whose wholly free spans are purged. */
+DEFINE_SLITTER_CLASS(cherry_class, .name = "misuse-cherry", .size = 64,
+		     .purge = 1);
 
 void free_sized(void *ptr, size_t size);
 void free_aligned_sized(void *ptr, size_t align, size_t size);
@@ -81,6 +86,57 @@ static void *unmapped_address(void)
 	CHECK(p != MAP_FAILED, "mmap failed");
 	CHECK(munmap(p, 1 << 20) == 0, "munmap failed");
 	return (char *)p + 4096;
+}
+
+/* Whether the page holding p is resident. */
+static bool resident(const void *p)
+{
+	uintptr_t page = (uintptr_t)p & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1);
+	unsigned char v;
+	CHECK(mincore((void *)page, 1, &v) == 0, "mincore failed");
+	return v & 1;
+}
+
+/* 64-byte objects enough for three spans (of 1 MiB, or 64 KiB with the
+ * small test constants), each written then freed (released); the one in
+ * the middle is in a span that held only these, wholly free now. */
+enum { PURGED_OBJECTS = 3 << 14 };
+static void *purged_objects[PURGED_OBJECTS];
+
+static char *freed_spans_of_malloc_64(void)
+{
+	for (int i = 0; i < PURGED_OBJECTS; i++) {
+		purged_objects[i] = malloc(64);
+		CHECK(purged_objects[i] != NULL, "malloc failed");
+		memset(purged_objects[i], 0xab, 64);
+	}
+	for (int i = 0; i < PURGED_OBJECTS; i++)
+		free(launder(purged_objects[i]));
+	return launder(purged_objects[PURGED_OBJECTS / 2]);
+}
+
+static char *released_spans_of_cherry(void)
+{
+	for (int i = 0; i < PURGED_OBJECTS; i++) {
+		purged_objects[i] = slitter_allocate(cherry_class);
+		memset(purged_objects[i], 0xab, 64);
+	}
+	for (int i = 0; i < PURGED_OBJECTS; i++)
+		slitter_release(cherry_class, purged_objects[i]);
+	return launder(purged_objects[PURGED_OBJECTS / 2]);
+}
+
+/* Run with SLITTER_PURGE_DELAY=0: slow paths of another class, which
+ * purge wholly free spans, until p's page is gone. */
+static void wait_for_the_purge_of(const void *p)
+{
+	static void *v[1000];
+	for (int round = 0; round < 100 && resident(p); round++) {
+		for (int i = 0; i < 1000; i++)
+			v[i] = malloc(200);
+		for (int i = 0; i < 1000; i++)
+			free(v[i]);
+	}
 }
 
 static void *free_in_thread(void *p)
@@ -256,6 +312,22 @@ static int malloc_case(const char *c)
 		void *p = launder(malloc(48));
 		tell(p);
 		run_in_thread(free_in_thread, p);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-purged") == 0) {
+		/* malloc_trim purges the object's span: its states read "no
+		 * object", and the free is refused. */
+		char *p = freed_spans_of_malloc_64();
+		CHECK(malloc_trim(0) == 1, "malloc_trim released nothing");
+		CHECK(!resident(p), "the span of %p was not purged", (void *)p);
+		tell(p);
+		free(launder(p));
+	} else if (strcmp(c, "double-free-purged-decay") == 0) {
+		/* Run with SLITTER_PURGE_DELAY=0: the same, purged by the
+		 * decay. */
+		char *p = freed_spans_of_malloc_64();
+		wait_for_the_purge_of(p);
+		CHECK(!resident(p), "the span of %p was not purged", (void *)p);
+		tell(p);
 		free(launder(p));
 	} else if (strcmp(c, "free-inside-freed-large") == 0) {
 		/* Freed, the block is kept for reuse: not live. */
@@ -657,6 +729,13 @@ static int class_case(const char *c)
 		slitter_release(apple_class, p);
 		churn();
 		slitter_release(apple_class, launder(p));
+	} else if (strcmp(c, "double-release-purged") == 0) {
+		/* A class that opted in to purging, trimmed. */
+		char *p = released_spans_of_cherry();
+		CHECK(malloc_trim(0) == 1, "malloc_trim released nothing");
+		CHECK(!resident(p), "the span of %p was not purged", (void *)p);
+		tell(p);
+		slitter_release(cherry_class, launder(p));
 	} else if (strcmp(c, "double-release-other-thread") == 0) {
 		void *p = launder(slitter_allocate(apple_class));
 		tell(p);
