@@ -198,3 +198,29 @@ fn fork_while_spans_are_being_purged() {
 fn fork_while_spans_are_being_purged_at_once() {
     assert_passes("fork-purging", &[], "0");
 }
+
+/// The span an idle thread owns, holding the objects it freed, is taken
+/// from it by `malloc_trim` once the thread has been idle for a second:
+/// other threads then draw those objects.
+#[test]
+fn malloc_trim_reclaims_the_spans_of_idle_threads() {
+    assert_passes("idle-reclaim", &[], "off");
+}
+
+/// Can fail: trimmed before the thread counts as idle, its span stays its.
+#[test]
+fn the_idle_reclaim_check_fails_before_the_thread_is_idle() {
+    assert_fails(
+        "idle-reclaim",
+        &["keep"],
+        "off",
+        "came from the idle thread's span",
+    );
+}
+
+/// `malloc(0)` objects (whose mapper has no memory to give back) come back
+/// from purged spans without any address handed out twice.
+#[test]
+fn zero_size_objects_are_distinct_after_a_purge() {
+    assert_passes("zero-size-after-purge", &[], "off");
+}

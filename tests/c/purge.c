@@ -40,6 +40,11 @@
  *                        the resident set is back within 16 MiB of where it
  *                        was before the threads, and so are the live
  *                        objects, spans and magazines.
+ *   idle-reclaim [keep]  (delay off) a thread idle for a second loses the
+ *                        span it owns to malloc_trim(0): the main thread
+ *                        then draws the objects the idle thread freed.
+ *   zero-size-after-purge  (delay off) malloc(0) objects freed, purged and
+ *                        handed out again: no address twice.
  *   fork-purging         (any delay) 200 forks while a thread allocates,
  *                        frees and trims 8 MiB of 64-byte objects in a
  *                        loop: every child checks inherited objects,
@@ -1064,6 +1069,103 @@ static void fork_purging(void)
 	}
 }
 
+/* Run with SLITTER_PURGE_DELAY=off: a thread allocates 8 MiB and 2000
+ * more 48-byte objects (a class nothing else here uses), frees them all,
+ * and then sleeps (idle), still owning the span it drew its last objects
+ * from: that span holds them free, but only its owner takes objects from
+ * it. After more than a second, malloc_trim(0) takes the span from the
+ * idle thread and lists it, so the main thread's next mallocs of that size
+ * draw the idle thread's last objects. Without the reclaim ("idle-reclaim
+ * keep", which trims before the thread counts as idle, so that the check
+ * can be seen to fail) they come from other spans. */
+static atomic_bool idle_go_on;
+static struct objects idle_objects;
+
+static void *idle_main(void *arg)
+{
+	(void)arg;
+	idle_objects = malloc_objects(48, 8 * MIB + 2000 * 48, 3);
+	free_all(&idle_objects);
+	atomic_store(&idle_go_on, true);
+	while (atomic_load(&idle_go_on))
+		sleep_ms(10);
+	return NULL;
+}
+
+static void idle_reclaim(bool wait_for_idle)
+{
+	pthread_t thread;
+	CHECK(pthread_create(&thread, NULL, idle_main, NULL) == 0,
+	      "pthread_create");
+	while (!atomic_load(&idle_go_on))
+		sleep_ms(1);
+	if (wait_for_idle)
+		sleep_ms(1500);
+	CHECK(malloc_trim(0) == 1, "malloc_trim(0) released nothing");
+	/* The thread's objects from its last span: the last run of objects
+	 * allocated one right after the other (a span hands out fresh
+	 * objects in address order). */
+	const uintptr_t *at = idle_objects.at;
+	size_t first = idle_objects.n - 1;
+	while (first > 0 && at[first] - at[first - 1] == 48)
+		first--;
+	size_t in_span = idle_objects.n - first;
+	uintptr_t *last = map(in_span * sizeof(uintptr_t));
+	memcpy(last, at + first, in_span * sizeof(uintptr_t));
+	sort_addresses(last, in_span);
+	enum { TAKEN = 100 };
+	CHECK(in_span >= TAKEN, "only %zu objects in the last span", in_span);
+	void *mine[TAKEN];
+	size_t reused = 0;
+	for (int i = 0; i < TAKEN; i++) {
+		mine[i] = launder(malloc(48));
+		reused += contains(last, in_span, (uintptr_t)mine[i]);
+	}
+	say("objects of the idle thread's span reused: %zu of %d\n", reused,
+	    TAKEN);
+	for (int i = 0; i < TAKEN; i++)
+		free(mine[i]);
+	atomic_store(&idle_go_on, false);
+	CHECK(pthread_join(thread, NULL) == 0, "pthread_join");
+	CHECK(reused == TAKEN,
+	      "only %zu of %d objects came from the idle thread's span", reused,
+	      TAKEN);
+	unmap(last, in_span * sizeof(uintptr_t));
+	forget(&idle_objects);
+}
+
+/* malloc(0) objects (an inaccessible class) freed, purged by
+ * malloc_trim, then handed out again: no address is handed out twice
+ * while live. */
+static void zero_size_after_purge(void)
+{
+	enum { N = 140000 };
+	void **p = map(N * sizeof(void *));
+	for (int i = 0; i < N; i++)
+		p[i] = launder(malloc(0));
+	for (int i = 0; i < N; i++)
+		free(p[i]);
+	CHECK(malloc_trim(0) == 1, "malloc_trim(0) released nothing");
+	size_t live = 0;
+	for (int i = 0; i < 1000; i++)
+		p[live++] = launder(malloc(0));
+	for (int i = 0; i < 500; i++)
+		free(p[--live]);
+	for (int i = 0; i < 20000; i++)
+		p[live++] = launder(malloc(0));
+	uintptr_t *sorted = map(live * sizeof(uintptr_t));
+	for (size_t i = 0; i < live; i++)
+		sorted[i] = (uintptr_t)p[i];
+	sort_addresses(sorted, live);
+	for (size_t i = 1; i < live; i++)
+		CHECK(sorted[i] != sorted[i - 1],
+		      "malloc(0) handed out %#lx twice", (unsigned long)sorted[i]);
+	for (size_t i = 0; i < live; i++)
+		free((void *)sorted[i]);
+	unmap(sorted, live * sizeof(uintptr_t));
+	unmap(p, N * sizeof(void *));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -1088,6 +1190,10 @@ int main(int argc, char **argv)
 		threads_exit(strcmp(option, "no-trim") != 0);
 	else if (strcmp(c, "fork-purging") == 0)
 		fork_purging();
+	else if (strcmp(c, "idle-reclaim") == 0)
+		idle_reclaim(strcmp(option, "keep") != 0);
+	else if (strcmp(c, "zero-size-after-purge") == 0)
+		zero_size_after_purge();
 	else
 		return 2;
 	say("%s: ok\n", c);
