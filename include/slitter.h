@@ -83,9 +83,10 @@ enum slitter_status {
  */
 enum slitter_stats_version {
   /**
-   * Version 1: the fields of this header's structs.
+   * Version 2: version 1's fields, then `purged_bytes` at the end of
+   * `struct slitter_class_stats` and `struct slitter_stats`.
    */
-  SLITTER_STATS_VERSION = 1,
+  SLITTER_STATS_VERSION = 2,
 };
 
 /**
@@ -180,6 +181,11 @@ struct slitter_class_stats {
    * Bytes of those spans.
    */
   uint64_t span_bytes;
+  /**
+   * Bytes of those spans whose memory is given back now (purged);
+   * their addresses stay the class's (since version 2).
+   */
+  uint64_t purged_bytes;
 };
 
 /**
@@ -300,6 +306,11 @@ struct slitter_stats {
    * such thread may have made without them being counted yet.
    */
   uint64_t uncounted_bound;
+  /**
+   * Bytes of the classes' spans whose memory is given back now
+   * (purged), all classes together (since version 2).
+   */
+  uint64_t purged_bytes;
 };
 
 #ifdef __cplusplus

@@ -5,8 +5,9 @@
 //!   the same program with `SLITTER_STATS=1`, whose table at exit must hold
 //!   its class's exact counts.
 //! - `tests/c/glibc_stats.c`, built without slitter and run under
-//!   `LD_PRELOAD`: `mallinfo2`, `mallinfo`, `malloc_info`, `mallopt`,
-//!   `malloc_trim` and `malloc_stats`.
+//!   `LD_PRELOAD` with `SLITTER_PURGE_DELAY=off`: `mallinfo2`, `mallinfo`,
+//!   `malloc_info`, `mallopt`, `malloc_trim` and `malloc_stats`, whose
+//!   table must show the spans `malloc_trim` purged.
 //! - python3 under `LD_PRELOAD` with `SLITTER_STATS=1`: a table whose
 //!   totals add up.
 //! - `SLITTER_VERBOSE`, `SLITTER_PURGE_DELAY` and invalid values of every
@@ -28,17 +29,21 @@ fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// One class line of the table: name and the five counts.
+/// The counts of a line of the table: allocations, releases, live,
+/// spans, span bytes, purged bytes.
+const COUNTS: usize = 6;
+
+/// One class line of the table: name and its counts.
 #[derive(Debug)]
 struct ClassLine {
     name: String,
-    counts: [u64; 5],
+    counts: [u64; COUNTS],
 }
 
 /// The class lines and the totals line of the statistics table in
 /// `stderr` (which must hold exactly one table), checking the layout and,
 /// if `exact`, that the table says its counts are exact.
-fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; 5]) {
+fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; COUNTS]) {
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("slitter: "))
@@ -52,7 +57,7 @@ fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; 5]) {
         .iter()
         .position(|l| l.starts_with("slitter: class "))
         .unwrap_or_else(|| panic!("no header line in:\n{stderr}"));
-    let numbers = |words: &[&str]| -> [u64; 5] {
+    let numbers = |words: &[&str]| -> [u64; COUNTS] {
         let values: Vec<u64> = words
             .iter()
             .map(|w| {
@@ -62,7 +67,7 @@ fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; 5]) {
             .collect();
         values
             .try_into()
-            .unwrap_or_else(|_| panic!("not five counts in:\n{stderr}"))
+            .unwrap_or_else(|_| panic!("not {COUNTS} counts in:\n{stderr}"))
     };
     let mut classes = Vec::new();
     for line in &lines[header + 1..] {
@@ -74,7 +79,7 @@ fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; 5]) {
             );
             return (classes, numbers(&words[1..]));
         }
-        assert_eq!(words.len(), 8, "unexpected class line {line:?}");
+        assert_eq!(words.len(), 3 + COUNTS, "unexpected class line {line:?}");
         classes.push(ClassLine {
             name: words[0].to_owned(),
             counts: numbers(&words[3..]),
@@ -84,26 +89,28 @@ fn parse_table_of(stderr: &str, exact: bool) -> (Vec<ClassLine>, [u64; 5]) {
 }
 
 /// [`parse_table_of`] a table whose counts must be exact.
-fn parse_table(stderr: &str) -> (Vec<ClassLine>, [u64; 5]) {
+fn parse_table(stderr: &str) -> (Vec<ClassLine>, [u64; COUNTS]) {
     parse_table_of(stderr, true)
 }
 
-/// Checks each class line (live = allocations - releases) and that the
-/// totals are the sums of the class lines.
-fn check_sums(classes: &[ClassLine], totals: [u64; 5]) {
+/// Checks each class line (live = allocations - releases, purged bytes
+/// within the span bytes) and that the totals are the sums of the class
+/// lines.
+fn check_sums(classes: &[ClassLine], totals: [u64; COUNTS]) {
     for class in classes {
-        let [allocations, releases, live, _, _] = class.counts;
+        let [allocations, releases, live, _, span_bytes, purged] = class.counts;
         assert_eq!(allocations - releases, live, "{class:?}");
+        assert!(purged <= span_bytes, "{class:?}");
     }
     check_totals(classes, totals);
 }
 
 /// Checks that every class line counts something and that the totals are
 /// the sums of the class lines.
-fn check_totals(classes: &[ClassLine], totals: [u64; 5]) {
-    let mut sums = [0u64; 5];
+fn check_totals(classes: &[ClassLine], totals: [u64; COUNTS]) {
+    let mut sums = [0u64; COUNTS];
     for class in classes {
-        assert!(class.counts != [0; 5], "unused: {class:?}");
+        assert!(class.counts != [0; COUNTS], "unused: {class:?}");
         for (sum, count) in sums.iter_mut().zip(class.counts) {
             *sum += count;
         }
@@ -146,7 +153,9 @@ fn stats_api_with_staticlib() {
 #[test]
 fn glibc_introspection_under_preload() {
     let binary = common::compile_program(GROUP, "tests/c/glibc_stats.c", None);
-    let output = common::run_preloaded(&binary, &[]);
+    // Only malloc_trim purges: the program checks what it gave back.
+    let output =
+        common::output(common::preloaded_command(&binary).env("SLITTER_PURGE_DELAY", "off"));
     common::assert_success_ending_with(&output, "glibc_stats: ok");
     common::assert_allocator_is_slitter(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -170,6 +179,19 @@ fn glibc_introspection_under_preload() {
             .any(|c| c.name == "malloc-48" && c.counts[0] >= 1000),
         "no malloc-48 line with the program's allocations in:\n{stderr}"
     );
+    // 64 MiB of 64-byte objects freed, then malloc_trim: at least half of
+    // their spans are purged, and they are still the class's.
+    let class = classes
+        .iter()
+        .find(|c| c.name == "malloc-64")
+        .unwrap_or_else(|| panic!("no malloc-64 line in:\n{stderr}"));
+    let [.., span_bytes, purged] = class.counts;
+    assert!(
+        purged >= 32 << 20 && span_bytes >= 64 << 20,
+        "malloc-64 purged too little, or lost its spans: {class:?}"
+    );
+    let [.., total_purged] = totals;
+    assert!(total_purged >= purged, "{totals:?}");
 }
 
 #[test]

@@ -27,8 +27,9 @@ use crate::stats::report;
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlitterStatsVersion {
-    /// Version 1: the fields of this header's structs.
-    SLITTER_STATS_VERSION = 1,
+    /// Version 2: version 1's fields, then `purged_bytes` at the end of
+    /// `struct slitter_class_stats` and `struct slitter_stats`.
+    SLITTER_STATS_VERSION = 2,
 }
 
 /// Bytes kept for a name, its terminating NUL included (the literal 64 in
@@ -61,6 +62,9 @@ pub struct SlitterClassStats {
     pub spans: u64,
     /// Bytes of those spans.
     pub span_bytes: u64,
+    /// Bytes of those spans whose memory is given back now (purged);
+    /// their addresses stay the class's (since version 2).
+    pub purged_bytes: u64,
 }
 
 /// Statistics of one mapper (see `slitter_mapper_stats`).
@@ -129,6 +133,9 @@ pub struct SlitterStats {
     /// The most allocations, and the most releases, of one class that one
     /// such thread may have made without them being counted yet.
     pub uncounted_bound: u64,
+    /// Bytes of the classes' spans whose memory is given back now
+    /// (purged), all classes together (since version 2).
+    pub purged_bytes: u64,
 }
 
 /// Copies `name` into a NUL-terminated field, truncated if needed.
@@ -200,6 +207,7 @@ pub unsafe extern "C" fn slitter_class_stats(
         live: stats.live,
         spans: stats.spans as u64,
         span_bytes: stats.span_bytes as u64,
+        purged_bytes: stats.purged_bytes as u64,
     };
     // SAFETY: forwarded from the caller.
     unsafe { fill(out, value) }
@@ -260,6 +268,7 @@ pub unsafe extern "C" fn slitter_stats(out: *mut SlitterStats) -> c_int {
         thread_caches: internal.thread_caches as u64,
         uncounted_threads: stats.uncounted_threads as u64,
         uncounted_bound: UNCOUNTED_BOUND,
+        purged_bytes: stats.purged_bytes as u64,
     };
     // SAFETY: forwarded from the caller.
     unsafe { fill(out, value) }
@@ -290,16 +299,34 @@ mod tests {
         // SAFETY: a whole struct with its size set.
         assert_eq!(unsafe { slitter_stats(&mut full) }, 0);
         assert_eq!(full.size as usize, core::mem::size_of::<SlitterStats>());
-        assert_eq!(full.version, 1);
+        assert_eq!(full.version, 2);
         assert_eq!(full.uncounted_bound, UNCOUNTED_BOUND);
         assert!(full.reserved_bytes >= full.span_bytes);
+        // Fields added later go last, after version 1's last ones.
+        use core::mem::{offset_of, size_of};
+        assert_eq!(
+            offset_of!(SlitterStats, purged_bytes),
+            offset_of!(SlitterStats, uncounted_bound) + 8
+        );
+        assert_eq!(
+            offset_of!(SlitterStats, purged_bytes) + 8,
+            size_of::<SlitterStats>()
+        );
+        assert_eq!(
+            offset_of!(SlitterClassStats, purged_bytes),
+            offset_of!(SlitterClassStats, span_bytes) + 8
+        );
+        assert_eq!(
+            offset_of!(SlitterClassStats, purged_bytes) + 8,
+            size_of::<SlitterClassStats>()
+        );
 
         // An older caller that only knows the first 24 bytes.
         let mut old = [0u64; 4];
         old[0] = 24;
         // SAFETY: 32 writable bytes, of which 24 are claimed.
         assert_eq!(unsafe { slitter_stats(old.as_mut_ptr().cast()) }, 0);
-        assert_eq!(old[0], 24 | (1 << 32));
+        assert_eq!(old[0], 24 | (2 << 32));
         assert_eq!(old[3], 0, "bytes past the caller's size were written");
 
         let mut tiny = [4u32, 0];

@@ -11,7 +11,7 @@
 //!
 //! | field | glibc's meaning | slitter's value |
 //! |---|---|---|
-//! | `arena` | bytes of the heap | bytes of the spans of the malloc size classes |
+//! | `arena` | bytes of the heap | bytes of the spans of the malloc size classes that are not purged |
 //! | `ordblks` | free chunks | objects those spans hold that are not live |
 //! | `smblks`, `fsmblks` | fastbin chunks, bytes | 0 (no fastbins) |
 //! | `hblks` | mmapped regions | live large allocations |
@@ -20,6 +20,12 @@
 //! | `uordblks` | bytes in use | live small objects times their class size |
 //! | `fordblks` | free bytes | `arena - uordblks` |
 //! | `keepcost` | bytes `malloc_trim` could release | bytes of freed large allocations kept resident for reuse |
+//!
+//! A purged span (its pages given back after `SLITTER_PURGE_DELAY` or by
+//! `malloc_trim`) keeps its address range but counts in none of these
+//! fields (its objects are not in `ordblks`): `mallinfo2` has no field for
+//! purged memory; `malloc_info` reports it as `<aspace type="purged">`,
+//! and the statistics table in its `purged` column.
 //!
 //! The live counts follow the statistics' exactness rules (`stats/counters.rs`):
 //! exact for the calling thread and exited ones.
@@ -43,7 +49,9 @@ use crate::sys::writer::{Output, Sink};
 struct Heap {
     /// Bytes of their spans.
     span_bytes: usize,
-    /// Objects in their spans that are not live.
+    /// Bytes of those spans that are purged.
+    purged_bytes: usize,
+    /// Objects in their spans that are not purged and not live.
     free_objects: usize,
     /// Bytes of those.
     free_bytes: usize,
@@ -51,13 +59,18 @@ struct Heap {
     used_bytes: usize,
 }
 
-/// What a malloc size class's spans hold that is not live: objects, bytes.
+/// What a malloc size class's spans that are not purged hold that is not
+/// live: objects, bytes.
 fn free_in(class: &ClassStats) -> (usize, usize) {
-    let per_span = match class.spans {
-        0 => 0,
-        spans => class.span_bytes / spans / class.object_size,
+    let (per_span, resident) = match class.spans {
+        0 => (0, 0),
+        spans => {
+            let span_size = class.span_bytes / spans;
+            let purged = class.purged_bytes / span_size;
+            (span_size / class.object_size, spans.saturating_sub(purged))
+        }
     };
-    let free = (class.spans * per_span).saturating_sub(class.live as usize);
+    let free = (resident * per_span).saturating_sub(class.live as usize);
     (free, free * class.object_size)
 }
 
@@ -78,6 +91,7 @@ fn heap_with(mut visit: impl FnMut(&ClassStats)) -> Heap {
         visit(&class);
         let (free_objects, free_bytes) = free_in(&class);
         heap.span_bytes += class.span_bytes;
+        heap.purged_bytes += class.purged_bytes;
         heap.free_objects += free_objects;
         heap.free_bytes += free_bytes;
         heap.used_bytes += class.live as usize * class.object_size;
@@ -90,8 +104,9 @@ fn heap_with(mut visit: impl FnMut(&ClassStats)) -> Heap {
 pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
     let heap = heap();
     let internal = counters::internal_counts();
+    let arena = heap.span_bytes.saturating_sub(heap.purged_bytes);
     libc::mallinfo2 {
-        arena: heap.span_bytes,
+        arena,
         ordblks: heap.free_objects,
         smblks: 0,
         hblks: internal.large_live,
@@ -99,7 +114,7 @@ pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
         usmblks: 0,
         fsmblks: 0,
         uordblks: heap.used_bytes,
-        fordblks: heap.span_bytes.saturating_sub(heap.used_bytes),
+        fordblks: arena.saturating_sub(heap.used_bytes),
         keepcost: crate::heap::large::blocks::retained_bytes(),
     }
 }
@@ -173,8 +188,14 @@ pub extern "C" fn mallopt(param: c_int, _value: c_int) -> c_int {
 }
 
 /// Writes glibc's XML: one heap (the malloc size classes, with one `size`
-/// element per class whose spans hold free objects), then the totals,
-/// where the large allocations are the `mmap` ones.
+/// element per class whose resident spans hold free objects), then the
+/// totals, where the large allocations are the `mmap` ones. In each, the
+/// `system` and `aspace` elements say: `current`, the bytes of spans
+/// (and at the top, of live large allocations) that are not purged;
+/// `max` and `mprotect`, those bytes with the purged spans, whose address
+/// ranges stay mapped; `total`, the address space reserved; `purged`
+/// (slitter's own), the bytes of purged spans: the heap's for the malloc
+/// size classes, the top level's for every class.
 fn write_info(out: &mut Output) -> fmt::Result {
     let process = counters::process_stats();
     let internal = process.internal;
@@ -196,8 +217,7 @@ fn write_info(out: &mut Output) -> fmt::Result {
         );
     });
     sizes?;
-    let (free_objects, free_bytes, span_bytes) =
-        (heap.free_objects, heap.free_bytes, heap.span_bytes);
+    let (free_objects, free_bytes) = (heap.free_objects, heap.free_bytes);
     let totals = |out: &mut Output| {
         writeln!(
             out,
@@ -205,18 +225,21 @@ fn write_info(out: &mut Output) -> fmt::Result {
              <total type=\"rest\" count=\"{free_objects}\" size=\"{free_bytes}\"/>"
         )
     };
-    let system = |out: &mut Output, current: usize, reserved: usize| {
+    // `mapped`: bytes with address space handed out, `purged` among them.
+    let system = |out: &mut Output, mapped: usize, purged: usize, reserved: usize| {
+        let current = mapped.saturating_sub(purged);
         writeln!(
             out,
             "<system type=\"current\" size=\"{current}\"/>\n\
-             <system type=\"max\" size=\"{current}\"/>\n\
+             <system type=\"max\" size=\"{mapped}\"/>\n\
              <aspace type=\"total\" size=\"{reserved}\"/>\n\
-             <aspace type=\"mprotect\" size=\"{current}\"/>"
+             <aspace type=\"mprotect\" size=\"{mapped}\"/>\n\
+             <aspace type=\"purged\" size=\"{purged}\"/>"
         )
     };
     writeln!(out, "</sizes>")?;
     totals(out)?;
-    system(out, span_bytes, span_bytes)?;
+    system(out, heap.span_bytes, heap.purged_bytes, heap.span_bytes)?;
     writeln!(out, "</heap>")?;
     totals(out)?;
     writeln!(
@@ -224,8 +247,12 @@ fn write_info(out: &mut Output) -> fmt::Result {
         "<total type=\"mmap\" count=\"{}\" size=\"{}\"/>",
         internal.large_live, internal.large_bytes
     )?;
-    let current = process.span_bytes + internal.large_bytes;
-    system(out, current, process.reserved_bytes + internal.large_bytes)?;
+    system(
+        out,
+        process.span_bytes + internal.large_bytes,
+        process.purged_bytes,
+        process.reserved_bytes + internal.large_bytes,
+    )?;
     writeln!(out, "</malloc>")
 }
 
@@ -281,6 +308,7 @@ mod tests {
             live: 7,
             spans: 2,
             span_bytes: 2 * 16384,
+            purged_bytes: 0,
         };
         // 341 objects of 48 bytes fit in a 16 KiB span.
         assert_eq!(free_in(&class), (682 - 7, (682 - 7) * 48));
@@ -291,6 +319,20 @@ mod tests {
             ..class
         };
         assert_eq!(free_in(&empty), (0, 0));
+        // A purged span holds no free objects: only the other one counts.
+        let purged = ClassStats {
+            spans: 3,
+            span_bytes: 3 * 16384,
+            purged_bytes: 2 * 16384,
+            ..class
+        };
+        assert_eq!(free_in(&purged), (341 - 7, (341 - 7) * 48));
+        let all_purged = ClassStats {
+            live: 0,
+            purged_bytes: 3 * 16384,
+            ..purged
+        };
+        assert_eq!(free_in(&all_purged), (0, 0));
     }
 
     #[test]

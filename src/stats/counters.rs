@@ -8,10 +8,12 @@
 //! path.
 //!
 //! Invariants: taking a snapshot allocates nothing and takes no lock but
-//! the mapper registry's and the large path's, briefly; it first counts
+//! the mapper registry's, the large path's and each class's press lists'
+//! (to count its purged spans), briefly, one at a time; it first counts
 //! the calling thread's own operations (see [`ClassStats`] for what is
 //! exact); counters only grow, except the live and cached counts of the
-//! large path.
+//! large path and the purged bytes (a purged span that is used again is
+//! no longer purged).
 
 use crate::cache::class_table::{self, ClassInfo};
 use crate::cache::thread_cache;
@@ -72,8 +74,8 @@ pub fn internal_counts() -> InternalCounts {
 /// ([`ProcessStats::uncounted_threads`] says how many such threads there
 /// are). `live` is `allocations - releases` (0 if that is negative, which
 /// only uncounted operations can cause): exact when no other thread holds
-/// uncounted operations, an estimate otherwise. `spans` and `span_bytes`
-/// are exact.
+/// uncounted operations, an estimate otherwise. `spans`, `span_bytes` and
+/// `purged_bytes` are exact.
 ///
 /// ```
 /// use slitter::{Class, ClassConfig};
@@ -95,6 +97,8 @@ pub fn internal_counts() -> InternalCounts {
 /// assert_eq!((stats.allocations, stats.releases, stats.live), (100, 30, 70));
 /// assert_eq!(stats.spans, 1);
 /// assert!(stats.span_bytes >= 100 * 40);
+/// // The class does not opt in to purging: its spans stay resident.
+/// assert_eq!(stats.purged_bytes, 0);
 /// # for &object in &objects[30..] { class.release(object); }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,10 +116,14 @@ pub struct ClassStats {
     /// Objects handed out and not taken back.
     pub live: u64,
     /// Spans taken from the mill (never given back: class memory is
-    /// type-stable).
+    /// type-stable; purged ones count too).
     pub spans: usize,
     /// Bytes of those spans.
     pub span_bytes: usize,
+    /// Bytes of the class's spans whose memory is given back now
+    /// (purged); their addresses stay the class's, so `spans` and
+    /// `span_bytes` still count them.
+    pub purged_bytes: usize,
 }
 
 impl ClassStats {
@@ -129,6 +137,9 @@ impl ClassStats {
     pub(crate) fn of(info: &'static ClassInfo) -> ClassStats {
         thread_cache::fold_this_thread(info);
         let (allocations, releases) = tally::counts(info.id);
+        // Purged spans before spans taken: every span counted as purged
+        // is then counted as taken.
+        let purged_bytes = info.press.purged_bytes();
         let (spans, span_bytes) = info.press.spans_taken();
         ClassStats {
             id: info.id,
@@ -139,6 +150,7 @@ impl ClassStats {
             live: allocations.saturating_sub(releases),
             spans,
             span_bytes,
+            purged_bytes,
         }
     }
 }
@@ -228,6 +240,9 @@ pub struct ProcessStats {
     pub spans: usize,
     /// Bytes of those spans.
     pub span_bytes: usize,
+    /// Bytes of those spans that are purged now (the sum of the classes'
+    /// `purged_bytes`).
+    pub purged_bytes: usize,
     /// Chunks the mappers reserved.
     pub chunks: usize,
     /// Bytes of address space those chunks keep reserved.
@@ -246,6 +261,7 @@ pub struct ProcessStats {
 /// let stats = slitter::process_stats();
 /// assert!(stats.live <= stats.allocations);
 /// assert!(stats.span_bytes <= stats.reserved_bytes);
+/// assert!(stats.purged_bytes <= stats.span_bytes);
 /// ```
 pub fn process_stats() -> ProcessStats {
     process_stats_with(|_| {})
@@ -269,6 +285,7 @@ pub(crate) fn process_stats_with(mut visit: impl FnMut(&ClassStats)) -> ProcessS
         stats.live += class.live;
         stats.spans += class.spans;
         stats.span_bytes += class.span_bytes;
+        stats.purged_bytes += class.purged_bytes;
     }
     for mapper in mapper_stats() {
         stats.chunks += mapper.chunks;
@@ -383,6 +400,55 @@ mod tests {
             class.release(core::ptr::NonNull::new(addr as *mut _).unwrap());
         }
         assert_eq!(class_stats(class).releases, 50);
+    }
+
+    #[test]
+    fn purged_spans_are_counted_until_they_are_used_again() {
+        let class = Class::new(ClassConfig {
+            size: 256,
+            purge: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let press = &class.info().press;
+        let per_span = press.span_size() / 256;
+        // A thread that exits gives its objects back to their spans, and
+        // its spans to the press: every span is then wholly free.
+        std::thread::spawn(move || {
+            let objects: Vec<_> = (0..3 * per_span)
+                .map(|_| class.allocate().unwrap())
+                .collect();
+            assert_eq!(class_stats(class).purged_bytes, 0);
+            for object in objects {
+                class.release(object);
+            }
+        })
+        .join()
+        .unwrap();
+        // Another thread's tick may hold the press's purge for a moment: a
+        // few tries.
+        let mut stats = class_stats(class);
+        for _ in 0..1000 {
+            if stats.purged_bytes == stats.span_bytes {
+                break;
+            }
+            press.purge(crate::heap::decay::now_ms(), 0, usize::MAX);
+            std::thread::yield_now();
+            stats = class_stats(class);
+        }
+        assert!(stats.spans >= 3, "{stats:?}");
+        assert_eq!(stats.purged_bytes, stats.span_bytes, "{stats:?}");
+        assert!(process_stats().purged_bytes >= stats.purged_bytes);
+
+        // An allocation takes a purged span back: it is resident again,
+        // and still counted in the class's spans.
+        let object = class.allocate().unwrap();
+        let again = class_stats(class);
+        assert_eq!(
+            (again.spans, again.purged_bytes),
+            (stats.spans, stats.span_bytes - press.span_size())
+        );
+        class.release(object);
     }
 
     #[test]

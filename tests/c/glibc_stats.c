@@ -1,11 +1,14 @@
 /*
  * glibc's malloc introspection functions as slitter answers them:
  * mallinfo2 and mallinfo after known malloc/free sequences, malloc_info's
- * XML, mallopt's accepted and refused options, malloc_trim, and
- * malloc_stats (whose table tests/stats.rs finds on stderr).
+ * XML, mallopt's accepted and refused options, malloc_trim (of large
+ * blocks, then of 64 MiB of freed 64-byte objects, whose purged spans
+ * leave mallinfo2's arena and show in malloc_info), and malloc_stats
+ * (whose table tests/stats.rs finds on stderr, with those purged bytes).
  *
  * tests/stats.rs builds this without slitter and runs it under
- * LD_PRELOAD=libslitter.so. The checks follow slitter's documented mapping
+ * LD_PRELOAD=libslitter.so with SLITTER_PURGE_DELAY=off, so that only
+ * malloc_trim purges. The checks follow slitter's documented mapping
  * (src/malloc/glibc_extras.rs), so they fail against glibc's malloc. Prints the
  * allocator_probe.h line, one "introspection:" line naming the objects
  * that define mallinfo2 and malloc_info, and "glibc_stats: ok" last; a
@@ -29,7 +32,14 @@
 #define SIZE 48
 #define LARGE (1 << 20)
 
+/* 64 MiB of 64-byte objects, freed then trimmed: at least half of it
+ * must be purged (the rest of their spans may hold other objects). */
+#define PURGE_SIZE 64
+#define PURGE_COUNT ((64 << 20) / PURGE_SIZE)
+#define PURGE_ENOUGH ((size_t)32 << 20)
+
 static void *volatile objects[COUNT];
+static void *volatile purge_objects[PURGE_COUNT];
 
 static void check_mallinfo(void)
 {
@@ -90,9 +100,11 @@ static void check_mallinfo(void)
 	CHECK(malloc_trim(0) == 0, "a second malloc_trim released memory");
 }
 
-static void check_malloc_info(void)
+static char xml[1 << 16];
+
+/* malloc_info's XML, into xml; its length. */
+static size_t read_malloc_info(void)
 {
-	static char xml[1 << 16];
 	FILE *file = tmpfile();
 	size_t length;
 
@@ -105,6 +117,25 @@ static void check_malloc_info(void)
 	CHECK(malloc_info(1, file) == -1 && errno == EINVAL,
 	      "options other than 0 are refused with EINVAL");
 	fclose(file);
+	return length;
+}
+
+/* The size of the element starting with `start` in the XML at `from`;
+ * where the search for the next one may go on. */
+static const char *size_of_element(const char *from, const char *start,
+				   size_t *size)
+{
+	const char *element = strstr(from, start);
+
+	CHECK(element != NULL &&
+		      sscanf(element + strlen(start), "%zu", size) == 1,
+	      "no %s...\" in:\n%s", start, xml);
+	return element + strlen(start);
+}
+
+static void check_malloc_info(void)
+{
+	size_t length = read_malloc_info();
 
 	static const char start[] = "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n";
 
@@ -117,6 +148,58 @@ static void check_malloc_info(void)
 	      "no mmap total:\n%s", xml);
 	CHECK(length > 10 && strcmp(xml + length - 10, "</malloc>\n") == 0,
 	      "unexpected end:\n%s", xml);
+}
+
+/* Frees PURGE_COUNT objects of PURGE_SIZE bytes: nothing is purged
+ * before malloc_trim, then their spans leave mallinfo2's arena (and their
+ * objects its free count) and malloc_info reports them purged. */
+static void check_purge(void)
+{
+	static const char purged[] = "<aspace type=\"purged\" size=\"";
+	static const char current[] = "<system type=\"current\" size=\"";
+	struct mallinfo2 filled, freed, trimmed;
+	size_t heap_current, heap_purged, all_purged, ignored;
+	const char *next;
+
+	for (int i = 0; i < PURGE_COUNT; i++) {
+		purge_objects[i] = malloc(PURGE_SIZE);
+		CHECK(purge_objects[i] != NULL, "malloc(%d) failed", PURGE_SIZE);
+	}
+	filled = mallinfo2();
+	for (int i = 0; i < PURGE_COUNT; i++)
+		free(purge_objects[i]);
+	freed = mallinfo2();
+	CHECK(freed.arena == filled.arena,
+	      "arena %zu -> %zu before malloc_trim with SLITTER_PURGE_DELAY=off",
+	      filled.arena, freed.arena);
+	CHECK(freed.ordblks - filled.ordblks == PURGE_COUNT,
+	      "free objects grew by %zu for %d freed",
+	      freed.ordblks - filled.ordblks, PURGE_COUNT);
+
+	CHECK(malloc_trim(0) == 1, "malloc_trim released nothing");
+	trimmed = mallinfo2();
+	CHECK(trimmed.arena + PURGE_ENOUGH <= freed.arena,
+	      "arena %zu -> %zu after malloc_trim", freed.arena, trimmed.arena);
+	CHECK(trimmed.fordblks == trimmed.arena - trimmed.uordblks,
+	      "arena %zu uordblks %zu fordblks %zu", trimmed.arena,
+	      trimmed.uordblks, trimmed.fordblks);
+	CHECK(trimmed.ordblks + PURGE_ENOUGH / PURGE_SIZE <= freed.ordblks,
+	      "free objects %zu -> %zu: purged spans' objects still counted",
+	      freed.ordblks, trimmed.ordblks);
+
+	/* The heap's elements, then the top level's. slitter counts the top
+	 * level's first: a purged span that stdio takes back while the heap
+	 * is written lowers only the heap's purged bytes. */
+	read_malloc_info();
+	next = size_of_element(xml, current, &heap_current);
+	next = size_of_element(next, purged, &heap_purged);
+	next = size_of_element(next, current, &ignored);
+	size_of_element(next, purged, &all_purged);
+	CHECK(heap_purged >= PURGE_ENOUGH && all_purged >= heap_purged,
+	      "purged: heap %zu, all %zu:\n%s", heap_purged, all_purged, xml);
+	CHECK(heap_current + PURGE_ENOUGH <= freed.arena,
+	      "the heap's current size %zu, arena %zu before malloc_trim:\n%s",
+	      heap_current, freed.arena, xml);
 }
 
 static void check_mallopt_and_trim(void)
@@ -147,6 +230,7 @@ int main(void)
 	check_mallinfo();
 	check_malloc_info();
 	check_mallopt_and_trim();
+	check_purge();
 	malloc_stats();
 	for (int i = COUNT / 2; i < COUNT; i++)
 		free(objects[i]);

@@ -126,6 +126,10 @@ static void check_process_and_mappers(void)
 	      (unsigned long long)process.chunks,
 	      (unsigned long long)process.reserved_bytes,
 	      (unsigned long long)process.span_bytes);
+	CHECK(process.purged_bytes <= process.span_bytes,
+	      "purged %llu of %llu span bytes",
+	      (unsigned long long)process.purged_bytes,
+	      (unsigned long long)process.span_bytes);
 
 	CHECK(slitter_mapper_stats(0, &mapper) == 0, "mapper 0 failed");
 	CHECK(strcmp(mapper.name, "default") == 0, "mapper 0 is %s",
@@ -184,6 +188,9 @@ int main(void)
 	CHECK(stats.spans >= 1 && stats.span_bytes >= MAIN_ALLOCATIONS * 40,
 	      "spans %llu bytes %llu", (unsigned long long)stats.spans,
 	      (unsigned long long)stats.span_bytes);
+	/* The class does not opt in to purging. */
+	CHECK(stats.purged_bytes == 0, "purged %llu bytes",
+	      (unsigned long long)stats.purged_bytes);
 	for (int i = 0; i < MAIN_RELEASES; i++)
 		slitter_release(stats_class, objects[i]);
 	stats = class_stats();
