@@ -233,7 +233,7 @@ impl Press {
             let size = self.span_size;
             // Held objects were handed out before: their states have the
             // tag already.
-            let mut push_held = |o| push(o, object_states::state_at(metadata, o), clear);
+            let push_held = |o| push(o, object_states::state_at(metadata, o), clear);
             match order {
                 Order::Ascending => {
                     let mut cursor = span.cursor.load(Ordering::Relaxed) as usize;
@@ -242,15 +242,15 @@ impl Press {
                 }
                 Order::Scattered(random) => {
                     let words = size / crate::layout::constants::GRANULE / 64;
-                    while taken < wanted.min(held as usize) {
-                        let (word, pick) = (random.below(words), random.below(64) as u32);
-                        let Some(object) = held_bits::take_one(metadata, begin, size, word, pick)
-                        else {
-                            break;
-                        };
-                        push_held(object);
-                        taken += 1;
-                    }
+                    taken = held_bits::take_scattered(
+                        metadata,
+                        begin,
+                        size,
+                        random.below(words),
+                        wanted,
+                        |set| random.below(set as usize) as u32,
+                        push_held,
+                    );
                 }
             }
             span.status.fetch_sub(taken as u64, Ordering::Release);

@@ -143,45 +143,50 @@ pub fn take(
     taken
 }
 
-/// Takes one held object of the span `[begin, begin + size)`: in the
-/// first word from `word` on (going round) that has bits set, the one
-/// `pick` bits above its lowest, counting round; `None` if it holds none.
-/// With random `word` and `pick`, objects come out in no predictable
-/// order (the hardened malloc classes).
-pub fn take_one(
+/// Takes up to `wanted` held objects of the span `[begin, begin + size)`,
+/// one per word of bits, going round once from word `word`: in each word
+/// with bits set, the one `pick(set)` bits above its lowest (`set`: how
+/// many bits it has). Calls `take` on each object's address and returns
+/// how many it took. With a random `word` and `pick`, objects come out in
+/// no predictable order and no two from the same word (the hardened
+/// malloc classes), for at most one pass over the span's bits.
+pub fn take_scattered(
     metadata: usize,
     begin: usize,
     size: usize,
     word: usize,
-    pick: u32,
-) -> Option<usize> {
+    wanted: usize,
+    mut pick: impl FnMut(u32) -> u32,
+    mut take: impl FnMut(usize),
+) -> usize {
     let first = word_for(metadata, begin) as *const AtomicU64;
     let words = size / GRANULE / WORD_GRANULES;
+    let mut taken = 0;
     let mut index = word % words;
     for _ in 0..words {
+        if taken == wanted {
+            break;
+        }
         let current = index;
         index = if index + 1 == words { 0 } else { index + 1 };
-        let index = current;
         // SAFETY: as in `take`.
-        let word = unsafe { &*first.add(index) };
-        loop {
-            let bits = word.load(Ordering::Relaxed);
-            if bits == 0 {
-                break;
-            }
-            let mut rest = bits;
-            for _ in 0..pick % bits.count_ones() {
-                rest &= rest - 1;
-            }
-            let bit = 1u64 << rest.trailing_zeros();
-            if word.fetch_and(!bit, Ordering::Acquire) & bit != 0 {
-                return Some(
-                    begin + (index * WORD_GRANULES + rest.trailing_zeros() as usize) * GRANULE,
-                );
-            }
+        let bits_word = unsafe { &*first.add(current) };
+        let bits = bits_word.load(Ordering::Relaxed);
+        if bits == 0 {
+            continue;
+        }
+        let mut rest = bits;
+        for _ in 0..pick(bits.count_ones()) % bits.count_ones() {
+            rest &= rest - 1;
+        }
+        let bit = 1u64 << rest.trailing_zeros();
+        // Another taker may have cleared it meanwhile: then none from here.
+        if bits_word.fetch_and(!bit, Ordering::Acquire) & bit != 0 {
+            take(begin + (current * WORD_GRANULES + rest.trailing_zeros() as usize) * GRANULE);
+            taken += 1;
         }
     }
-    None
+    taken
 }
 
 /// The number of bits set for the span `[begin, begin + size)`.
@@ -246,21 +251,20 @@ mod tests {
     }
 
     #[test]
-    fn one_object_is_taken_where_asked() {
+    fn scattered_takes_are_one_per_word_where_asked() {
         let (_words, metadata, begin) = region();
         let size = SPAN_ALIGNMENT;
         let objects: Vec<usize> = (0..100).map(|i| begin + i * 32).collect();
         set(metadata, objects.iter().copied());
-        // Word 1 holds objects 32 to 63; the third of them is 34.
-        assert_eq!(take_one(metadata, begin, size, 1, 2), Some(objects[34]));
-        assert_eq!(take_one(metadata, begin, size, 1, 2), Some(objects[35]));
-        // From the last (empty) words round to word 0; picks count round.
-        assert_eq!(take_one(metadata, begin, size, 10, 33), Some(objects[1]));
+        // Words 0 and 1 hold objects 0-31 and 32-63, word 3 holds 96-99:
+        // from word 1, the third of each word, round to word 0.
+        let mut seen = Vec::new();
+        let taken = take_scattered(metadata, begin, size, 1, 10, |_| 2, |a| seen.push(a));
+        assert_eq!(taken, 4);
+        assert_eq!(seen, [objects[34], objects[66], objects[98], objects[2]]);
         let mut rest = 0;
-        while take_one(metadata, begin, size, 3, 7).is_some() {
-            rest += 1;
-        }
-        assert_eq!(rest, 97);
+        while take_scattered(metadata, begin, size, 5, 31, |set| set + 1, |_| rest += 1) > 0 {}
+        assert_eq!(rest, 96);
     }
 
     #[test]
